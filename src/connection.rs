@@ -1,0 +1,163 @@
+//! Framed message I/O over a TCP stream: each frame is a u32 big-endian length followed by
+//! one encoded [`Message`] (tokio-util's `LengthDelimitedCodec`). A frame longer than the
+//! current maximum is refused from its length prefix alone, before anything is buffered.
+//! `Ok(None)` from a read means the peer closed cleanly between frames; a close in the
+//! middle of a frame is an error.
+
+use crate::error::{Error, Result};
+use crate::protocol::{self, Message, MAX_FRAME};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+fn codec(max_frame: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_type::<u32>()
+        .big_endian()
+        .max_frame_length(max_frame)
+        .new_codec()
+}
+
+/// Splits a TCP stream into a message reader and writer, the reader limited to
+/// `max_frame` bytes per frame until raised with [`MessageReader::set_max_frame`].
+pub fn split(
+    stream: TcpStream,
+    max_frame: usize,
+) -> (MessageReader<OwnedReadHalf>, MessageWriter<OwnedWriteHalf>) {
+    // Replication sends many small frames; do not let Nagle hold them back.
+    let _ = stream.set_nodelay(true);
+    let (read, write) = stream.into_split();
+    (MessageReader::new(read, max_frame), MessageWriter::new(write))
+}
+
+/// The peer address of a stream, or an unspecified one if the OS cannot tell.
+pub fn peer_of(stream: &TcpStream) -> SocketAddr {
+    stream
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+/// Reads whole messages from a byte stream.
+pub struct MessageReader<R> {
+    frames: FramedRead<R, LengthDelimitedCodec>,
+}
+
+impl<R: AsyncRead + Unpin> MessageReader<R> {
+    /// A reader accepting frames up to `max_frame` bytes.
+    pub fn new(read: R, max_frame: usize) -> Self {
+        MessageReader {
+            frames: FramedRead::new(read, codec(max_frame)),
+        }
+    }
+
+    /// Raise (or lower) the largest frame accepted from now on.
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.frames
+            .decoder_mut()
+            .set_max_frame_length(max_frame.min(MAX_FRAME));
+    }
+
+    /// The next message; `Ok(None)` when the peer closed cleanly between frames.
+    pub async fn read(&mut self) -> Result<Option<Message>> {
+        match self.frames.next().await {
+            None => Ok(None),
+            Some(Err(e)) => Err(framing_error(e)),
+            Some(Ok(frame)) => protocol::decode(&frame).map(Some),
+        }
+    }
+
+    /// Like [`read`](Self::read), but a peer silent for `limit` is an error: a half-sent
+    /// frame or an idle peer cannot hold a task forever.
+    pub async fn read_within(&mut self, limit: Duration, waiting_for: &str) -> Result<Option<Message>> {
+        match tokio::time::timeout(limit, self.read()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(format!(
+                "no {waiting_for} within {} ms",
+                limit.as_millis()
+            ))),
+        }
+    }
+}
+
+fn framing_error(e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::InvalidData => Error::Protocol(format!("bad frame: {e}")),
+        std::io::ErrorKind::UnexpectedEof => {
+            Error::Protocol("connection closed in the middle of a frame".into())
+        }
+        _ => Error::Io(e),
+    }
+}
+
+/// Writes whole messages to a byte stream.
+pub struct MessageWriter<W> {
+    frames: FramedWrite<W, LengthDelimitedCodec>,
+}
+
+impl<W: AsyncWrite + Unpin> MessageWriter<W> {
+    /// A writer on `write`.
+    pub fn new(write: W) -> Self {
+        MessageWriter {
+            frames: FramedWrite::new(write, codec(MAX_FRAME)),
+        }
+    }
+
+    /// Sends one message and flushes it.
+    pub async fn send(&mut self, message: &Message) -> Result<()> {
+        self.feed(message).await?;
+        self.flush().await
+    }
+
+    /// Queues one message without flushing, to send a batch with one [`flush`](Self::flush).
+    pub async fn feed(&mut self, message: &Message) -> Result<()> {
+        let frame = Bytes::from(protocol::encode(message)?);
+        self.frames.feed(frame).await.map_err(framing_error)
+    }
+
+    /// Sends everything queued.
+    pub async fn flush(&mut self) -> Result<()> {
+        SinkExt::<Bytes>::flush(&mut self.frames)
+            .await
+            .map_err(framing_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn round_trip_and_clean_end() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut writer = MessageWriter::new(a);
+        let mut reader = MessageReader::new(b, MAX_FRAME);
+        writer.send(&Message::Ack { seq: 5 }).await.expect("send");
+        drop(writer);
+        assert_eq!(reader.read().await.expect("read"), Some(Message::Ack { seq: 5 }));
+        assert_eq!(reader.read().await.expect("end"), None);
+    }
+
+    #[tokio::test]
+    async fn oversized_length_prefix_is_refused_without_buffering() {
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let mut reader = MessageReader::new(b, 1024);
+        a.write_all(&u32::MAX.to_be_bytes()).await.expect("write");
+        let err = reader.read().await.expect_err("must refuse");
+        assert!(err.to_string().contains("bad frame"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn truncated_frame_is_an_error() {
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let mut reader = MessageReader::new(b, 1024);
+        a.write_all(&[0, 0, 0, 10, 1, 2]).await.expect("write");
+        drop(a);
+        assert!(reader.read().await.is_err());
+    }
+}

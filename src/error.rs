@@ -1,0 +1,80 @@
+//! The library's one error type. Every fallible function in `kv` returns [`Result`];
+//! `anyhow` is used only at the binary's edge (`main.rs`).
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong inside kv, from a bad shell line to a foreign database file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// SQLite reported an error.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+
+    /// A schema migration failed.
+    #[error("migration: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+
+    /// An operating-system I/O error (sockets, files).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+
+    /// The file cannot be used as a kv database (foreign, newer schema, other role,
+    /// unreadable); nothing was written to it.
+    #[error("{}: {reason}", path.display())]
+    Database {
+        /// The file that was refused.
+        path: PathBuf,
+        /// Why it was refused, in words a user can act on.
+        reason: String,
+    },
+
+    /// A frame could not be encoded.
+    #[error("encode: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+
+    /// A frame could not be decoded into a message.
+    #[error("undecodable message: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+
+    /// The peer broke the replication protocol (wrong order, bad seq, unknown history...).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+
+    /// A log entry arrived whose seq is not the next one expected.
+    #[error("seq out of order: expected {expected}, got {got}")]
+    SeqOutOfOrder {
+        /// The seq that must come next.
+        expected: u64,
+        /// The seq that came.
+        got: u64,
+    },
+
+    /// The peer reported an error and closed.
+    #[error("peer error: {0}")]
+    Remote(String),
+
+    /// A peer stayed silent longer than allowed.
+    #[error("timed out: {0}")]
+    Timeout(String),
+
+    /// A write was attempted on a node that does not accept writes.
+    #[error("read-only: {0}")]
+    ReadOnly(String),
+
+    /// A caller passed something invalid (bad address, bad key...).
+    #[error("{0}")]
+    Invalid(String),
+
+    /// A background task went away (the node is shutting down).
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// `Result` with kv's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(err: tokio::task::JoinError) -> Self {
+        Error::Io(std::io::Error::other(err.to_string()))
+    }
+}

@@ -1,0 +1,238 @@
+//! A running node's shared core, used by both roles: the store, the head-seq watch that
+//! wakes replication senders, the write path, and the status of downstream replicas and
+//! (on a replica) of the upstream link. [`crate::primary`] and [`crate::replica`] build
+//! one; the shell, the replication tasks and the listeners all hold an `Arc<Node>`.
+
+pub mod status;
+
+use crate::error::{Error, Result};
+use crate::store::{KvStore, Op, Role};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// State of a replica's link to its upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// Never told to join anything.
+    Idle,
+    /// Dialling the upstream.
+    Connecting,
+    /// Receiving a snapshot or catching up.
+    Syncing,
+    /// Caught up; receiving live entries.
+    Streaming,
+    /// The link failed or closed.
+    Down,
+}
+
+impl LinkState {
+    /// The word shown by `STATUS`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Idle => "idle",
+            LinkState::Connecting => "connecting",
+            LinkState::Syncing => "syncing",
+            LinkState::Streaming => "streaming",
+            LinkState::Down => "down",
+        }
+    }
+}
+
+/// What a replica knows about its upstream link.
+#[derive(Clone, Debug)]
+pub struct LinkStatus {
+    /// The `host:port` joined, if any.
+    pub upstream: Option<String>,
+    /// Current state.
+    pub state: LinkState,
+    /// The upstream's head seq as last heard.
+    pub upstream_seq: u64,
+    /// Kind and reason of the last resync, e.g. `full resync: new replica`.
+    pub last_resync: Option<String>,
+    /// Why the link last went down.
+    pub last_error: Option<String>,
+}
+
+/// What an upstream knows about one connected replica.
+#[derive(Clone, Debug)]
+pub struct DownstreamStatus {
+    /// The replica's self-chosen id.
+    pub node_id: String,
+    /// The address the replica serves on, as it reported it.
+    pub replica_addr: String,
+    /// The address its connection comes from.
+    pub peer: SocketAddr,
+    /// Everything up to this seq is durable on the replica.
+    pub acked_seq: u64,
+    /// When the last ack arrived.
+    pub last_ack: Instant,
+}
+
+/// The shared core of a running node.
+pub struct Node {
+    store: Arc<dyn KvStore>,
+    role: Role,
+    node_id: String,
+    listen_addr: SocketAddr,
+    head: watch::Sender<u64>,
+    downstreams: Mutex<BTreeMap<u64, DownstreamStatus>>,
+    next_downstream: AtomicU64,
+    history_reset: Mutex<CancellationToken>,
+    link: Mutex<LinkStatus>,
+    shutdown: CancellationToken,
+}
+
+// Every critical section below is a plain field update that cannot panic half-way, so a
+// poisoned lock still holds consistent data.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Node {
+    /// A node serving `store` in `role`, whose replication listener is bound to
+    /// `listen_addr`. `head_seq` is the store's current head.
+    pub fn new(store: Arc<dyn KvStore>, role: Role, listen_addr: SocketAddr, head_seq: u64) -> Self {
+        Node {
+            store,
+            role,
+            node_id: format!("{:016x}", rand::random::<u64>()),
+            listen_addr,
+            head: watch::Sender::new(head_seq),
+            downstreams: Mutex::new(BTreeMap::new()),
+            next_downstream: AtomicU64::new(1),
+            history_reset: Mutex::new(CancellationToken::new()),
+            link: Mutex::new(LinkStatus {
+                upstream: None,
+                state: LinkState::Idle,
+                upstream_seq: 0,
+                last_resync: None,
+                last_error: None,
+            }),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// The store, for blocking calls from a non-async thread (the shell).
+    pub fn store(&self) -> &Arc<dyn KvStore> {
+        &self.store
+    }
+
+    /// The node's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// A random id for this process, sent in `Join`.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The bound replication address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+
+    /// Cancelled when the node shuts down.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Runs `f` on the store in the blocking pool, off the async runtime's threads.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn KvStore) -> Result<T> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(store.as_ref())).await?
+    }
+
+    /// The one write path of a primary: commits `op` durably, then wakes the senders.
+    /// Returns the new seq, or `None` for a delete of an absent key.
+    pub async fn write(&self, op: Op) -> Result<Option<u64>> {
+        if self.role != Role::Primary {
+            return Err(Error::ReadOnly(
+                "replicas do not accept writes; write on the primary".into(),
+            ));
+        }
+        let seq = self.blocking(move |store| store.append(&op)).await?;
+        if let Some(seq) = seq {
+            self.notify_head(seq);
+        }
+        Ok(seq)
+    }
+
+    /// Records that the store's head reached `seq`, waking senders waiting at the head.
+    pub fn notify_head(&self, seq: u64) {
+        self.head.send_if_modified(|head| {
+            let newer = seq > *head;
+            if newer {
+                *head = seq;
+            }
+            newer
+        });
+    }
+
+    /// Sets the head after the store's history was replaced (a snapshot install), where
+    /// it may move backwards.
+    pub fn reset_head(&self, seq: u64) {
+        self.head.send_replace(seq);
+    }
+
+    /// A receiver of the head seq, for senders waiting at the head.
+    pub fn subscribe_head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    /// A token cancelled when this node's contents are replaced by a snapshot: connections
+    /// streaming the old history to chained replicas must then end.
+    pub fn history_reset_token(&self) -> CancellationToken {
+        lock(&self.history_reset).child_token()
+    }
+
+    /// Ends every downstream stream of the old history (after a snapshot install).
+    pub fn reset_history(&self) {
+        let old = std::mem::replace(&mut *lock(&self.history_reset), CancellationToken::new());
+        old.cancel();
+    }
+
+    /// Registers a connected replica; it is listed until [`Node::remove_downstream`].
+    pub fn add_downstream(&self, status: DownstreamStatus) -> u64 {
+        let id = self.next_downstream.fetch_add(1, Ordering::Relaxed);
+        lock(&self.downstreams).insert(id, status);
+        id
+    }
+
+    /// Records an ack from a connected replica.
+    pub fn record_ack(&self, id: u64, seq: u64) {
+        if let Some(status) = lock(&self.downstreams).get_mut(&id) {
+            status.acked_seq = status.acked_seq.max(seq);
+            status.last_ack = Instant::now();
+        }
+    }
+
+    /// Forgets a replica whose connection ended.
+    pub fn remove_downstream(&self, id: u64) {
+        lock(&self.downstreams).remove(&id);
+    }
+
+    /// The connected replicas.
+    pub fn downstreams(&self) -> Vec<DownstreamStatus> {
+        lock(&self.downstreams).values().cloned().collect()
+    }
+
+    /// The upstream link's status (replica).
+    pub fn link(&self) -> LinkStatus {
+        lock(&self.link).clone()
+    }
+
+    /// Changes the upstream link's status.
+    pub fn update_link(&self, change: impl FnOnce(&mut LinkStatus)) {
+        change(&mut lock(&self.link));
+    }
+}

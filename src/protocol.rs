@@ -1,0 +1,257 @@
+//! The replication protocol: the [`Message`]s nodes exchange and their pure encoding.
+//! Framing (a u32 big-endian length before each message) lives in [`crate::connection`];
+//! this module only turns one frame's bytes into a message and back, with
+//! [`rmp_serde`] (MessagePack, fields by name so later versions can add fields).
+//!
+//! | message | direction | meaning |
+//! |---|---|---|
+//! | `Join { node_id, replica_addr, history_id, last_seq, protocol_version }` | replica → upstream | first frame on a connection the replica opened |
+//! | `Continue { history_id, from_seq }` | upstream → replica | partial resync: log entries after `from_seq` follow |
+//! | `SnapshotBegin { history_id, seq, keys }` | upstream → replica | full resync: a snapshot at `seq` of `keys` keys follows |
+//! | `Snapshot { entries }` | upstream → replica | one bounded chunk of the snapshot, in key order |
+//! | `SnapshotEnd { seq }` | upstream → replica | the snapshot is complete; log entries after `seq` follow |
+//! | `Put { seq, key, value }` / `Delete { seq, key }` | upstream → replica | log entries, seq strictly increasing by one |
+//! | `Ack { seq }` | replica → upstream | everything up to `seq` is durable on the replica |
+//! | `Ping { seq }` | both | heartbeat carrying the sender's head seq |
+//! | `Error { message }` | both | the reason, sent before closing |
+//!
+//! Join with a full resync, then live streaming; a partial resync replaces the snapshot
+//! with one `Continue`:
+//!
+//! ```text
+//! replica                                   upstream (primary, or a replica)
+//!    | -- Join{history, last_seq} ------------> |  decide: partial or full (replication::plan_sync)
+//!    | <------------- SnapshotBegin{seq S, n} - |  one read transaction at S
+//!    | <------------- Snapshot{entries} ------- |  chunks of <= 1,000 pairs / 1 MiB
+//!    | <------------- Snapshot{entries} ------- |  (writes continue on the primary meanwhile)
+//!    | <------------- SnapshotEnd{S} ---------- |
+//!    |   apply the snapshot in one transaction  |
+//!    | <------------- Put{S+1} / Delete{S+2} .. |  the log after S, then live entries
+//!    | -- Ack{seq} ---------------------------> |  after each durable apply (coalesced)
+//!
+//! resync after a restart, same history and S+1 still in the upstream's log:
+//!    | -- Join{history, last_seq S} ----------> |
+//!    | <------------- Continue{history, S} ---- |
+//!    | <------------- Put{S+1} ... ------------ |
+//! ```
+
+use crate::error::Result;
+use crate::store::{LogEntry, Op, Pair};
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks; a `Join` with another version is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame accepted once a connection is established.
+pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Largest frame accepted before a peer has sent a valid `Join`: a stranger cannot make a
+/// node buffer more than this.
+pub const HANDSHAKE_MAX_FRAME: usize = 64 * 1024;
+
+/// Snapshot chunk bounds: at most this many pairs...
+pub const SNAPSHOT_CHUNK_ENTRIES: usize = 1000;
+/// ...and about this many bytes of keys and values per `Snapshot` message.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// One replication message; see the module documentation for the table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// First frame from a replica: who it is and where its history stands.
+    Join {
+        /// A random id the replica picks for itself.
+        node_id: String,
+        /// The address the replica serves on (for status displays).
+        replica_addr: String,
+        /// The history the replica's data belongs to, if it has any.
+        history_id: Option<String>,
+        /// The replica's applied seq (0 if it has nothing).
+        last_seq: u64,
+        /// [`PROTOCOL_VERSION`] of the replica.
+        protocol_version: u32,
+    },
+    /// Partial resync: the entries after `from_seq` follow.
+    Continue {
+        /// The upstream's history id (equal to the replica's).
+        history_id: String,
+        /// The replica's applied seq; the next entry is `from_seq + 1`.
+        from_seq: u64,
+    },
+    /// Full resync: a snapshot at `seq` of `keys` keys follows.
+    SnapshotBegin {
+        /// The history the snapshot belongs to.
+        history_id: String,
+        /// The snapshot holds exactly the writes up to this seq.
+        seq: u64,
+        /// Number of keys in the snapshot (for progress).
+        keys: u64,
+    },
+    /// A chunk of the snapshot, in key order.
+    Snapshot {
+        /// Key-value pairs.
+        entries: Vec<Pair>,
+    },
+    /// The snapshot is complete.
+    SnapshotEnd {
+        /// The snapshot's seq, repeated as a check.
+        seq: u64,
+    },
+    /// Log entry: `key` was set to `value`.
+    Put {
+        /// The entry's seq.
+        seq: u64,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Log entry: `key` was removed.
+    Delete {
+        /// The entry's seq.
+        seq: u64,
+        /// The key.
+        key: String,
+    },
+    /// Everything up to `seq` is durable on the replica.
+    Ack {
+        /// The replica's applied seq.
+        seq: u64,
+    },
+    /// Heartbeat with the sender's head seq.
+    Ping {
+        /// The sender's head.
+        seq: u64,
+    },
+    /// Why the sender is closing the connection.
+    Error {
+        /// A human-readable reason.
+        message: String,
+    },
+}
+
+impl Message {
+    /// The message that carries a log entry.
+    pub fn from_entry(entry: LogEntry) -> Message {
+        match entry.op {
+            Op::Put { key, value } => Message::Put {
+                seq: entry.seq,
+                key,
+                value,
+            },
+            Op::Delete { key } => Message::Delete {
+                seq: entry.seq,
+                key,
+            },
+        }
+    }
+
+    /// The log entry this message carries, if it is `Put` or `Delete`.
+    pub fn into_entry(self) -> Option<LogEntry> {
+        match self {
+            Message::Put { seq, key, value } => Some(LogEntry {
+                seq,
+                op: Op::Put { key, value },
+            }),
+            Message::Delete { seq, key } => Some(LogEntry {
+                seq,
+                op: Op::Delete { key },
+            }),
+            _ => None,
+        }
+    }
+
+    /// The message's name, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Join { .. } => "Join",
+            Message::Continue { .. } => "Continue",
+            Message::SnapshotBegin { .. } => "SnapshotBegin",
+            Message::Snapshot { .. } => "Snapshot",
+            Message::SnapshotEnd { .. } => "SnapshotEnd",
+            Message::Put { .. } => "Put",
+            Message::Delete { .. } => "Delete",
+            Message::Ack { .. } => "Ack",
+            Message::Ping { .. } => "Ping",
+            Message::Error { .. } => "Error",
+        }
+    }
+}
+
+/// Encodes one message as a frame body.
+pub fn encode(message: &Message) -> Result<Vec<u8>> {
+    Ok(rmp_serde::to_vec_named(message)?)
+}
+
+/// Decodes one frame body. Any byte string yields a message or an error, never a panic.
+pub fn decode(frame: &[u8]) -> Result<Message> {
+    Ok(rmp_serde::from_slice(frame)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_round_trips() {
+        let messages = vec![
+            Message::Join {
+                node_id: "n".into(),
+                replica_addr: "127.0.0.1:8081".into(),
+                history_id: Some("ab".into()),
+                last_seq: 7,
+                protocol_version: PROTOCOL_VERSION,
+            },
+            Message::Continue {
+                history_id: "ab".into(),
+                from_seq: 7,
+            },
+            Message::SnapshotBegin {
+                history_id: "ab".into(),
+                seq: 9,
+                keys: 2,
+            },
+            Message::Snapshot {
+                entries: vec![("k".into(), "v w\n".into()), ("é".into(), String::new())],
+            },
+            Message::SnapshotEnd { seq: 9 },
+            Message::Put {
+                seq: 10,
+                key: "a".into(),
+                value: "1".into(),
+            },
+            Message::Delete {
+                seq: 11,
+                key: "a".into(),
+            },
+            Message::Ack { seq: 11 },
+            Message::Ping { seq: 11 },
+            Message::Error {
+                message: "bye".into(),
+            },
+        ];
+        for message in messages {
+            let frame = encode(&message).expect("encode");
+            assert_eq!(decode(&frame).expect("decode"), message);
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for frame in [&b""[..], b"\xff\xff", b"\x81\xa4Join\xc0", b"\xdd\xff\xff\xff\xff"] {
+            assert!(decode(frame).is_err());
+        }
+    }
+
+    #[test]
+    fn entries_convert_both_ways() {
+        let entry = LogEntry {
+            seq: 3,
+            op: Op::Put {
+                key: "k".into(),
+                value: "v".into(),
+            },
+        };
+        assert_eq!(Message::from_entry(entry.clone()).into_entry(), Some(entry));
+        assert_eq!(Message::Ack { seq: 1 }.into_entry(), None);
+    }
+}

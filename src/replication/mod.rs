@@ -1,0 +1,298 @@
+//! Replication: the decisions, as plain code that tests call without sockets
+//! ([`plan_sync`], [`Receiver`]), and the two tasks that drive them over TCP:
+//! [`sender`] (an upstream serving one replica: snapshot or log, then live entries) and
+//! [`receiver`] (a replica's link to its upstream).
+
+pub mod receiver;
+pub mod sender;
+
+use crate::error::{Error, Result};
+use crate::protocol::Message;
+use crate::store::{LogEntry, Pair};
+use std::fmt;
+
+/// How an upstream brings a joining replica up to date.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncPlan {
+    /// Same history and the next entry is still logged: send the log after `from_seq`.
+    Partial {
+        /// The replica's applied seq.
+        from_seq: u64,
+    },
+    /// Send a snapshot, then the log after it.
+    Full(FullResyncReason),
+}
+
+/// Why a joining replica needs a full resync.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FullResyncReason {
+    /// The replica has no data yet.
+    NewReplica,
+    /// The replica's data belongs to another history (the upstream's database was replaced,
+    /// or the replica followed another primary).
+    NewHistory {
+        /// The replica's history id.
+        replica: String,
+        /// The upstream's history id.
+        upstream: String,
+    },
+    /// The entries the replica needs were trimmed from the upstream's log.
+    LogTrimmed {
+        /// The first seq the replica needs.
+        need: u64,
+        /// The oldest seq the upstream still has (`None`: its log is empty).
+        oldest: Option<u64>,
+    },
+    /// The replica has writes the upstream does not (e.g. the primary lost its tail).
+    ReplicaAhead {
+        /// The replica's applied seq.
+        replica: u64,
+        /// The upstream's head.
+        upstream: u64,
+    },
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+impl fmt::Display for FullResyncReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FullResyncReason::NewReplica => write!(f, "new replica (it has no data)"),
+            FullResyncReason::NewHistory { replica, upstream } => write!(
+                f,
+                "new history (replica had {}…, primary is {}…)",
+                short(replica),
+                short(upstream)
+            ),
+            FullResyncReason::LogTrimmed { need, oldest } => match oldest {
+                Some(oldest) => write!(f, "log trimmed (need seq {need}, oldest kept {oldest})"),
+                None => write!(f, "log trimmed (need seq {need}, the log is empty)"),
+            },
+            FullResyncReason::ReplicaAhead { replica, upstream } => write!(
+                f,
+                "replica is ahead of the primary (replica at seq {replica}, primary at {upstream})"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for SyncPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncPlan::Partial { from_seq } => write!(f, "partial resync: from seq {from_seq}"),
+            SyncPlan::Full(reason) => write!(f, "full resync: {reason}"),
+        }
+    }
+}
+
+/// Where an upstream's history stands, as far as a joining replica is concerned.
+#[derive(Clone, Debug)]
+pub struct UpstreamState {
+    /// The upstream's history id.
+    pub history_id: String,
+    /// Its head seq.
+    pub head: u64,
+    /// The oldest seq in its log.
+    pub oldest_log: Option<u64>,
+}
+
+/// Decides between partial and full resync for a replica at (`replica_history`,
+/// `replica_seq`).
+pub fn plan_sync(up: &UpstreamState, replica_history: Option<&str>, replica_seq: u64) -> SyncPlan {
+    let Some(replica_history) = replica_history else {
+        return SyncPlan::Full(FullResyncReason::NewReplica);
+    };
+    if replica_history != up.history_id {
+        return SyncPlan::Full(FullResyncReason::NewHistory {
+            replica: replica_history.to_string(),
+            upstream: up.history_id.clone(),
+        });
+    }
+    if replica_seq > up.head {
+        return SyncPlan::Full(FullResyncReason::ReplicaAhead {
+            replica: replica_seq,
+            upstream: up.head,
+        });
+    }
+    let need = replica_seq + 1;
+    let retained = replica_seq == up.head || up.oldest_log.is_some_and(|oldest| oldest <= need);
+    if retained {
+        SyncPlan::Partial {
+            from_seq: replica_seq,
+        }
+    } else {
+        SyncPlan::Full(FullResyncReason::LogTrimmed {
+            need,
+            oldest: up.oldest_log,
+        })
+    }
+}
+
+/// What a replica must do with one message from its upstream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Start replacing the contents with a snapshot at `seq`.
+    BeginSnapshot {
+        /// History of the snapshot.
+        history_id: String,
+        /// Its seq.
+        seq: u64,
+        /// Its key count.
+        keys: u64,
+    },
+    /// Add a chunk to the snapshot being installed.
+    SnapshotChunk(Vec<Pair>),
+    /// Commit the snapshot.
+    FinishSnapshot {
+        /// The snapshot's seq.
+        seq: u64,
+    },
+    /// Partial resync accepted: the log continues after `from_seq`.
+    Resume {
+        /// The replica's applied seq.
+        from_seq: u64,
+    },
+    /// Apply this entry (the next in order).
+    Apply(LogEntry),
+    /// The upstream's head, from a heartbeat.
+    Heartbeat {
+        /// The upstream's head seq.
+        seq: u64,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    AwaitingStart,
+    InSnapshot { seq: u64 },
+    Streaming,
+}
+
+/// The replica side of one connection as a state machine: checks that every message comes
+/// in an allowed order and every entry has exactly the next seq, and says what to do.
+#[derive(Debug)]
+pub struct Receiver {
+    phase: Phase,
+    history_id: Option<String>,
+    /// The seq of the last entry accepted (applied, or about to be).
+    last_seq: u64,
+}
+
+impl Receiver {
+    /// A receiver for a replica at (`history_id`, `applied_seq`) that has just sent `Join`.
+    pub fn new(history_id: Option<String>, applied_seq: u64) -> Self {
+        Receiver {
+            phase: Phase::AwaitingStart,
+            history_id,
+            last_seq: applied_seq,
+        }
+    }
+
+    /// The seq of the last entry accepted.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Checks `message` against the connection's state and returns what to do with it.
+    pub fn on_message(&mut self, message: Message) -> Result<Step> {
+        let unexpected = |m: &Message, phase: &Phase| {
+            Error::Protocol(format!("unexpected {} while {:?}", m.name(), phase))
+        };
+        match (&self.phase, message) {
+            (_, Message::Error { message }) => Err(Error::Remote(message)),
+            (_, Message::Ping { seq }) => Ok(Step::Heartbeat { seq }),
+            (Phase::AwaitingStart, Message::SnapshotBegin { history_id, seq, keys }) => {
+                self.phase = Phase::InSnapshot { seq };
+                self.history_id = Some(history_id.clone());
+                Ok(Step::BeginSnapshot { history_id, seq, keys })
+            }
+            (Phase::AwaitingStart, Message::Continue { history_id, from_seq }) => {
+                if self.history_id.as_deref() != Some(history_id.as_str()) || from_seq != self.last_seq {
+                    return Err(Error::Protocol(format!(
+                        "Continue from {history_id}@{from_seq} does not match this replica at {:?}@{}",
+                        self.history_id, self.last_seq
+                    )));
+                }
+                self.phase = Phase::Streaming;
+                Ok(Step::Resume { from_seq })
+            }
+            (Phase::InSnapshot { .. }, Message::Snapshot { entries }) => {
+                Ok(Step::SnapshotChunk(entries))
+            }
+            (Phase::InSnapshot { seq: begun }, Message::SnapshotEnd { seq }) => {
+                if seq != *begun {
+                    return Err(Error::Protocol(format!(
+                        "SnapshotEnd at seq {seq} for a snapshot begun at {begun}"
+                    )));
+                }
+                self.phase = Phase::Streaming;
+                self.last_seq = seq;
+                Ok(Step::FinishSnapshot { seq })
+            }
+            (Phase::Streaming, message @ (Message::Put { .. } | Message::Delete { .. })) => {
+                let Some(entry) = message.into_entry() else {
+                    return Err(Error::Protocol("not a log entry".into()));
+                };
+                let expected = self.last_seq + 1;
+                if entry.seq != expected {
+                    return Err(Error::SeqOutOfOrder {
+                        expected,
+                        got: entry.seq,
+                    });
+                }
+                self.last_seq = entry.seq;
+                Ok(Step::Apply(entry))
+            }
+            (phase, message) => Err(unexpected(&message, phase)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// How long a new connection may take to send its `Join`.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// An idle link carries a heartbeat this often.
+pub const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// A peer silent for this long is treated as dead.
+pub const DEAD_PEER: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a replica waits for its upstream to accept a connection.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Most log entries read from the store or applied in one go.
+pub const LOG_BATCH: usize = 1000;
+
+/// Capped exponential backoff with jitter, for reconnecting.
+#[derive(Debug)]
+pub struct Backoff {
+    base: std::time::Duration,
+    cap: std::time::Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// Delays start at `base` and double up to `cap`.
+    pub fn new(base: std::time::Duration, cap: std::time::Duration) -> Self {
+        Backoff {
+            base,
+            cap,
+            attempt: 0,
+        }
+    }
+
+    /// The next delay: the capped exponential value scaled by a random factor in
+    /// [0.5, 1.0), so replicas that lost the same primary do not return in lockstep.
+    pub fn next_delay(&mut self) -> std::time::Duration {
+        let exp = self.base.saturating_mul(1 << self.attempt.min(16));
+        self.attempt = self.attempt.saturating_add(1);
+        let capped = exp.min(self.cap);
+        capped.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
+
+    /// Start again from `base` (after a successful connection).
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}

@@ -1,0 +1,173 @@
+//! Unit tests of the replication decisions, without sockets.
+
+use super::*;
+use crate::store::Op;
+
+fn upstream(head: u64, oldest: Option<u64>) -> UpstreamState {
+    UpstreamState {
+        history_id: "h1".into(),
+        head,
+        oldest_log: oldest,
+    }
+}
+
+#[test]
+fn new_replica_gets_full_resync() {
+    assert_eq!(
+        plan_sync(&upstream(10, Some(1)), None, 0),
+        SyncPlan::Full(FullResyncReason::NewReplica)
+    );
+}
+
+#[test]
+fn other_history_gets_full_resync_naming_both() {
+    let plan = plan_sync(&upstream(10, Some(1)), Some("h0"), 3);
+    assert!(matches!(plan, SyncPlan::Full(FullResyncReason::NewHistory { .. })));
+    assert!(plan.to_string().starts_with("full resync: new history"), "{plan}");
+}
+
+#[test]
+fn retained_log_gets_partial_resync() {
+    assert_eq!(
+        plan_sync(&upstream(10, Some(4)), Some("h1"), 3),
+        SyncPlan::Partial { from_seq: 3 }
+    );
+    assert_eq!(
+        plan_sync(&upstream(10, Some(10)), Some("h1"), 10),
+        SyncPlan::Partial { from_seq: 10 }
+    );
+}
+
+#[test]
+fn trimmed_log_gets_full_resync() {
+    let plan = plan_sync(&upstream(10, Some(6)), Some("h1"), 3);
+    assert_eq!(
+        plan,
+        SyncPlan::Full(FullResyncReason::LogTrimmed {
+            need: 4,
+            oldest: Some(6)
+        })
+    );
+    assert_eq!(
+        plan.to_string(),
+        "full resync: log trimmed (need seq 4, oldest kept 6)"
+    );
+}
+
+#[test]
+fn replica_ahead_gets_full_resync() {
+    let plan = plan_sync(&upstream(5, Some(1)), Some("h1"), 9);
+    assert!(plan.to_string().contains("replica is ahead of the primary"));
+}
+
+fn put(seq: u64) -> Message {
+    Message::Put {
+        seq,
+        key: "k".into(),
+        value: "v".into(),
+    }
+}
+
+#[test]
+fn receiver_accepts_snapshot_then_next_entries() {
+    let mut rx = Receiver::new(None, 0);
+    let begin = Message::SnapshotBegin {
+        history_id: "h".into(),
+        seq: 5,
+        keys: 1,
+    };
+    assert!(matches!(rx.on_message(begin), Ok(Step::BeginSnapshot { seq: 5, .. })));
+    let chunk = Message::Snapshot {
+        entries: vec![("a".into(), "1".into())],
+    };
+    assert!(matches!(rx.on_message(chunk), Ok(Step::SnapshotChunk(_))));
+    assert_eq!(
+        rx.on_message(Message::SnapshotEnd { seq: 5 }).ok(),
+        Some(Step::FinishSnapshot { seq: 5 })
+    );
+    let step = rx.on_message(put(6)).expect("next seq");
+    assert_eq!(
+        step,
+        Step::Apply(LogEntry {
+            seq: 6,
+            op: Op::Put {
+                key: "k".into(),
+                value: "v".into()
+            }
+        })
+    );
+    assert_eq!(rx.last_seq(), 6);
+}
+
+#[test]
+fn receiver_rejects_gap_and_duplicate() {
+    let mut rx = Receiver::new(Some("h".into()), 3);
+    let resume = Message::Continue {
+        history_id: "h".into(),
+        from_seq: 3,
+    };
+    assert_eq!(rx.on_message(resume).ok(), Some(Step::Resume { from_seq: 3 }));
+    assert!(matches!(
+        rx.on_message(put(5)),
+        Err(Error::SeqOutOfOrder {
+            expected: 4,
+            got: 5
+        })
+    ));
+    let mut rx = Receiver::new(Some("h".into()), 3);
+    rx.on_message(Message::Continue {
+        history_id: "h".into(),
+        from_seq: 3,
+    })
+    .expect("resume");
+    rx.on_message(put(4)).expect("next");
+    assert!(rx.on_message(put(4)).is_err(), "duplicate must be refused");
+}
+
+#[test]
+fn receiver_rejects_messages_out_of_order() {
+    assert!(Receiver::new(None, 0).on_message(put(1)).is_err());
+    assert!(Receiver::new(None, 0)
+        .on_message(Message::Snapshot { entries: vec![] })
+        .is_err());
+    assert!(Receiver::new(None, 0)
+        .on_message(Message::Ack { seq: 1 })
+        .is_err());
+    let mismatched = Message::Continue {
+        history_id: "other".into(),
+        from_seq: 0,
+    };
+    assert!(Receiver::new(Some("h".into()), 0).on_message(mismatched).is_err());
+    let mut rx = Receiver::new(None, 0);
+    rx.on_message(Message::SnapshotBegin {
+        history_id: "h".into(),
+        seq: 5,
+        keys: 0,
+    })
+    .expect("begin");
+    assert!(rx.on_message(Message::SnapshotEnd { seq: 4 }).is_err());
+}
+
+#[test]
+fn receiver_surfaces_remote_error() {
+    let err = Receiver::new(None, 0)
+        .on_message(Message::Error {
+            message: "go away".into(),
+        })
+        .expect_err("error frame");
+    assert!(err.to_string().contains("go away"));
+}
+
+#[test]
+fn backoff_grows_to_cap_with_jitter_and_resets() {
+    use std::time::Duration;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let first = backoff.next_delay();
+    assert!(first >= Duration::from_millis(50) && first < Duration::from_millis(100));
+    for _ in 0..20 {
+        assert!(backoff.next_delay() < Duration::from_secs(5));
+    }
+    assert!(backoff.next_delay() >= Duration::from_millis(2500));
+    backoff.reset();
+    assert!(backoff.next_delay() < Duration::from_millis(100));
+}

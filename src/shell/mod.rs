@@ -1,0 +1,221 @@
+//! The interactive shell of a node, as in the book: `PUT`/`GET` on the primary,
+//! `GET`/`JOIN` on a replica, plus `DEL`, `KEYS`, `STATUS` and `HELP`. The logic is
+//! [`Shell::execute`] (one line in, the text to print out), separate from the line
+//! reading in [`input`] (rustyline on a terminal, plain lines from a pipe).
+
+pub mod command;
+pub mod input;
+
+use crate::error::Error;
+use crate::node::Node;
+use crate::replica::ReplicaLink;
+use crate::replication::receiver::SyncReport;
+use crate::store::{Op, Role};
+use command::{check_line, parse, Command};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use tokio::runtime::Handle;
+
+/// Most keys `KEYS` prints before summarising the rest.
+pub const KEYS_LIMIT: usize = 1000;
+
+/// What the input loop should do after a line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Print this (one or more lines, without a trailing newline).
+    Print(String),
+    /// Print nothing (a blank line).
+    Nothing,
+    /// End the shell (and the process), successfully.
+    Exit,
+}
+
+/// The seed's commands first, then kv's additions.
+fn command_list(role: Role) -> &'static [(&'static str, &'static str)] {
+    match role {
+        Role::Primary => &[
+            ("PUT <key> <value>", "store the value (the rest of the line) under key"),
+            ("GET <key>", "print the value of key"),
+            ("EXIT", "stop this node"),
+            ("DEL <key>", "delete key"),
+            ("KEYS [prefix]", "list keys in order (at most 1000)"),
+            ("STATUS", "role, database, history, head seq, keys, replicas"),
+            ("HELP", "this list"),
+        ],
+        Role::Replica => &[
+            ("GET <key>", "print the value of key"),
+            ("JOIN <host:port>", "replicate from that primary (snapshot, then live)"),
+            ("EXIT", "stop this node"),
+            ("KEYS [prefix]", "list keys in order (at most 1000)"),
+            ("STATUS", "role, database, applied seq, keys, primary, link"),
+            ("HELP", "this list"),
+        ],
+    }
+}
+
+/// The ready banner and command list the book prints at start-up.
+pub fn banner(role: Role, port: u16) -> String {
+    let mut text = match role {
+        Role::Primary => format!("Primary server ready (port {port})\nCommands:\n"),
+        Role::Replica => format!("Replica ready (port {port})\nCommands:\n"),
+    };
+    for (usage, _) in command_list(role) {
+        let _ = writeln!(text, "- {usage}");
+    }
+    text.pop();
+    text
+}
+
+/// A node's shell: executes command lines against the node.
+pub struct Shell {
+    node: Arc<Node>,
+    link: Option<Arc<ReplicaLink>>,
+    runtime: Handle,
+}
+
+impl Shell {
+    /// A shell for `node`; `link` (replicas) serves `JOIN`; `runtime` runs async work for
+    /// a shell living on its own thread.
+    pub fn new(node: Arc<Node>, link: Option<Arc<ReplicaLink>>, runtime: Handle) -> Self {
+        Shell { node, link, runtime }
+    }
+
+    /// The prompt, `primary> ` or `replica> `.
+    pub fn prompt(&self) -> &'static str {
+        match self.node.role() {
+            Role::Primary => "primary> ",
+            Role::Replica => "replica> ",
+        }
+    }
+
+    /// Executes one raw input line (without its newline). Never panics; bad input yields
+    /// one line starting `ERR `.
+    pub fn execute_raw(&self, raw: &[u8]) -> Outcome {
+        match check_line(raw) {
+            Ok(line) => self.execute(line),
+            Err(message) => Outcome::Print(format!("ERR {message}")),
+        }
+    }
+
+    /// Executes one line of text.
+    pub fn execute(&self, line: &str) -> Outcome {
+        let command = match check_line(line.as_bytes()).and_then(parse) {
+            Ok(Some(command)) => command,
+            Ok(None) => return Outcome::Nothing,
+            Err(message) => return Outcome::Print(format!("ERR {message}")),
+        };
+        if command == Command::Exit {
+            return Outcome::Exit;
+        }
+        Outcome::Print(match self.run(command) {
+            Ok(text) => text,
+            Err(message) => format!("ERR {message}"),
+        })
+    }
+
+    fn run(&self, command: Command<'_>) -> Result<String, String> {
+        let role = self.node.role();
+        match command {
+            Command::Put { key, value } => {
+                self.require_primary("PUT")?;
+                let op = Op::Put {
+                    key: key.into(),
+                    value: value.into(),
+                };
+                self.write(op)?;
+                Ok(format!("OK {key} = {value}"))
+            }
+            Command::Del { key } => {
+                self.require_primary("DEL")?;
+                Ok(match self.write(Op::Delete { key: key.into() })? {
+                    Some(_) => format!("OK {key} deleted"),
+                    None => format!("{key} -> Not found"),
+                })
+            }
+            Command::Get { key } => Ok(match self.node.store().get(key).map_err(failed)? {
+                Some(value) => format!("{key} -> {value}"),
+                None => format!("{key} -> Not found"),
+            }),
+            Command::Keys { prefix } => self.keys(prefix),
+            Command::Status => crate::node::status::render(&self.node).map_err(failed),
+            Command::Help => Ok(help(role)),
+            Command::Join { addr } => self.join(addr),
+            Command::Exit => Ok(String::new()),
+        }
+    }
+
+    fn require_primary(&self, word: &str) -> Result<(), String> {
+        match self.node.role() {
+            Role::Primary => Ok(()),
+            Role::Replica => Err(format!(
+                "{word} is not accepted here: this is a read-only replica; write on the primary"
+            )),
+        }
+    }
+
+    fn write(&self, op: Op) -> Result<Option<u64>, String> {
+        self.runtime
+            .block_on(self.node.write(op))
+            .map_err(|e| format!("write failed, nothing was stored: {e}"))
+    }
+
+    fn keys(&self, prefix: &str) -> Result<String, String> {
+        let store = self.node.store();
+        let keys = store.scan(prefix, None, KEYS_LIMIT).map_err(failed)?;
+        if keys.is_empty() {
+            return Ok("(no keys)".into());
+        }
+        let mut text: Vec<String> = keys.into_iter().map(|(key, _)| key).collect();
+        if text.len() == KEYS_LIMIT {
+            let total = store.count(prefix).map_err(failed)?;
+            if total > KEYS_LIMIT as u64 {
+                text.push(format!("... ({} more)", total - KEYS_LIMIT as u64));
+            }
+        }
+        Ok(text.join("\n"))
+    }
+
+    fn join(&self, addr: &str) -> Result<String, String> {
+        let Some(link) = &self.link else {
+            return Err("JOIN is a replica command; this node is the primary".into());
+        };
+        validate_addr(addr)?;
+        let report = self
+            .runtime
+            .block_on(link.join(addr.to_string()))
+            .map_err(|e| format!("JOIN {addr} failed: {e}"))?;
+        Ok(match report {
+            SyncReport::Snapshot { .. } => "Snapshot received".into(),
+            SyncReport::Resumed { from_seq } => {
+                format!("Resumed after seq {from_seq} (partial resync)")
+            }
+        })
+    }
+}
+
+fn failed(e: Error) -> String {
+    format!("read failed: {e}")
+}
+
+/// Checks that `addr` looks like `host:port`.
+pub fn validate_addr(addr: &str) -> Result<(), String> {
+    let valid = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("'{addr}' is not an address; expected <host:port>, e.g. localhost:8080"))
+    }
+}
+
+fn help(role: Role) -> String {
+    let mut text = String::from("Commands:");
+    for (usage, what) in command_list(role) {
+        let _ = write!(text, "\n- {usage:<18} {what}");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,115 @@
+//! Unit tests of shell commands against an in-memory node.
+
+use super::*;
+use crate::node::Node;
+use crate::store::{MemoryStore, Role};
+
+fn shell(role: Role) -> (tokio::runtime::Runtime, Shell) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let store = Arc::new(MemoryStore::new(role));
+    let node = Arc::new(Node::new(store, role, "127.0.0.1:0".parse().expect("addr"), 0));
+    let link = (role == Role::Replica)
+        .then(|| Arc::new(ReplicaLink::new(Arc::clone(&node), runtime.handle().clone())));
+    let shell = Shell::new(node, link, runtime.handle().clone());
+    (runtime, shell)
+}
+
+fn out(shell: &Shell, line: &str) -> String {
+    match shell.execute(line) {
+        Outcome::Print(text) => text,
+        other => panic!("{line}: {other:?}"),
+    }
+}
+
+#[test]
+fn book_transcript_on_the_primary() {
+    let (_rt, sh) = shell(Role::Primary);
+    assert_eq!(out(&sh, "PUT a 1"), "OK a = 1");
+    assert_eq!(out(&sh, "GET a"), "a -> 1");
+    assert_eq!(out(&sh, "GET zz"), "zz -> Not found");
+    assert_eq!(sh.execute("EXIT"), Outcome::Exit);
+    assert_eq!(sh.execute(""), Outcome::Nothing);
+}
+
+#[test]
+fn banners_match_the_book() {
+    let primary = banner(Role::Primary, 8080);
+    assert!(primary.starts_with(
+        "Primary server ready (port 8080)\nCommands:\n- PUT <key> <value>\n- GET <key>\n- EXIT\n"
+    ));
+    let replica = banner(Role::Replica, 8081);
+    assert!(replica.starts_with(
+        "Replica ready (port 8081)\nCommands:\n- GET <key>\n- JOIN <host:port>\n- EXIT\n"
+    ));
+}
+
+#[test]
+fn delete_keys_and_values_with_spaces() {
+    let (_rt, sh) = shell(Role::Primary);
+    assert_eq!(out(&sh, "put greeting hello world"), "OK greeting = hello world");
+    assert_eq!(out(&sh, "GET greeting"), "greeting -> hello world");
+    assert_eq!(out(&sh, "DEL greeting"), "OK greeting deleted");
+    assert_eq!(out(&sh, "DEL greeting"), "greeting -> Not found");
+    assert_eq!(out(&sh, "KEYS"), "(no keys)");
+    for i in 0..1003 {
+        out(&sh, &format!("PUT k{i:04} v"));
+    }
+    out(&sh, "PUT other v");
+    let keys = out(&sh, "KEYS k");
+    let lines: Vec<&str> = keys.lines().collect();
+    assert_eq!(lines.len(), 1001);
+    assert_eq!(lines[0], "k0000");
+    assert_eq!(lines[1000], "... (3 more)");
+    assert_eq!(out(&sh, "KEYS o"), "other");
+}
+
+#[test]
+fn status_reports_role_and_seq() {
+    let (_rt, sh) = shell(Role::Primary);
+    out(&sh, "PUT a 1");
+    let status = out(&sh, "STATUS");
+    assert!(status.contains("role: primary"), "{status}");
+    assert!(status.contains("database: memory"), "{status}");
+    assert!(status.contains("head_seq: 1"), "{status}");
+    assert!(status.contains("keys: 1"), "{status}");
+    let help = out(&sh, "help");
+    assert!(help.contains("DEL <key>"), "{help}");
+}
+
+#[test]
+fn replica_refuses_writes_and_bad_joins() {
+    let (_rt, sh) = shell(Role::Replica);
+    assert_eq!(out(&sh, "GET a"), "a -> Not found");
+    assert!(out(&sh, "PUT a 1").starts_with("ERR PUT is not accepted here"));
+    assert!(out(&sh, "DEL a").starts_with("ERR DEL is not accepted here"));
+    assert!(out(&sh, "JOIN nowhere").starts_with("ERR 'nowhere' is not an address"));
+    let refused = out(&sh, "JOIN 127.0.0.1:1");
+    assert!(refused.starts_with("ERR JOIN 127.0.0.1:1 failed"), "{refused}");
+    let status = out(&sh, "STATUS");
+    assert!(status.contains("role: replica"), "{status}");
+    assert!(status.contains("link: down"), "{status}");
+}
+
+#[test]
+fn bad_input_is_one_err_line() {
+    let (_rt, sh) = shell(Role::Primary);
+    for raw in [
+        &b"FROB"[..],
+        b"PUT",
+        b"PUT onlykey",
+        b"GET",
+        b"GET \xff\xfe",
+        b"PUT a \x1b[31m",
+        b"JOIN localhost:8080",
+    ] {
+        match sh.execute_raw(raw) {
+            Outcome::Print(text) => {
+                assert!(text.starts_with("ERR "), "{raw:?}: {text}");
+                assert_eq!(text.lines().count(), 1, "{raw:?}: {text}");
+            }
+            other => panic!("{raw:?}: {other:?}"),
+        }
+    }
+    let long = vec![b'x'; 100 * 1024];
+    assert!(matches!(sh.execute_raw(&long), Outcome::Print(t) if t.starts_with("ERR line too long")));
+}

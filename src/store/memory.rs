@@ -1,0 +1,238 @@
+//! The in-memory backend: the book's `HashMap`, grown into an ordered map with a numbered
+//! log so it speaks the same protocol as the SQLite backend. Nothing survives a restart.
+
+use super::{
+    check_continues, new_history_id, prefix_upper_bound, ChunkSource, KvStore, LogEntry, Op,
+    Pair, Role, Snapshot,
+};
+use crate::error::Result;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// A [`KvStore`] held entirely in memory.
+pub struct MemoryStore {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    data: BTreeMap<String, String>,
+    /// Contiguous log entries, oldest first.
+    log: VecDeque<LogEntry>,
+    head: u64,
+    meta: HashMap<String, String>,
+}
+
+impl MemoryStore {
+    /// An empty store for `role`. A primary gets a fresh history id at once; a replica gets
+    /// its primary's with its first snapshot.
+    pub fn new(role: Role) -> Self {
+        let mut inner = Inner::default();
+        inner.meta.insert("role".into(), role.as_str().into());
+        if role == Role::Primary {
+            inner.meta.insert("history_id".into(), new_history_id());
+        }
+        MemoryStore {
+            inner: RwLock::new(inner),
+        }
+    }
+
+    // A panic while holding the lock cannot leave `Inner` half-updated (every mutation is
+    // a few infallible map operations), so a poisoned lock is still safe to use.
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn commit(&mut self, entry: LogEntry) {
+        match &entry.op {
+            Op::Put { key, value } => {
+                self.data.insert(key.clone(), value.clone());
+            }
+            Op::Delete { key } => {
+                self.data.remove(key);
+            }
+        }
+        self.head = entry.seq;
+        self.log.push_back(entry);
+    }
+
+    fn prefix_range<'a>(
+        &'a self,
+        prefix: &str,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = (&'a String, &'a String)> + 'a {
+        let lower = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after.to_string()),
+            _ => Bound::Included(prefix.to_string()),
+        };
+        let upper = prefix_upper_bound(prefix).map_or(Bound::Unbounded, Bound::Excluded);
+        self.data.range((lower, upper))
+    }
+}
+
+impl KvStore for MemoryStore {
+    fn location(&self) -> String {
+        "memory".into()
+    }
+
+    fn get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.read().data.get(key).cloned())
+    }
+
+    fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Pair>> {
+        let inner = self.read();
+        Ok(inner
+            .prefix_range(prefix, after)
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn count(&self, prefix: &str) -> Result<u64> {
+        if prefix.is_empty() {
+            return Ok(self.read().data.len() as u64);
+        }
+        Ok(self.read().prefix_range(prefix, None).count() as u64)
+    }
+
+    fn append(&self, op: &Op) -> Result<Option<u64>> {
+        let mut inner = self.write();
+        if let Op::Delete { key } = op {
+            if !inner.data.contains_key(key) {
+                return Ok(None);
+            }
+        }
+        let seq = inner.head + 1;
+        inner.commit(LogEntry {
+            seq,
+            op: op.clone(),
+        });
+        Ok(Some(seq))
+    }
+
+    fn apply(&self, entries: &[LogEntry]) -> Result<()> {
+        let mut inner = self.write();
+        check_continues(inner.head, entries)?;
+        for entry in entries {
+            inner.commit(entry.clone());
+        }
+        Ok(())
+    }
+
+    fn head_seq(&self) -> Result<u64> {
+        Ok(self.read().head)
+    }
+
+    fn oldest_log_seq(&self) -> Result<Option<u64>> {
+        Ok(self.read().log.front().map(|e| e.seq))
+    }
+
+    fn log_since(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>> {
+        let inner = self.read();
+        let Some(first) = inner.log.front().map(|e| e.seq) else {
+            return Ok(Vec::new());
+        };
+        // The log is contiguous, so the entry with seq `after + 1` sits at a known index.
+        let start = usize::try_from((after + 1).saturating_sub(first)).unwrap_or(usize::MAX);
+        Ok(inner.log.iter().skip(start).take(limit).cloned().collect())
+    }
+
+    fn trim_log(&self, keep: u64, batch: usize) -> Result<u64> {
+        let keep = keep.max(1);
+        let mut inner = self.write();
+        let excess = (inner.log.len() as u64).saturating_sub(keep);
+        let remove = excess.min(batch as u64);
+        inner.log.drain(..remove as usize);
+        Ok(remove)
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
+        let inner = self.read();
+        // A copy: the memory backend trades memory for simplicity (the SQLite backend
+        // streams from a read transaction instead).
+        let entries: Vec<Pair> = inner
+            .data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(Box::new(MemorySnapshot {
+            seq: inner.head,
+            entries: entries.into_iter(),
+            total: inner.data.len() as u64,
+        }))
+    }
+
+    fn install_snapshot(
+        &self,
+        history_id: &str,
+        seq: u64,
+        chunks: &mut ChunkSource<'_>,
+    ) -> Result<u64> {
+        // Build the new map aside, then swap: readers see the old map or the new one.
+        let mut data = BTreeMap::new();
+        while let Some(chunk) = chunks()? {
+            data.extend(chunk);
+        }
+        let count = data.len() as u64;
+        let mut inner = self.write();
+        inner.data = data;
+        inner.log.clear();
+        inner.head = seq;
+        inner.meta.insert("history_id".into(), history_id.into());
+        inner.meta.insert("applied_seq".into(), seq.to_string());
+        Ok(count)
+    }
+
+    fn history_id(&self) -> Result<Option<String>> {
+        self.meta("history_id")
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<String>> {
+        if name == "applied_seq" {
+            let inner = self.read();
+            return Ok(inner.meta.get("history_id").map(|_| inner.head.to_string()));
+        }
+        Ok(self.read().meta.get(name).cloned())
+    }
+
+    fn set_meta(&self, name: &str, value: &str) -> Result<()> {
+        self.write().meta.insert(name.into(), value.into());
+        Ok(())
+    }
+}
+
+struct MemorySnapshot {
+    seq: u64,
+    entries: std::vec::IntoIter<Pair>,
+    total: u64,
+}
+
+impl Snapshot for MemorySnapshot {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn key_count(&self) -> u64 {
+        self.total
+    }
+
+    fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Pair>> {
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        while chunk.len() < max_entries.max(1) && (chunk.is_empty() || bytes < max_bytes) {
+            let Some(pair) = self.entries.next() else {
+                break;
+            };
+            bytes += pair.0.len() + pair.1.len();
+            chunk.push(pair);
+        }
+        Ok(chunk)
+    }
+}

@@ -1,0 +1,216 @@
+//! Storage: the [`KvStore`] trait every node is built on, its two backends
+//! ([`MemoryStore`], the book's in-memory map; [`SqliteStore`], durable), and the
+//! types that cross it (operations, log entries, snapshots).
+//!
+//! Every method is blocking. Async code calls the store from `spawn_blocking` or from a
+//! dedicated thread, never directly on a runtime worker.
+
+pub mod memory;
+pub mod sqlite;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+use crate::error::Result;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A key and its value, as stored and as shipped in snapshot chunks.
+pub type Pair = (String, String);
+
+/// One change to the key space.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Set `key` to `value`, creating or overwriting it.
+    Put {
+        /// The key written.
+        key: String,
+        /// Its new value.
+        value: String,
+    },
+    /// Remove `key`.
+    Delete {
+        /// The key removed.
+        key: String,
+    },
+}
+
+impl Op {
+    /// The key this operation changes.
+    pub fn key(&self) -> &str {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key } => key,
+        }
+    }
+}
+
+/// A committed operation with its sequence number in the history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Position in the history; the first write is 1.
+    pub seq: u64,
+    /// What changed.
+    pub op: Op,
+}
+
+/// What a database is for. Stored in `meta.role`; a file is never reused for the other role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Takes writes and numbers them.
+    Primary,
+    /// Applies a primary's numbered writes.
+    Replica,
+}
+
+impl Role {
+    /// The word stored in `meta.role`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A consistent, read-only view of the whole key space at one seq, read in key order in
+/// bounded chunks while writes continue.
+pub trait Snapshot: Send {
+    /// The seq the view is at: it holds exactly the writes `1..=seq`.
+    fn seq(&self) -> u64;
+    /// How many keys the view holds.
+    fn key_count(&self) -> u64;
+    /// The next chunk in key order, at most `max_entries` pairs and roughly `max_bytes`
+    /// of keys and values (always at least one pair while any remain). Empty when done.
+    fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Pair>>;
+}
+
+/// Source of snapshot chunks for [`KvStore::install_snapshot`]: `Ok(Some(chunk))` while
+/// chunks remain, `Ok(None)` once the snapshot is complete, `Err` to abandon it.
+pub type ChunkSource<'a> = dyn FnMut() -> Result<Option<Vec<Pair>>> + 'a;
+
+/// A key-value store with a numbered write log. Both backends pass the same conformance suite.
+pub trait KvStore: Send + Sync {
+    /// Where the data lives: a file path, or `memory`.
+    fn location(&self) -> String;
+
+    /// The value of `key`, if present.
+    fn get(&self, key: &str) -> Result<Option<String>>;
+
+    /// Up to `limit` pairs whose key starts with `prefix` and sorts after `after` (if
+    /// given), in key order. `prefix = ""` scans everything.
+    fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Pair>>;
+
+    /// How many keys start with `prefix`.
+    fn count(&self, prefix: &str) -> Result<u64>;
+
+    /// Primary write: commit `op` and its log entry (seq = head + 1) in one transaction and
+    /// return the seq. A delete of an absent key changes nothing and returns `None`.
+    fn append(&self, op: &Op) -> Result<Option<u64>>;
+
+    /// Replica write: apply `entries`, which must continue the history without gap or
+    /// duplicate, together with their log rows and the new applied seq, in one transaction.
+    fn apply(&self, entries: &[LogEntry]) -> Result<()>;
+
+    /// The newest seq this store holds: the log head on a primary, the applied seq on a
+    /// replica. 0 when nothing was ever written.
+    fn head_seq(&self) -> Result<u64>;
+
+    /// The oldest seq still in the log, if the log holds anything.
+    fn oldest_log_seq(&self) -> Result<Option<u64>>;
+
+    /// Up to `limit` log entries with seq > `after`, in seq order.
+    fn log_since(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>>;
+
+    /// Delete the oldest log entries so that at most `keep` remain (never fewer than one),
+    /// removing at most `batch` rows per call. Returns how many rows were removed.
+    fn trim_log(&self, keep: u64, batch: usize) -> Result<u64>;
+
+    /// A consistent view of the key space at the current head.
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>>;
+
+    /// Replica: replace the whole contents with a snapshot of history `history_id` at
+    /// `seq`, read chunk by chunk from `chunks`, in one transaction. The log is emptied (its
+    /// entries belonged to the replaced state). Readers see the old contents or the new
+    /// ones, never a mix; if `chunks` fails, nothing changes. Returns the number of keys.
+    fn install_snapshot(&self, history_id: &str, seq: u64, chunks: &mut ChunkSource<'_>)
+        -> Result<u64>;
+
+    /// The id of the history this store's writes belong to (`None` for a replica that has
+    /// never synced).
+    fn history_id(&self) -> Result<Option<String>>;
+
+    /// A `meta` value.
+    fn meta(&self, name: &str) -> Result<Option<String>>;
+
+    /// Set a `meta` value.
+    fn set_meta(&self, name: &str, value: &str) -> Result<()>;
+}
+
+/// A fresh random 128-bit history id, as 32 hex digits.
+pub fn new_history_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Checks that `entries` continue a history whose head is `head`: seqs `head+1, head+2...`.
+pub fn check_continues(head: u64, entries: &[LogEntry]) -> Result<()> {
+    let mut expected = head + 1;
+    for entry in entries {
+        if entry.seq != expected {
+            return Err(crate::error::Error::SeqOutOfOrder {
+                expected,
+                got: entry.seq,
+            });
+        }
+        expected += 1;
+    }
+    Ok(())
+}
+
+/// The smallest string greater than every string starting with `prefix`, if one exists:
+/// the exclusive upper bound of a prefix range scan.
+pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = last as u32 + 1;
+        // Skip the surrogate range, which is not valid `char`s.
+        if (0xD800..=0xDFFF).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(c) = char::from_u32(next) {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upper_bound_increments_last_char() {
+        assert_eq!(prefix_upper_bound("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_upper_bound(""), None);
+        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_upper_bound("\u{D7FF}").as_deref(), Some("\u{E000}"));
+    }
+
+    #[test]
+    fn continuity_rejects_gap_and_duplicate() {
+        let put = |seq| LogEntry {
+            seq,
+            op: Op::Delete { key: "k".into() },
+        };
+        assert!(check_continues(4, &[put(5), put(6)]).is_ok());
+        assert!(check_continues(4, &[put(6)]).is_err());
+        assert!(check_continues(4, &[put(4)]).is_err());
+        assert!(check_continues(4, &[put(5), put(5)]).is_err());
+    }
+}

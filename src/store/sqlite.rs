@@ -1,0 +1,416 @@
+//! The durable backend: one SQLite file in WAL mode with `synchronous=FULL`, holding the
+//! documented `kv`, `log` and `meta` tables. Writes go through one writer connection;
+//! reads and snapshots use their own read-only connections, so they never wait behind a
+//! write and see a consistent state. Opening a file is checked read-only first (see
+//! [`inspect`]) so that a foreign file is refused without a byte of it changing.
+
+mod inspect;
+
+pub use inspect::{inspect, LATEST_SCHEMA_VERSION};
+
+use super::{
+    check_continues, new_history_id, prefix_upper_bound, ChunkSource, KvStore, LogEntry, Op,
+    Pair, Role, Snapshot,
+};
+use crate::error::{Error, Result};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite_migration::{Migrations, M};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The schema, one plain `.sql` file per version, applied in order.
+const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../../migrations/0001_init.sql"))];
+
+/// How long a connection waits for a lock held by another connection before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle read connections kept for reuse.
+const READER_POOL: usize = 8;
+
+/// The head: the newest logged seq, or the applied seq of a replica whose log is empty.
+const HEAD_SQL: &str = "SELECT max(coalesce((SELECT max(seq) FROM log), 0), \
+     coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'applied_seq'), 0))";
+
+/// A [`KvStore`] in a SQLite file.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    /// Open (or create) the database at `path` for `role`: refuse foreign, newer-schema or
+    /// other-role files untouched, then migrate, switch to WAL, and give a new primary its
+    /// history id.
+    pub fn open(path: &Path, role: Role) -> Result<Self> {
+        inspect(path, role)?;
+        let cannot = |e: rusqlite::Error| Error::Database {
+            path: path.to_path_buf(),
+            reason: format!("cannot open: {e}"),
+        };
+        let mut conn = Connection::open(path).map_err(cannot)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .map_err(cannot)?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+        init_meta(&mut conn, role)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn open_reader(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(conn)
+    }
+
+    /// Runs `f` on a pooled read-only connection.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = lock(&self.readers).pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => self.open_reader()?,
+        };
+        let result = f(&conn);
+        let mut pool = lock(&self.readers);
+        if pool.len() < READER_POOL {
+            pool.push(conn);
+        }
+        result
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.writer)
+    }
+}
+
+// A panic cannot leave a connection inside an open transaction (rusqlite rolls back on
+// drop), so a poisoned lock still guards a usable connection.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn init_meta(conn: &mut Connection, role: Role) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT OR IGNORE INTO meta (name, value) VALUES ('role', ?1)",
+        [role.as_str()],
+    )?;
+    if role == Role::Primary {
+        tx.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('history_id', ?1)",
+            [new_history_id()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn head(conn: &Connection) -> Result<u64> {
+    let head: i64 = conn.query_row(HEAD_SQL, [], |row| row.get(0))?;
+    Ok(head as u64)
+}
+
+fn get_meta(conn: &Connection, name: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| {
+            row.get(0)
+        })
+        .optional()?)
+}
+
+fn set_meta(conn: &Connection, name: &str, value: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO meta (name, value) VALUES (?1, ?2) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        [name, value],
+    )?;
+    Ok(())
+}
+
+/// Applies `op` to `kv` and logs it at `seq`. Returns false for a delete of an absent key.
+fn write_op(conn: &Connection, seq: u64, op: &Op) -> Result<bool> {
+    let (kind, key, value) = match op {
+        Op::Put { key, value } => {
+            conn.prepare_cached(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([key, value])?;
+            ("put", key, Some(value))
+        }
+        Op::Delete { key } => {
+            let removed = conn
+                .prepare_cached("DELETE FROM kv WHERE key = ?1")?
+                .execute([key])?;
+            if removed == 0 {
+                return Ok(false);
+            }
+            ("del", key, None)
+        }
+    };
+    conn.prepare_cached("INSERT INTO log (seq, op, key, value) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![seq as i64, kind, key, value])?;
+    Ok(true)
+}
+
+fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
+    let seq: i64 = row.get(0)?;
+    let kind: String = row.get(1)?;
+    let key: String = row.get(2)?;
+    let value: Option<String> = row.get(3)?;
+    let op = match (kind.as_str(), value) {
+        ("put", Some(value)) => Op::Put { key, value },
+        _ => Op::Delete { key },
+    };
+    Ok(LogEntry {
+        seq: seq as u64,
+        op,
+    })
+}
+
+/// `SELECT columns FROM kv` over the keys from ?1 up to (excluding) the end of `prefix`'s
+/// range, bound as ?2 when there is one. Separate statements instead of `?2 IS NULL OR`,
+/// so SQLite uses the primary key for both ends of the range.
+fn range_sql(columns: &str, prefix: &str, tail: &str) -> (String, Option<String>) {
+    let upper = prefix_upper_bound(prefix);
+    let bound = if upper.is_some() { "key < ?2" } else { "?2 IS NULL" };
+    let sql = format!("SELECT {columns} FROM kv WHERE key >= ?1 AND {bound}{tail}");
+    (sql, upper)
+}
+
+fn query_pairs(
+    conn: &Connection,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Pair>> {
+    let lower = match after {
+        Some(after) if after >= prefix => after,
+        _ => prefix,
+    };
+    // `key >= lower` also admits `after` itself; it is filtered below.
+    let (sql, upper) = range_sql("key, value", prefix, " ORDER BY key LIMIT ?3");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![lower, upper, limit as i64 + 1], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut pairs = Vec::new();
+    for row in rows {
+        let pair = row?;
+        if Some(pair.0.as_str()) == after {
+            continue;
+        }
+        pairs.push(pair);
+        if pairs.len() == limit {
+            break;
+        }
+    }
+    Ok(pairs)
+}
+
+impl KvStore for SqliteStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn get(&self, key: &str) -> Result<Option<String>> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT value FROM kv WHERE key = ?1")?
+                .query_row([key], |row| row.get(0))
+                .optional()?)
+        })
+    }
+
+    fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Pair>> {
+        self.read(|conn| query_pairs(conn, prefix, after, limit))
+    }
+
+    fn count(&self, prefix: &str) -> Result<u64> {
+        let (sql, upper) = range_sql("count(*)", prefix, "");
+        self.read(|conn| {
+            let n: i64 = conn.query_row(&sql, params![prefix, upper], |row| row.get(0))?;
+            Ok(n as u64)
+        })
+    }
+
+    fn append(&self, op: &Op) -> Result<Option<u64>> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let seq = head(&tx)? + 1;
+        if !write_op(&tx, seq, op)? {
+            return Ok(None);
+        }
+        tx.commit()?;
+        Ok(Some(seq))
+    }
+
+    fn apply(&self, entries: &[LogEntry]) -> Result<()> {
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        check_continues(head(&tx)?, entries)?;
+        for entry in entries {
+            // A replica logs every entry, including deletes of keys it does not hold, so
+            // its log stays contiguous for replicas chained behind it.
+            if !write_op(&tx, entry.seq, &entry.op)? {
+                tx.prepare_cached(
+                    "INSERT INTO log (seq, op, key, value) VALUES (?1, 'del', ?2, NULL)",
+                )?
+                .execute(params![entry.seq as i64, entry.op.key()])?;
+            }
+        }
+        set_meta(&tx, "applied_seq", &last.seq.to_string())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn head_seq(&self) -> Result<u64> {
+        self.read(|conn| head(conn))
+    }
+
+    fn oldest_log_seq(&self) -> Result<Option<u64>> {
+        self.read(|conn| {
+            let seq: Option<i64> = conn.query_row("SELECT min(seq) FROM log", [], |r| r.get(0))?;
+            Ok(seq.map(|s| s as u64))
+        })
+    }
+
+    fn log_since(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, op, key, value FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after as i64, limit as i64], row_to_entry)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn trim_log(&self, keep: u64, batch: usize) -> Result<u64> {
+        let keep = keep.max(1) as i64;
+        let conn = self.writer();
+        let removed = conn.execute(
+            "DELETE FROM log WHERE seq IN (SELECT seq FROM log WHERE seq <= \
+             (SELECT max(seq) FROM log) - ?1 ORDER BY seq LIMIT ?2)",
+            params![keep, batch as i64],
+        )?;
+        Ok(removed as u64)
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
+        let conn = self.open_reader()?;
+        // The read transaction starts at the first read and pins this view until dropped.
+        conn.execute_batch("BEGIN DEFERRED")?;
+        let seq = head(&conn)?;
+        let total: i64 = conn.query_row("SELECT count(*) FROM kv", [], |row| row.get(0))?;
+        Ok(Box::new(SqliteSnapshot {
+            conn,
+            seq,
+            total: total as u64,
+            last_key: None,
+        }))
+    }
+
+    fn install_snapshot(
+        &self,
+        history_id: &str,
+        seq: u64,
+        chunks: &mut ChunkSource<'_>,
+    ) -> Result<u64> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch("DELETE FROM kv; DELETE FROM log;")?;
+        let mut count = 0;
+        while let Some(chunk) = chunks()? {
+            let mut insert = tx.prepare_cached("INSERT INTO kv (key, value) VALUES (?1, ?2)")?;
+            for (key, value) in &chunk {
+                insert.execute([key, value])?;
+            }
+            count += chunk.len() as u64;
+        }
+        set_meta(&tx, "history_id", history_id)?;
+        set_meta(&tx, "applied_seq", &seq.to_string())?;
+        tx.commit()?;
+        Ok(count)
+    }
+
+    fn history_id(&self) -> Result<Option<String>> {
+        self.meta("history_id")
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<String>> {
+        self.read(|conn| get_meta(conn, name))
+    }
+
+    fn set_meta(&self, name: &str, value: &str) -> Result<()> {
+        set_meta(&self.writer(), name, value)
+    }
+}
+
+/// A snapshot held open as a read transaction on its own connection; chunks are read by
+/// key ranges (`key > last`), so memory is bounded by the chunk size.
+struct SqliteSnapshot {
+    conn: Connection,
+    seq: u64,
+    total: u64,
+    last_key: Option<String>,
+}
+
+impl Snapshot for SqliteSnapshot {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn key_count(&self) -> u64 {
+        self.total
+    }
+
+    fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Pair>> {
+        let limit = max_entries.max(1) as i64;
+        let mut stmt;
+        let mut rows = match &self.last_key {
+            None => {
+                stmt = self
+                    .conn
+                    .prepare_cached("SELECT key, value FROM kv ORDER BY key LIMIT ?1")?;
+                stmt.query(params![limit])?
+            }
+            Some(last) => {
+                stmt = self.conn.prepare_cached(
+                    "SELECT key, value FROM kv WHERE key > ?1 ORDER BY key LIMIT ?2",
+                )?;
+                stmt.query(params![last, limit])?
+            }
+        };
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        while let Some(row) = rows.next()? {
+            let pair: Pair = (row.get(0)?, row.get(1)?);
+            bytes += pair.0.len() + pair.1.len();
+            chunk.push(pair);
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        if let Some((key, _)) = chunk.last() {
+            self.last_key = Some(key.clone());
+        }
+        Ok(chunk)
+    }
+}

@@ -1,0 +1,95 @@
+//! Read-only checks made before a database file is opened for writing, so that a file kv
+//! must not use (a text file, another application's SQLite database, a kv database of a
+//! newer schema or of the other role) is refused with a clear reason and left byte for
+//! byte unchanged: nothing here writes, not even the switch to WAL.
+
+use crate::error::{Error, Result};
+use crate::store::Role;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::io::Read;
+use std::path::Path;
+
+/// The schema version this build creates and understands (`PRAGMA user_version`).
+pub const LATEST_SCHEMA_VERSION: i64 = 1;
+
+/// The 16-byte header every SQLite 3 database file starts with.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// The tables a kv database has.
+const KV_TABLES: [&str; 3] = ["kv", "log", "meta"];
+
+/// Checks, without writing anything, that `path` is absent, empty, an empty SQLite
+/// database, or a kv database of a known schema version and of `role`.
+pub fn inspect(path: &Path, role: Role) -> Result<()> {
+    let refuse = |reason: String| Error::Database {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(refuse(format!("cannot read: {e}"))),
+    };
+    if meta.is_dir() {
+        return Err(refuse("is a directory, not a database file".into()));
+    }
+    if meta.len() == 0 {
+        return Ok(());
+    }
+    let mut header = Vec::with_capacity(SQLITE_HEADER.len());
+    std::fs::File::open(path)
+        .and_then(|f| f.take(SQLITE_HEADER.len() as u64).read_to_end(&mut header))
+        .map_err(|e| refuse(format!("cannot read: {e}")))?;
+    if header != SQLITE_HEADER {
+        return Err(refuse(
+            "not a kv database (not a SQLite file at all); refusing to touch it".into(),
+        ));
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| refuse(format!("cannot open: {e}")))?;
+    check_schema(&conn, role).map_err(refuse)
+}
+
+/// The reason `conn` is not a usable kv database for `role`, if it is not.
+fn check_schema(conn: &Connection, role: Role) -> Result<(), String> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| format!("not a readable SQLite database: {e}"))?;
+    let tables = table_names(conn).map_err(|e| format!("not a readable SQLite database: {e}"))?;
+    if version == 0 && tables.is_empty() {
+        return Ok(()); // An empty SQLite file: kv may initialise it.
+    }
+    let is_kv = version > 0 && KV_TABLES.iter().all(|t| tables.iter().any(|n| n == t));
+    if !is_kv {
+        return Err(format!(
+            "not a kv database (it holds tables: {}); refusing to touch it",
+            tables.join(", ")
+        ));
+    }
+    if version > LATEST_SCHEMA_VERSION {
+        return Err(format!(
+            "kv schema version {version} is newer than this kv supports \
+             ({LATEST_SCHEMA_VERSION}); use a newer kv"
+        ));
+    }
+    let stored_role: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE name = 'role'", [], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(|e| format!("unreadable meta table: {e}"))?;
+    match stored_role {
+        Some(stored) if stored != role.as_str() => Err(format!(
+            "is a {stored} database; it cannot be opened as a {role} \
+             (use a different --db file)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn table_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?;
+    let names = stmt.query_map([], |row| row.get(0))?;
+    names.collect()
+}
