@@ -70,12 +70,17 @@ impl Cli {
 /// Sends logs to stderr, filtered by `RUST_LOG`; by default `warn` under the shell (to keep
 /// the terminal readable) and `info` in service mode.
 pub fn init_logging(cli: &Cli) {
-    let default = if cli.parts().1.no_shell { "info" } else { "warn" };
+    let default = if cli.parts().1.no_shell {
+        "info"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -95,9 +100,11 @@ pub fn open_store(db: Option<&std::path::Path>, role: Role) -> Result<Arc<dyn Kv
 }
 
 async fn bind(addr: &str) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e} (expected a free HOST:PORT)")))
+    TcpListener::bind(addr).await.map_err(|e| {
+        Error::Invalid(format!(
+            "cannot listen on {addr}: {e} (expected a free HOST:PORT)"
+        ))
+    })
 }
 
 /// Runs the node the command line describes until the shell ends or a signal arrives.
@@ -116,10 +123,19 @@ pub fn run(cli: Cli) -> Result<()> {
     if !local.ip().is_loopback() {
         warn!("listening on {local}: replication links are not authenticated; keep this port on a trusted network");
     }
-    let node = Arc::new(Node::new(Arc::clone(&store), role, local, store.head_seq()?));
+    let node = Arc::new(Node::new(
+        Arc::clone(&store),
+        role,
+        local,
+        store.head_seq()?,
+    ));
     runtime.spawn(crate::primary::serve(Arc::clone(&node), listener));
-    let link = (role == Role::Replica)
-        .then(|| Arc::new(ReplicaLink::new(Arc::clone(&node), runtime.handle().clone())));
+    let link = (role == Role::Replica).then(|| {
+        Arc::new(ReplicaLink::new(
+            Arc::clone(&node),
+            runtime.handle().clone(),
+        ))
+    });
 
     let banner = shell::banner(role, local.port());
     match args.no_shell {

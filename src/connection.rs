@@ -32,7 +32,10 @@ pub fn split(
     // Replication sends many small frames; do not let Nagle hold them back.
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
-    (MessageReader::new(read, max_frame), MessageWriter::new(write))
+    (
+        MessageReader::new(read, max_frame),
+        MessageWriter::new(write),
+    )
 }
 
 /// The peer address of a stream, or an unspecified one if the OS cannot tell.
@@ -73,7 +76,11 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
 
     /// Like [`read`](Self::read), but a peer silent for `limit` is an error: a half-sent
     /// frame or an idle peer cannot hold a task forever.
-    pub async fn read_within(&mut self, limit: Duration, waiting_for: &str) -> Result<Option<Message>> {
+    pub async fn read_within(
+        &mut self,
+        limit: Duration,
+        waiting_for: &str,
+    ) -> Result<Option<Message>> {
         match tokio::time::timeout(limit, self.read()).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout(format!(
@@ -139,7 +146,10 @@ mod tests {
         let mut reader = MessageReader::new(b, MAX_FRAME);
         writer.send(&Message::Ack { seq: 5 }).await.expect("send");
         drop(writer);
-        assert_eq!(reader.read().await.expect("read"), Some(Message::Ack { seq: 5 }));
+        assert_eq!(
+            reader.read().await.expect("read"),
+            Some(Message::Ack { seq: 5 })
+        );
         assert_eq!(reader.read().await.expect("end"), None);
     }
 

@@ -237,7 +237,12 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for frame in [&b""[..], b"\xff\xff", b"\x81\xa4Join\xc0", b"\xdd\xff\xff\xff\xff"] {
+        for frame in [
+            &b""[..],
+            b"\xff\xff",
+            b"\x81\xa4Join\xc0",
+            b"\xdd\xff\xff\xff\xff",
+        ] {
             assert!(decode(frame).is_err());
         }
     }

@@ -47,8 +47,13 @@ impl ReplicaLink {
         }
         let (report, first_sync) = oneshot::channel();
         let node = Arc::clone(&self.node);
-        self.runtime
-            .spawn(run_link(node, upstream, Some(report), retry_before_sync, cancel));
+        self.runtime.spawn(run_link(
+            node,
+            upstream,
+            Some(report),
+            retry_before_sync,
+            cancel,
+        ));
         first_sync
     }
 

@@ -96,7 +96,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Node {
     /// A node serving `store` in `role`, whose replication listener is bound to
     /// `listen_addr`. `head_seq` is the store's current head.
-    pub fn new(store: Arc<dyn KvStore>, role: Role, listen_addr: SocketAddr, head_seq: u64) -> Self {
+    pub fn new(
+        store: Arc<dyn KvStore>,
+        role: Role,
+        listen_addr: SocketAddr,
+        head_seq: u64,
+    ) -> Self {
         Node {
             store,
             role,

@@ -16,7 +16,12 @@ pub fn render(node: &Node) -> Result<String> {
     };
     line("role", &node.role());
     line("database", &store.location());
-    line("history", &store.history_id()?.unwrap_or_else(|| "none (never synced)".into()));
+    line(
+        "history",
+        &store
+            .history_id()?
+            .unwrap_or_else(|| "none (never synced)".into()),
+    );
     match node.role() {
         Role::Primary => line("head_seq", &head),
         Role::Replica => line("applied_seq", &head),
@@ -25,10 +30,19 @@ pub fn render(node: &Node) -> Result<String> {
     line("listening", &node.listen_addr());
     if node.role() == Role::Replica {
         let link = node.link();
-        line("primary", &link.upstream.as_deref().unwrap_or("none (use JOIN host:port)"));
+        line(
+            "primary",
+            &link
+                .upstream
+                .as_deref()
+                .unwrap_or("none (use JOIN host:port)"),
+        );
         line("link", &link.state.as_str());
         if link.state != LinkState::Idle {
-            line("lag", &format!("{} entries", link.upstream_seq.saturating_sub(head)));
+            line(
+                "lag",
+                &format!("{} entries", link.upstream_seq.saturating_sub(head)),
+            );
         }
         if let Some(resync) = &link.last_resync {
             line("last_resync", resync);

@@ -203,13 +203,32 @@ impl Receiver {
         match (&self.phase, message) {
             (_, Message::Error { message }) => Err(Error::Remote(message)),
             (_, Message::Ping { seq }) => Ok(Step::Heartbeat { seq }),
-            (Phase::AwaitingStart, Message::SnapshotBegin { history_id, seq, keys }) => {
+            (
+                Phase::AwaitingStart,
+                Message::SnapshotBegin {
+                    history_id,
+                    seq,
+                    keys,
+                },
+            ) => {
                 self.phase = Phase::InSnapshot { seq };
                 self.history_id = Some(history_id.clone());
-                Ok(Step::BeginSnapshot { history_id, seq, keys })
+                Ok(Step::BeginSnapshot {
+                    history_id,
+                    seq,
+                    keys,
+                })
             }
-            (Phase::AwaitingStart, Message::Continue { history_id, from_seq }) => {
-                if self.history_id.as_deref() != Some(history_id.as_str()) || from_seq != self.last_seq {
+            (
+                Phase::AwaitingStart,
+                Message::Continue {
+                    history_id,
+                    from_seq,
+                },
+            ) => {
+                if self.history_id.as_deref() != Some(history_id.as_str())
+                    || from_seq != self.last_seq
+                {
                     return Err(Error::Protocol(format!(
                         "Continue from {history_id}@{from_seq} does not match this replica at {:?}@{}",
                         self.history_id, self.last_seq

@@ -77,7 +77,10 @@ pub async fn run_link(
             backoff.reset();
         }
         let delay = backoff.next_delay();
-        warn!("link to {upstream} down: {reason}; reconnecting in {} ms", delay.as_millis());
+        warn!(
+            "link to {upstream} down: {reason}; reconnecting in {} ms",
+            delay.as_millis()
+        );
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
@@ -175,21 +178,39 @@ impl Link<'_> {
         loop {
             let message = next_message(reader).await?;
             match self.machine.on_message(message)? {
-                Step::BeginSnapshot { history_id, seq, keys } => {
-                    info!("full resync from {}: snapshot of {keys} keys at seq {seq}", self.upstream);
+                Step::BeginSnapshot {
+                    history_id,
+                    seq,
+                    keys,
+                } => {
+                    info!(
+                        "full resync from {}: snapshot of {keys} keys at seq {seq}",
+                        self.upstream
+                    );
                     let installed = self.receive_snapshot(reader, history_id, seq).await?;
-                    self.on_synced(SyncReport::Snapshot { seq, keys: installed }, "full resync")
-                        .await?;
+                    self.on_synced(
+                        SyncReport::Snapshot {
+                            seq,
+                            keys: installed,
+                        },
+                        "full resync",
+                    )
+                    .await?;
                 }
                 Step::Resume { from_seq } => {
-                    info!("partial resync from {}: resuming after seq {from_seq}", self.upstream);
+                    info!(
+                        "partial resync from {}: resuming after seq {from_seq}",
+                        self.upstream
+                    );
                     self.on_synced(SyncReport::Resumed { from_seq }, "partial resync")
                         .await?;
                 }
                 Step::Apply(entry) => self.apply_batch(reader, entry).await?,
                 Step::Heartbeat { seq } => self.node.update_link(|link| link.upstream_seq = seq),
                 step => {
-                    return Err(Error::Protocol(format!("unexpected {step:?} outside a snapshot")))
+                    return Err(Error::Protocol(format!(
+                        "unexpected {step:?} outside a snapshot"
+                    )))
                 }
             }
         }
@@ -258,7 +279,11 @@ impl Link<'_> {
                 Step::SnapshotChunk(chunk) => Piece::Chunk(chunk),
                 Step::FinishSnapshot { .. } => Piece::End,
                 Step::Heartbeat { .. } => continue,
-                step => return Err(Error::Protocol(format!("unexpected {step:?} in a snapshot"))),
+                step => {
+                    return Err(Error::Protocol(format!(
+                        "unexpected {step:?} in a snapshot"
+                    )))
+                }
             };
             let end = matches!(piece, Piece::End);
             // A send error means the install stopped early; its own error explains why.
@@ -286,14 +311,19 @@ impl Link<'_> {
             match self.machine.on_message(message)? {
                 Step::Apply(entry) => batch.push(entry),
                 Step::Heartbeat { .. } => {}
-                step => return Err(Error::Protocol(format!("unexpected {step:?} in the log stream"))),
+                step => {
+                    return Err(Error::Protocol(format!(
+                        "unexpected {step:?} in the log stream"
+                    )))
+                }
             }
         }
         let last = self.machine.last_seq();
         self.node.blocking(move |store| store.apply(&batch)).await?;
         self.node.notify_head(last);
         self.applied.send_replace(last);
-        self.node.update_link(|link| link.upstream_seq = link.upstream_seq.max(last));
+        self.node
+            .update_link(|link| link.upstream_seq = link.upstream_seq.max(last));
         Ok(())
     }
 }

@@ -4,7 +4,9 @@
 //! the store, then, at the head, wait on the head-seq watch. There is no in-memory queue
 //! per replica: the log table is the source, so a slow replica costs nothing but a cursor.
 
-use super::{plan_sync, SyncPlan, UpstreamState, DEAD_PEER, HANDSHAKE_TIMEOUT, LOG_BATCH, PING_INTERVAL};
+use super::{
+    plan_sync, SyncPlan, UpstreamState, DEAD_PEER, HANDSHAKE_TIMEOUT, LOG_BATCH, PING_INTERVAL,
+};
 use crate::connection::{self, MessageReader, MessageWriter};
 use crate::error::{Error, Result};
 use crate::node::{DownstreamStatus, Node};
@@ -164,7 +166,10 @@ async fn read_acks<R: AsyncRead + Unpin>(
     reader: &mut MessageReader<R>,
 ) -> Result<()> {
     loop {
-        match reader.read_within(DEAD_PEER, "ack or ping from the replica").await? {
+        match reader
+            .read_within(DEAD_PEER, "ack or ping from the replica")
+            .await?
+        {
             None => return Ok(()),
             Some(Message::Ack { seq }) => node.record_ack(id, seq),
             Some(Message::Ping { .. }) => {}

@@ -22,8 +22,14 @@ fn new_replica_gets_full_resync() {
 #[test]
 fn other_history_gets_full_resync_naming_both() {
     let plan = plan_sync(&upstream(10, Some(1)), Some("h0"), 3);
-    assert!(matches!(plan, SyncPlan::Full(FullResyncReason::NewHistory { .. })));
-    assert!(plan.to_string().starts_with("full resync: new history"), "{plan}");
+    assert!(matches!(
+        plan,
+        SyncPlan::Full(FullResyncReason::NewHistory { .. })
+    ));
+    assert!(
+        plan.to_string().starts_with("full resync: new history"),
+        "{plan}"
+    );
 }
 
 #[test]
@@ -76,7 +82,10 @@ fn receiver_accepts_snapshot_then_next_entries() {
         seq: 5,
         keys: 1,
     };
-    assert!(matches!(rx.on_message(begin), Ok(Step::BeginSnapshot { seq: 5, .. })));
+    assert!(matches!(
+        rx.on_message(begin),
+        Ok(Step::BeginSnapshot { seq: 5, .. })
+    ));
     let chunk = Message::Snapshot {
         entries: vec![("a".into(), "1".into())],
     };
@@ -106,7 +115,10 @@ fn receiver_rejects_gap_and_duplicate() {
         history_id: "h".into(),
         from_seq: 3,
     };
-    assert_eq!(rx.on_message(resume).ok(), Some(Step::Resume { from_seq: 3 }));
+    assert_eq!(
+        rx.on_message(resume).ok(),
+        Some(Step::Resume { from_seq: 3 })
+    );
     assert!(matches!(
         rx.on_message(put(5)),
         Err(Error::SeqOutOfOrder {
@@ -137,7 +149,9 @@ fn receiver_rejects_messages_out_of_order() {
         history_id: "other".into(),
         from_seq: 0,
     };
-    assert!(Receiver::new(Some("h".into()), 0).on_message(mismatched).is_err());
+    assert!(Receiver::new(Some("h".into()), 0)
+        .on_message(mismatched)
+        .is_err());
     let mut rx = Receiver::new(None, 0);
     rx.on_message(Message::SnapshotBegin {
         history_id: "h".into(),

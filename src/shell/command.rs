@@ -164,7 +164,10 @@ mod tests {
         );
         assert_eq!(
             parse("PUT k ").unwrap(),
-            Some(Command::Put { key: "k", value: "" })
+            Some(Command::Put {
+                key: "k",
+                value: ""
+            })
         );
     }
 
@@ -173,7 +176,10 @@ mod tests {
         assert_eq!(parse("get a").unwrap(), Some(Command::Get { key: "a" }));
         assert_eq!(parse("Exit").unwrap(), Some(Command::Exit));
         assert_eq!(parse("keys").unwrap(), Some(Command::Keys { prefix: "" }));
-        assert_eq!(parse("KEYS us").unwrap(), Some(Command::Keys { prefix: "us" }));
+        assert_eq!(
+            parse("KEYS us").unwrap(),
+            Some(Command::Keys { prefix: "us" })
+        );
     }
 
     #[test]
@@ -189,13 +195,17 @@ mod tests {
         ] {
             assert_eq!(parse(line).unwrap_err(), usage, "{line}");
         }
-        assert!(parse("FROB x").unwrap_err().starts_with("unknown command 'FROB'"));
+        assert!(parse("FROB x")
+            .unwrap_err()
+            .starts_with("unknown command 'FROB'"));
         assert_eq!(parse("   ").unwrap(), None);
     }
 
     #[test]
     fn bad_bytes_are_refused() {
-        assert!(check_line(&vec![b'a'; MAX_LINE + 1]).unwrap_err().contains("too long"));
+        assert!(check_line(&vec![b'a'; MAX_LINE + 1])
+            .unwrap_err()
+            .contains("too long"));
         assert!(check_line(b"GET \xff").unwrap_err().contains("UTF-8"));
         assert!(check_line(b"GET a\x07").unwrap_err().contains("U+0007"));
         assert_eq!(check_line(b"GET a\r").unwrap(), "GET a");

@@ -116,11 +116,20 @@ mod tests {
     fn bounded_lines_keep_length_but_not_bytes() {
         let mut input = std::io::Cursor::new(b"short\nxxxxxxxxxx\nlast".to_vec());
         let mut line = Vec::new();
-        assert_eq!(read_bounded_line(&mut input, &mut line, 4).unwrap(), Some(5));
+        assert_eq!(
+            read_bounded_line(&mut input, &mut line, 4).unwrap(),
+            Some(5)
+        );
         assert_eq!(line.len(), 5);
-        assert_eq!(read_bounded_line(&mut input, &mut line, 4).unwrap(), Some(10));
+        assert_eq!(
+            read_bounded_line(&mut input, &mut line, 4).unwrap(),
+            Some(10)
+        );
         assert_eq!(line.len(), 5, "only max + 1 bytes are kept");
-        assert_eq!(read_bounded_line(&mut input, &mut line, 4).unwrap(), Some(4));
+        assert_eq!(
+            read_bounded_line(&mut input, &mut line, 4).unwrap(),
+            Some(4)
+        );
         assert_eq!(line, b"last");
         assert_eq!(read_bounded_line(&mut input, &mut line, 4).unwrap(), None);
     }

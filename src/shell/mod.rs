@@ -34,17 +34,26 @@ pub enum Outcome {
 fn command_list(role: Role) -> &'static [(&'static str, &'static str)] {
     match role {
         Role::Primary => &[
-            ("PUT <key> <value>", "store the value (the rest of the line) under key"),
+            (
+                "PUT <key> <value>",
+                "store the value (the rest of the line) under key",
+            ),
             ("GET <key>", "print the value of key"),
             ("EXIT", "stop this node"),
             ("DEL <key>", "delete key"),
             ("KEYS [prefix]", "list keys in order (at most 1000)"),
-            ("STATUS", "role, database, history, head seq, keys, replicas"),
+            (
+                "STATUS",
+                "role, database, history, head seq, keys, replicas",
+            ),
             ("HELP", "this list"),
         ],
         Role::Replica => &[
             ("GET <key>", "print the value of key"),
-            ("JOIN <host:port>", "replicate from that primary (snapshot, then live)"),
+            (
+                "JOIN <host:port>",
+                "replicate from that primary (snapshot, then live)",
+            ),
             ("EXIT", "stop this node"),
             ("KEYS [prefix]", "list keys in order (at most 1000)"),
             ("STATUS", "role, database, applied seq, keys, primary, link"),
@@ -77,7 +86,11 @@ impl Shell {
     /// A shell for `node`; `link` (replicas) serves `JOIN`; `runtime` runs async work for
     /// a shell living on its own thread.
     pub fn new(node: Arc<Node>, link: Option<Arc<ReplicaLink>>, runtime: Handle) -> Self {
-        Shell { node, link, runtime }
+        Shell {
+            node,
+            link,
+            runtime,
+        }
     }
 
     /// The prompt, `primary> ` or `replica> `.
@@ -205,7 +218,9 @@ pub fn validate_addr(addr: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("'{addr}' is not an address; expected <host:port>, e.g. localhost:8080"))
+        Err(format!(
+            "'{addr}' is not an address; expected <host:port>, e.g. localhost:8080"
+        ))
     }
 }
 

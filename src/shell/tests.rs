@@ -7,9 +7,18 @@ use crate::store::{MemoryStore, Role};
 fn shell(role: Role) -> (tokio::runtime::Runtime, Shell) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let store = Arc::new(MemoryStore::new(role));
-    let node = Arc::new(Node::new(store, role, "127.0.0.1:0".parse().expect("addr"), 0));
-    let link = (role == Role::Replica)
-        .then(|| Arc::new(ReplicaLink::new(Arc::clone(&node), runtime.handle().clone())));
+    let node = Arc::new(Node::new(
+        store,
+        role,
+        "127.0.0.1:0".parse().expect("addr"),
+        0,
+    ));
+    let link = (role == Role::Replica).then(|| {
+        Arc::new(ReplicaLink::new(
+            Arc::clone(&node),
+            runtime.handle().clone(),
+        ))
+    });
     let shell = Shell::new(node, link, runtime.handle().clone());
     (runtime, shell)
 }
@@ -46,7 +55,10 @@ fn banners_match_the_book() {
 #[test]
 fn delete_keys_and_values_with_spaces() {
     let (_rt, sh) = shell(Role::Primary);
-    assert_eq!(out(&sh, "put greeting hello world"), "OK greeting = hello world");
+    assert_eq!(
+        out(&sh, "put greeting hello world"),
+        "OK greeting = hello world"
+    );
     assert_eq!(out(&sh, "GET greeting"), "greeting -> hello world");
     assert_eq!(out(&sh, "DEL greeting"), "OK greeting deleted");
     assert_eq!(out(&sh, "DEL greeting"), "greeting -> Not found");
@@ -84,7 +96,10 @@ fn replica_refuses_writes_and_bad_joins() {
     assert!(out(&sh, "DEL a").starts_with("ERR DEL is not accepted here"));
     assert!(out(&sh, "JOIN nowhere").starts_with("ERR 'nowhere' is not an address"));
     let refused = out(&sh, "JOIN 127.0.0.1:1");
-    assert!(refused.starts_with("ERR JOIN 127.0.0.1:1 failed"), "{refused}");
+    assert!(
+        refused.starts_with("ERR JOIN 127.0.0.1:1 failed"),
+        "{refused}"
+    );
     let status = out(&sh, "STATUS");
     assert!(status.contains("role: replica"), "{status}");
     assert!(status.contains("link: down"), "{status}");
@@ -111,5 +126,7 @@ fn bad_input_is_one_err_line() {
         }
     }
     let long = vec![b'x'; 100 * 1024];
-    assert!(matches!(sh.execute_raw(&long), Outcome::Print(t) if t.starts_with("ERR line too long")));
+    assert!(
+        matches!(sh.execute_raw(&long), Outcome::Print(t) if t.starts_with("ERR line too long"))
+    );
 }

@@ -2,8 +2,8 @@
 //! log so it speaks the same protocol as the SQLite backend. Nothing survives a restart.
 
 use super::{
-    check_continues, new_history_id, prefix_upper_bound, ChunkSource, KvStore, LogEntry, Op,
-    Pair, Role, Snapshot,
+    check_continues, new_history_id, prefix_upper_bound, ChunkSource, KvStore, LogEntry, Op, Pair,
+    Role, Snapshot,
 };
 use crate::error::Result;
 use std::collections::{BTreeMap, HashMap, VecDeque};

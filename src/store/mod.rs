@@ -138,8 +138,12 @@ pub trait KvStore: Send + Sync {
     /// `seq`, read chunk by chunk from `chunks`, in one transaction. The log is emptied (its
     /// entries belonged to the replaced state). Readers see the old contents or the new
     /// ones, never a mix; if `chunks` fails, nothing changes. Returns the number of keys.
-    fn install_snapshot(&self, history_id: &str, seq: u64, chunks: &mut ChunkSource<'_>)
-        -> Result<u64>;
+    fn install_snapshot(
+        &self,
+        history_id: &str,
+        seq: u64,
+        chunks: &mut ChunkSource<'_>,
+    ) -> Result<u64>;
 
     /// The id of the history this store's writes belong to (`None` for a replica that has
     /// never synced).
@@ -159,15 +163,13 @@ pub fn new_history_id() -> String {
 
 /// Checks that `entries` continue a history whose head is `head`: seqs `head+1, head+2...`.
 pub fn check_continues(head: u64, entries: &[LogEntry]) -> Result<()> {
-    let mut expected = head + 1;
-    for entry in entries {
+    for (expected, entry) in (head + 1..).zip(entries) {
         if entry.seq != expected {
             return Err(crate::error::Error::SeqOutOfOrder {
                 expected,
                 got: entry.seq,
             });
         }
-        expected += 1;
     }
     Ok(())
 }

@@ -9,8 +9,8 @@ mod inspect;
 pub use inspect::{inspect, LATEST_SCHEMA_VERSION};
 
 use super::{
-    check_continues, new_history_id, prefix_upper_bound, ChunkSource, KvStore, LogEntry, Op,
-    Pair, Role, Snapshot,
+    check_continues, new_history_id, prefix_upper_bound, ChunkSource, KvStore, LogEntry, Op, Pair,
+    Role, Snapshot,
 };
 use crate::error::{Error, Result};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -35,8 +35,11 @@ const HEAD_SQL: &str = "SELECT max(coalesce((SELECT max(seq) FROM log), 0), \
 /// A [`KvStore`] in a SQLite file.
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    // Declared before `writer` so the read-only connections close first: only the last
+    // connection to close checkpoints the WAL and removes the -wal and -shm files, and a
+    // read-only one cannot.
     readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Connection>,
 }
 
 impl SqliteStore {
@@ -58,8 +61,8 @@ impl SqliteStore {
         init_meta(&mut conn, role)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
-            writer: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
+            writer: Mutex::new(conn),
         })
     }
 
@@ -187,7 +190,11 @@ fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
 /// so SQLite uses the primary key for both ends of the range.
 fn range_sql(columns: &str, prefix: &str, tail: &str) -> (String, Option<String>) {
     let upper = prefix_upper_bound(prefix);
-    let bound = if upper.is_some() { "key < ?2" } else { "?2 IS NULL" };
+    let bound = if upper.is_some() {
+        "key < ?2"
+    } else {
+        "?2 IS NULL"
+    };
     let sql = format!("SELECT {columns} FROM kv WHERE key >= ?1 AND {bound}{tail}");
     (sql, upper)
 }
@@ -282,7 +289,7 @@ impl KvStore for SqliteStore {
     }
 
     fn head_seq(&self) -> Result<u64> {
-        self.read(|conn| head(conn))
+        self.read(head)
     }
 
     fn oldest_log_seq(&self) -> Result<Option<u64>> {

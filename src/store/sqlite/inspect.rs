@@ -45,9 +45,38 @@ pub fn inspect(path: &Path, role: Role) -> Result<()> {
             "not a kv database (not a SQLite file at all); refusing to touch it".into(),
         ));
     }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| refuse(format!("cannot open: {e}")))?;
+    let conn = open_untouched(path).map_err(|e| refuse(format!("cannot open: {e}")))?;
     check_schema(&conn, role).map_err(refuse)
+}
+
+/// Opens `path` read-only without creating anything beside it. Without a `-wal` file the
+/// database file alone is the whole truth, so it is opened `immutable` (no locks, no
+/// `-shm`); with one (a running or crashed node), a plain read-only open reads it too.
+fn open_untouched(path: &Path) -> rusqlite::Result<Connection> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if Path::new(&wal).exists() {
+        return Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY);
+    }
+    let uri = format!("file:{}?immutable=1", uri_path(path));
+    Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+    )
+}
+
+/// Percent-encodes a path for a `file:` URI (RFC 3986 unreserved characters and `/` stay).
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// The reason `conn` is not a usable kv database for `role`, if it is not.

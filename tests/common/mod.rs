@@ -1,0 +1,315 @@
+//! Test support shared by the integration tests: a guard around a real `kv` process
+//! (spawned from `CARGO_BIN_EXE_kv`, killed on drop), line-oriented access to its shell,
+//! polling with a deadline, and direct SQLite reads of a node's database file.
+
+#![allow(dead_code)]
+
+pub mod proxy;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long any single expected event may take before a test fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A running `kv` process. Dropping it kills the process (SIGKILL) and reaps it.
+pub struct KvProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    /// The replication port from the ready banner.
+    pub port: u16,
+}
+
+/// Path of the binary under test.
+pub fn kv_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_kv")
+}
+
+impl KvProcess {
+    /// Starts `kv ARGS...` with piped stdio and waits for its ready banner. With a shell
+    /// the whole command list is consumed, so the next line read is a command's output.
+    pub fn start(args: &[&str]) -> KvProcess {
+        let mut child = Command::new(kv_bin())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kv");
+        let stdout = forward_lines(child.stdout.take().expect("stdout"));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&stderr);
+        let stderr_pipe = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                sink.lock().expect("stderr lock").push(line);
+            }
+        });
+        let mut process = KvProcess {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+            port: 0,
+        };
+        let banner = process.next_line();
+        process.port = parse_port(&banner).unwrap_or_else(|| {
+            panic!(
+                "no port in banner {banner:?}; stderr: {:?}",
+                process.stderr_text()
+            )
+        });
+        if !args.contains(&"--no-shell") {
+            while process.next_line() != "- HELP" {}
+        }
+        process
+    }
+
+    /// The `127.0.0.1:PORT` address of the replication port.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Writes one line to the shell.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to kv stdin");
+        stdin.flush().expect("flush kv stdin");
+    }
+
+    /// Writes raw bytes (plus a newline) to the shell.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write to kv stdin");
+        stdin.write_all(b"\n").expect("write newline");
+        stdin.flush().expect("flush kv stdin");
+    }
+
+    /// Closes the shell's stdin (end of input).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The next stdout line, failing the test after [`PATIENCE`].
+    pub fn next_line(&mut self) -> String {
+        self.next_line_within(PATIENCE).unwrap_or_else(|| {
+            panic!(
+                "no output from kv within {PATIENCE:?}; stderr: {:?}",
+                self.stderr_text()
+            )
+        })
+    }
+
+    /// The next stdout line, or `None` after `limit` or at end of output.
+    pub fn next_line_within(&mut self, limit: Duration) -> Option<String> {
+        self.stdout.recv_timeout(limit).ok()
+    }
+
+    /// Sends `line` and returns the one line it prints.
+    pub fn command(&mut self, line: &str) -> String {
+        self.send(line);
+        self.next_line()
+    }
+
+    /// Sends `line` and returns every line it prints (multi-line commands such as STATUS),
+    /// delimited by a sentinel GET.
+    pub fn command_lines(&mut self, line: &str) -> Vec<String> {
+        self.send(line);
+        self.send("GET ~end~");
+        let mut lines = Vec::new();
+        loop {
+            let next = self.next_line();
+            if next == "~end~ -> Not found" {
+                return lines;
+            }
+            lines.push(next);
+        }
+    }
+
+    /// Reads stdout lines until one equals `expected`, failing after [`PATIENCE`].
+    pub fn expect_line(&mut self, expected: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.next_line_within(left) {
+                Some(line) if line == expected => return,
+                Some(line) => seen.push(line),
+                None => break,
+            }
+        }
+        panic!(
+            "expected {expected:?}; saw {seen:?}; stderr: {:?}",
+            self.stderr_text()
+        );
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().expect("stderr lock").join("\n")
+    }
+
+    /// Waits until stderr contains `needle`.
+    pub fn wait_stderr(&self, needle: &str) {
+        let found = wait_until(PATIENCE, || self.stderr_text().contains(needle));
+        assert!(
+            found,
+            "stderr never contained {needle:?}: {}",
+            self.stderr_text()
+        );
+    }
+
+    /// Waits for the process to exit and returns its status code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("kv did not exit within {PATIENCE:?}");
+    }
+
+    /// The process id, for sending signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL the process and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for KvProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn forward_lines(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn parse_port(banner: &str) -> Option<u16> {
+    let start = banner.find("(port ")? + "(port ".len();
+    let end = start + banner[start..].find(')')?;
+    banner[start..end].parse().ok()
+}
+
+/// Polls `condition` every 20 ms until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `kv ARGS...` to completion with `input` on stdin; returns (status, stdout, stderr).
+pub fn run_with_input(args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
+    let mut child = Command::new(kv_bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kv");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let guard = ChildGuard(Some(child));
+    let output = guard.wait_output();
+    let _ = writer.join();
+    output
+}
+
+/// Kills a child on drop unless it was waited for.
+struct ChildGuard(Option<Child>);
+
+impl ChildGuard {
+    fn wait_output(mut self) -> (Option<i32>, String, String) {
+        let child = self.0.take().expect("child");
+        let pid = child.id();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(PATIENCE) {
+            Ok(Ok(out)) => (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ),
+            _ => {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                panic!("kv did not finish within {PATIENCE:?}");
+            }
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// All `kv` rows of a database file, in key order.
+pub fn kv_rows(path: &Path) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open(path).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT key, value FROM kv ORDER BY key")
+        .expect("prepare");
+    let rows = stmt
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query");
+    rows.map(|r| r.expect("row")).collect()
+}
+
+/// All log seqs of a database file, in order.
+pub fn log_seqs(path: &Path) -> Vec<u64> {
+    let conn = rusqlite::Connection::open(path).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT seq FROM log ORDER BY seq")
+        .expect("prepare");
+    let rows = stmt
+        .query_map([], |row| row.get::<_, i64>(0))
+        .expect("query");
+    rows.map(|r| r.expect("row") as u64).collect()
+}
+
+/// A `meta` value of a database file.
+pub fn meta(path: &Path, name: &str) -> Option<String> {
+    let conn = rusqlite::Connection::open(path).expect("open db");
+    conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| {
+        row.get(0)
+    })
+    .ok()
+}

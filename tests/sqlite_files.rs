@@ -1,0 +1,187 @@
+//! The database file as a user sees it with `sqlite3`: the documented `kv`, `log` and
+//! `meta` tables after writes and after a restart (data and seq survive; seq does not
+//! restart), and files kv must refuse untouched (a text file, another application's
+//! SQLite database, a kv database of a newer schema or of the other role).
+
+mod common;
+
+use common::{kv_rows, log_seqs, meta, run_with_input};
+use rusqlite::Connection;
+use std::path::Path;
+use tempfile::TempDir;
+
+fn script(db: &Path, input: &str) -> Vec<String> {
+    let db = db.display().to_string();
+    let (code, stdout, stderr) = run_with_input(
+        &["primary", "--db", &db, "--listen", "127.0.0.1:0"],
+        input.as_bytes(),
+    );
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    stdout
+        .lines()
+        .skip_while(|l| *l != "- HELP")
+        .skip(1)
+        .map(String::from)
+        .collect()
+}
+
+fn log_rows(db: &Path) -> Vec<(i64, String, String, Option<String>)> {
+    let conn = Connection::open(db).expect("open");
+    let mut stmt = conn
+        .prepare("SELECT seq, op, key, value FROM log ORDER BY seq")
+        .expect("prepare");
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query");
+    rows.map(|r| r.expect("row")).collect()
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn tables_hold_data_log_and_meta_and_survive_a_restart() {
+    let dir = TempDir::new().expect("tempdir");
+    let db = dir.path().join("primary.db");
+    let out = script(
+        &db,
+        "PUT a 1\nPUT b 2\nPUT a 10\nDEL b\nDEL missing\nPUT s hello world\n",
+    );
+    assert_eq!(
+        out,
+        [
+            "OK a = 1",
+            "OK b = 2",
+            "OK a = 10",
+            "OK b deleted",
+            "missing -> Not found",
+            "OK s = hello world"
+        ]
+    );
+    assert_eq!(kv_rows(&db), pairs(&[("a", "10"), ("s", "hello world")]));
+    let put = |seq, key: &str, value: &str| {
+        (
+            seq,
+            "put".to_string(),
+            key.to_string(),
+            Some(value.to_string()),
+        )
+    };
+    assert_eq!(
+        log_rows(&db),
+        vec![
+            put(1, "a", "1"),
+            put(2, "b", "2"),
+            put(3, "a", "10"),
+            (4, "del".into(), "b".into(), None),
+            put(5, "s", "hello world"),
+        ],
+        "one log row per committed write; the delete of a missing key logs nothing"
+    );
+    assert_eq!(meta(&db, "role").as_deref(), Some("primary"));
+    let history = meta(&db, "history_id").expect("history id");
+    assert_eq!(history.len(), 32);
+    assert!(history.chars().all(|c| c.is_ascii_hexdigit()), "{history}");
+    let conn = Connection::open(&db).expect("open");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("mode");
+    assert_eq!(mode, "wal");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 1);
+    drop(conn);
+
+    // Restart: data is there, the history is the same, and seq continues.
+    let out = script(&db, "GET a\nGET s\nPUT c 3\n");
+    assert_eq!(out, ["a -> 10", "s -> hello world", "OK c = 3"]);
+    assert_eq!(log_seqs(&db), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(meta(&db, "history_id"), Some(history));
+}
+
+/// Runs a node on `file` and checks it refuses with one line naming the file and `reason`,
+/// leaving the file byte for byte as it was and creating no WAL or shared-memory file.
+fn assert_refused_untouched(role: &str, file: &Path, reason: &str) {
+    let before = std::fs::read(file).expect("read before");
+    let path = file.display().to_string();
+    let (code, stdout, stderr) = run_with_input(
+        &[role, "--db", &path, "--listen", "127.0.0.1:0"],
+        b"PUT a 1\n",
+    );
+    assert_ne!(code, Some(0), "{path} must be refused; stdout: {stdout}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(&path), "{stderr} should name {path}");
+    assert!(stderr.contains(reason), "{stderr} should say {reason:?}");
+    assert!(!stdout.contains("ready"), "must not start: {stdout}");
+    assert_eq!(
+        std::fs::read(file).expect("read after"),
+        before,
+        "{path} was modified"
+    );
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let side = format!("{path}{suffix}");
+        assert!(!Path::new(&side).exists(), "{side} was created");
+    }
+}
+
+#[test]
+fn a_text_file_is_refused_untouched() {
+    let dir = TempDir::new().expect("tempdir");
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "these are my notes, not a database\n").expect("write");
+    assert_refused_untouched("primary", &file, "not a kv database");
+    let tiny = dir.path().join("tiny");
+    std::fs::write(&tiny, "x").expect("write");
+    assert_refused_untouched("replica", &tiny, "not a kv database");
+}
+
+#[test]
+fn another_applications_database_is_refused_untouched() {
+    let dir = TempDir::new().expect("tempdir");
+    let file = dir.path().join("app.db");
+    let conn = Connection::open(&file).expect("create");
+    conn.execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('ada');")
+        .expect("populate");
+    drop(conn);
+    assert_refused_untouched(
+        "primary",
+        &file,
+        "not a kv database (it holds tables: users)",
+    );
+}
+
+#[test]
+fn a_newer_schema_is_refused_untouched() {
+    let dir = TempDir::new().expect("tempdir");
+    let file = dir.path().join("future.db");
+    script(&file, "PUT a 1\n");
+    let conn = Connection::open(&file).expect("open");
+    conn.execute_batch("PRAGMA user_version = 99; PRAGMA journal_mode = DELETE;")
+        .expect("bump version");
+    drop(conn);
+    assert_refused_untouched("primary", &file, "schema version 99 is newer");
+}
+
+#[test]
+fn a_database_of_the_other_role_is_refused_untouched() {
+    let dir = TempDir::new().expect("tempdir");
+    let file = dir.path().join("p.db");
+    // Left in WAL mode, as a primary that stopped leaves it.
+    script(&file, "PUT a 1\n");
+    assert_refused_untouched("replica", &file, "is a primary database");
+    assert_eq!(kv_rows(&file), pairs(&[("a", "1")]));
+}
+
+#[test]
+fn an_empty_file_becomes_a_new_database() {
+    let dir = TempDir::new().expect("tempdir");
+    let file = dir.path().join("empty.db");
+    std::fs::write(&file, b"").expect("touch");
+    assert_eq!(script(&file, "PUT a 1\n"), ["OK a = 1"]);
+    assert_eq!(kv_rows(&file), pairs(&[("a", "1")]));
+}
