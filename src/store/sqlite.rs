@@ -421,3 +421,23 @@ impl Snapshot for SqliteSnapshot {
         Ok(chunk)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writer_is_durable_and_in_wal_mode() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("p.db"), Role::Primary).expect("open");
+        let conn = store.writer();
+        let synchronous: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .expect("pragma");
+        assert_eq!(synchronous, 2, "synchronous must be FULL");
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("pragma");
+        assert_eq!(mode, "wal");
+    }
+}
