@@ -31,14 +31,17 @@ fn run_terminal(shell: &Shell) -> Result<()> {
     }
     loop {
         match editor.readline(shell.prompt()) {
-            Ok(line) => {
-                if !line.trim().is_empty() {
-                    let _ = editor.add_history_entry(line.as_str());
+            Ok(text) => {
+                if !text.trim().is_empty() {
+                    let _ = editor.add_history_entry(text.as_str());
                 }
-                match shell.execute_raw(line.as_bytes()) {
-                    Outcome::Print(text) => println!("{text}"),
-                    Outcome::Nothing => {}
-                    Outcome::Exit => break,
+                // A bracketed paste of several lines arrives as one string: run each line.
+                for line in text.split('\n') {
+                    match shell.execute_raw(line.as_bytes()) {
+                        Outcome::Print(output) => println!("{output}"),
+                        Outcome::Nothing => {}
+                        Outcome::Exit => return save_history(&mut editor, history.as_deref()),
+                    }
                 }
             }
             Err(ReadlineError::Interrupted) => continue,
@@ -46,7 +49,15 @@ fn run_terminal(shell: &Shell) -> Result<()> {
             Err(e) => return Err(Error::Invalid(format!("reading the terminal failed: {e}"))),
         }
     }
-    if let Some(path) = &history {
+    save_history(&mut editor, history.as_deref())
+}
+
+fn save_history(
+    editor: &mut rustyline::DefaultEditor,
+    path: Option<&std::path::Path>,
+) -> Result<()> {
+    if let Some(path) = path {
+        // Losing the history file is not worth failing the shell over.
         let _ = editor.save_history(path);
     }
     Ok(())

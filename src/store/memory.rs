@@ -68,11 +68,15 @@ impl Inner {
         prefix: &str,
         after: Option<&str>,
     ) -> impl Iterator<Item = (&'a String, &'a String)> + 'a {
-        let lower = match after {
-            Some(after) if after >= prefix => Bound::Excluded(after.to_string()),
+        let upper = prefix_upper_bound(prefix);
+        let lower = match (after, &upper) {
+            // An `after` at or past the end of the prefix's range selects nothing; an empty
+            // `[upper, upper)` range, because `BTreeMap::range` panics when start > end.
+            (Some(after), Some(upper)) if after >= upper.as_str() => Bound::Included(upper.clone()),
+            (Some(after), _) if after >= prefix => Bound::Excluded(after.to_string()),
             _ => Bound::Included(prefix.to_string()),
         };
-        let upper = prefix_upper_bound(prefix).map_or(Bound::Unbounded, Bound::Excluded);
+        let upper = upper.map_or(Bound::Unbounded, Bound::Excluded);
         self.data.range((lower, upper))
     }
 }

@@ -205,14 +205,19 @@ fn query_pairs(
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<Pair>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     let lower = match after {
         Some(after) if after >= prefix => after,
         _ => prefix,
     };
-    // `key >= lower` also admits `after` itself; it is filtered below.
+    // `key >= lower` also admits `after` itself; it is filtered below, hence one row more
+    // than `limit` (saturating: `usize::MAX as i64 + 1` would be `LIMIT 0`).
+    let rows_wanted = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
     let (sql, upper) = range_sql("key, value", prefix, " ORDER BY key LIMIT ?3");
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![lower, upper, limit as i64 + 1], |row| {
+    let rows = stmt.query_map(params![lower, upper, rows_wanted], |row| {
         Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
     })?;
     let mut pairs = Vec::new();
@@ -310,7 +315,8 @@ impl KvStore for SqliteStore {
     }
 
     fn trim_log(&self, keep: u64, batch: usize) -> Result<u64> {
-        let keep = keep.max(1) as i64;
+        // Saturate: `u64::MAX as i64` is -1, which would delete the whole log.
+        let keep = i64::try_from(keep.max(1)).unwrap_or(i64::MAX);
         let conn = self.writer();
         let removed = conn.execute(
             "DELETE FROM log WHERE seq IN (SELECT seq FROM log WHERE seq <= \
