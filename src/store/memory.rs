@@ -2,8 +2,8 @@
 //! log so it speaks the same protocol as the SQLite backend. Nothing survives a restart.
 
 use super::{
-    check_continues, new_history_id, prefix_upper_bound, ChunkSource, KvStore, LogEntry, Op, Pair,
-    Role, Snapshot,
+    check_continues, fill_chunk, new_history_id, prefix_upper_bound, ChunkSource, KvStore,
+    LogEntry, Op, Pair, Role, Snapshot,
 };
 use crate::error::Result;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -127,6 +127,11 @@ impl KvStore for MemoryStore {
         for entry in entries {
             inner.commit(entry.clone());
         }
+        if let Some(last) = entries.last() {
+            inner
+                .meta
+                .insert("applied_seq".into(), last.seq.to_string());
+        }
         Ok(())
     }
 
@@ -144,7 +149,8 @@ impl KvStore for MemoryStore {
             return Ok(Vec::new());
         };
         // The log is contiguous, so the entry with seq `after + 1` sits at a known index.
-        let start = usize::try_from((after + 1).saturating_sub(first)).unwrap_or(usize::MAX);
+        let start =
+            usize::try_from(after.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
         Ok(inner.log.iter().skip(start).take(limit).cloned().collect())
     }
 
@@ -199,10 +205,6 @@ impl KvStore for MemoryStore {
     }
 
     fn meta(&self, name: &str) -> Result<Option<String>> {
-        if name == "applied_seq" {
-            let inner = self.read();
-            return Ok(inner.meta.get("history_id").map(|_| inner.head.to_string()));
-        }
         Ok(self.read().meta.get(name).cloned())
     }
 
@@ -228,15 +230,6 @@ impl Snapshot for MemorySnapshot {
     }
 
     fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Pair>> {
-        let mut chunk = Vec::new();
-        let mut bytes = 0;
-        while chunk.len() < max_entries.max(1) && (chunk.is_empty() || bytes < max_bytes) {
-            let Some(pair) = self.entries.next() else {
-                break;
-            };
-            bytes += pair.0.len() + pair.1.len();
-            chunk.push(pair);
-        }
-        Ok(chunk)
+        fill_chunk(self.entries.by_ref().map(Ok), max_entries, max_bytes)
     }
 }

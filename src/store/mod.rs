@@ -174,6 +174,27 @@ pub fn check_continues(head: u64, entries: &[LogEntry]) -> Result<()> {
     Ok(())
 }
 
+/// Takes pairs from `pairs` into one snapshot chunk: at most `max_entries`, stopping once
+/// `max_bytes` of keys and values are reached, and always at least one pair while any
+/// remain. Pulls nothing past the chunk, so the source resumes where the chunk ended.
+pub fn fill_chunk(
+    pairs: impl Iterator<Item = Result<Pair>>,
+    max_entries: usize,
+    max_bytes: usize,
+) -> Result<Vec<Pair>> {
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    for pair in pairs.take(max_entries.max(1)) {
+        let pair = pair?;
+        bytes += pair.0.len() + pair.1.len();
+        chunk.push(pair);
+        if bytes >= max_bytes {
+            break;
+        }
+    }
+    Ok(chunk)
+}
+
 /// The smallest string greater than every string starting with `prefix`, if one exists:
 /// the exclusive upper bound of a prefix range scan.
 pub fn prefix_upper_bound(prefix: &str) -> Option<String> {

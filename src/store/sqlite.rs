@@ -9,8 +9,8 @@ mod inspect;
 pub use inspect::{inspect, LATEST_SCHEMA_VERSION};
 
 use super::{
-    check_continues, new_history_id, prefix_upper_bound, ChunkSource, KvStore, LogEntry, Op, Pair,
-    Role, Snapshot,
+    check_continues, fill_chunk, new_history_id, prefix_upper_bound, ChunkSource, KvStore,
+    LogEntry, Op, Pair, Role, Snapshot,
 };
 use crate::error::{Error, Result};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -309,7 +309,8 @@ impl KvStore for SqliteStore {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, op, key, value FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![after as i64, limit as i64], row_to_entry)?;
+            let after = after.min(i64::MAX as u64) as i64;
+            let rows = stmt.query_map(params![after, limit as i64], row_to_entry)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
@@ -411,16 +412,16 @@ impl Snapshot for SqliteSnapshot {
                 stmt.query(params![last, limit])?
             }
         };
-        let mut chunk = Vec::new();
-        let mut bytes = 0;
-        while let Some(row) = rows.next()? {
-            let pair: Pair = (row.get(0)?, row.get(1)?);
-            bytes += pair.0.len() + pair.1.len();
-            chunk.push(pair);
-            if bytes >= max_bytes {
-                break;
-            }
-        }
+        let pairs = std::iter::from_fn(|| match rows.next() {
+            Ok(Some(row)) => Some(
+                row.get(0)
+                    .and_then(|k| Ok((k, row.get(1)?)))
+                    .map_err(Error::from),
+            ),
+            Ok(None) => None,
+            Err(e) => Some(Err(Error::from(e))),
+        });
+        let chunk = fill_chunk(pairs, max_entries, max_bytes)?;
         if let Some((key, _)) = chunk.last() {
             self.last_key = Some(key.clone());
         }
