@@ -3,6 +3,7 @@
 //! banner, then run the shell or wait for SIGINT/SIGTERM.
 
 use crate::error::{Error, Result};
+use crate::node::retention::{self, DEFAULT_LOG_RETAIN};
 use crate::node::Node;
 use crate::replica::ReplicaLink;
 use crate::replication::receiver::SyncReport;
@@ -46,6 +47,11 @@ pub struct NodeArgs {
     /// Run without the interactive shell (service mode): log to stderr, stop on SIGINT/SIGTERM.
     #[arg(long)]
     pub no_shell: bool,
+    /// Keep the newest N log entries (at least 1). A replica further behind than that
+    /// gets a full resync instead of the missing entries.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LOG_RETAIN,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_retain: u64,
 }
 
 /// Options of `kv replica`.
@@ -130,6 +136,7 @@ pub fn run(cli: Cli) -> Result<()> {
         store.head_seq()?,
     ));
     runtime.spawn(crate::primary::serve(Arc::clone(&node), listener));
+    runtime.spawn(retention::run(Arc::clone(&node), args.log_retain));
     let link = (role == Role::Replica).then(|| {
         Arc::new(ReplicaLink::new(
             Arc::clone(&node),
@@ -160,8 +167,10 @@ pub fn run(cli: Cli) -> Result<()> {
     let outcome = if args.no_shell {
         runtime.block_on(wait_for_stop_signal())
     } else {
-        let shell = Shell::new(Arc::clone(&node), link, runtime.handle().clone());
-        shell::input::run(&shell, std::io::stdin().is_terminal())
+        let interactive = std::io::stdin().is_terminal();
+        let shell = Shell::new(Arc::clone(&node), link, runtime.handle().clone())
+            .with_progress(interactive);
+        shell::input::run(&shell, interactive)
     };
     node.shutdown_token().cancel();
     runtime.shutdown_timeout(Duration::from_secs(2));

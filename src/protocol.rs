@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `Join { node_id, replica_addr, history_id, last_seq, protocol_version }` | replica → upstream | first frame on a connection the replica opened |
 //! | `Continue { history_id, from_seq }` | upstream → replica | partial resync: log entries after `from_seq` follow |
-//! | `SnapshotBegin { history_id, seq, keys }` | upstream → replica | full resync: a snapshot at `seq` of `keys` keys follows |
+//! | `SnapshotBegin { history_id, seq, keys, reason }` | upstream → replica | full resync (and why): a snapshot at `seq` of `keys` keys follows |
 //! | `Snapshot { entries }` | upstream → replica | one bounded chunk of the snapshot, in key order |
 //! | `SnapshotEnd { seq }` | upstream → replica | the snapshot is complete; log entries after `seq` follow |
 //! | `Put { seq, key, value }` / `Delete { seq, key }` | upstream → replica | log entries, seq strictly increasing by one |
@@ -85,6 +85,10 @@ pub enum Message {
         seq: u64,
         /// Number of keys in the snapshot (for progress).
         keys: u64,
+        /// Why a full resync was needed, for the replica's log and `STATUS`. Absent from
+        /// older senders, so it defaults to empty.
+        #[serde(default)]
+        reason: String,
     },
     /// A chunk of the snapshot, in key order.
     Snapshot {
@@ -209,6 +213,7 @@ mod tests {
                 history_id: "ab".into(),
                 seq: 9,
                 keys: 2,
+                reason: "new replica".into(),
             },
             Message::Snapshot {
                 entries: vec![("k".into(), "v w\n".into()), ("é".into(), String::new())],

@@ -3,6 +3,7 @@
 //! (on a replica) of the upstream link. [`crate::primary`] and [`crate::replica`] build
 //! one; the shell, the replication tasks and the listeners all hold an `Arc<Node>`.
 
+pub mod retention;
 pub mod status;
 
 use crate::error::{Error, Result};
@@ -56,6 +57,8 @@ pub struct LinkStatus {
     pub last_resync: Option<String>,
     /// Why the link last went down.
     pub last_error: Option<String>,
+    /// While a snapshot streams in: (keys received, keys in the snapshot).
+    pub snapshot: Option<(u64, u64)>,
 }
 
 /// What an upstream knows about one connected replica.
@@ -117,6 +120,7 @@ impl Node {
                 upstream_seq: 0,
                 last_resync: None,
                 last_error: None,
+                snapshot: None,
             }),
             shutdown: CancellationToken::new(),
         }

@@ -141,6 +141,8 @@ pub enum Step {
         seq: u64,
         /// Its key count.
         keys: u64,
+        /// Why the upstream chose a full resync.
+        reason: String,
     },
     /// Add a chunk to the snapshot being installed.
     SnapshotChunk(Vec<Pair>),
@@ -209,6 +211,7 @@ impl Receiver {
                     history_id,
                     seq,
                     keys,
+                    reason,
                 },
             ) => {
                 self.phase = Phase::InSnapshot { seq };
@@ -217,6 +220,7 @@ impl Receiver {
                     history_id,
                     seq,
                     keys,
+                    reason,
                 })
             }
             (

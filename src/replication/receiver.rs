@@ -182,27 +182,28 @@ impl Link<'_> {
                     history_id,
                     seq,
                     keys,
+                    reason,
                 } => {
+                    let resync = format!("full resync: {reason}");
                     info!(
-                        "full resync from {}: snapshot of {keys} keys at seq {seq}",
+                        "{resync}; receiving a snapshot of {keys} keys at seq {seq} from {}",
                         self.upstream
                     );
-                    let installed = self.receive_snapshot(reader, history_id, seq).await?;
-                    self.on_synced(
-                        SyncReport::Snapshot {
-                            seq,
-                            keys: installed,
-                        },
-                        "full resync",
-                    )
-                    .await?;
+                    self.node
+                        .update_link(|link| link.snapshot = Some((0, keys)));
+                    let installed = self.receive_snapshot(reader, history_id, seq).await;
+                    self.node.update_link(|link| link.snapshot = None);
+                    let report = SyncReport::Snapshot {
+                        seq,
+                        keys: installed?,
+                    };
+                    self.on_synced(report, resync).await?;
                 }
                 Step::Resume { from_seq } => {
-                    info!(
-                        "partial resync from {}: resuming after seq {from_seq}",
-                        self.upstream
-                    );
-                    self.on_synced(SyncReport::Resumed { from_seq }, "partial resync")
+                    let resync =
+                        format!("partial resync: same history, resuming after seq {from_seq}");
+                    info!("{resync} from {}", self.upstream);
+                    self.on_synced(SyncReport::Resumed { from_seq }, resync)
                         .await?;
                 }
                 Step::Apply(entry) => self.apply_batch(reader, entry).await?,
@@ -216,7 +217,7 @@ impl Link<'_> {
         }
     }
 
-    async fn on_synced(&mut self, report: SyncReport, kind: &str) -> Result<()> {
+    async fn on_synced(&mut self, report: SyncReport, resync: String) -> Result<()> {
         let upstream = self.upstream.to_string();
         self.node
             .blocking(move |store| store.set_meta("primary_addr", &upstream))
@@ -224,7 +225,7 @@ impl Link<'_> {
         let seq = self.machine.last_seq();
         self.node.update_link(|link| {
             link.state = LinkState::Streaming;
-            link.last_resync = Some(kind.to_string());
+            link.last_resync = Some(resync);
             link.last_error = None;
             link.upstream_seq = link.upstream_seq.max(seq);
         });
@@ -276,7 +277,15 @@ impl Link<'_> {
         loop {
             let message = next_message(reader).await?;
             let piece = match self.machine.on_message(message)? {
-                Step::SnapshotChunk(chunk) => Piece::Chunk(chunk),
+                Step::SnapshotChunk(chunk) => {
+                    let received = chunk.len() as u64;
+                    self.node.update_link(|link| {
+                        if let Some((done, _)) = &mut link.snapshot {
+                            *done += received;
+                        }
+                    });
+                    Piece::Chunk(chunk)
+                }
                 Step::FinishSnapshot { .. } => Piece::End,
                 Step::Heartbeat { .. } => continue,
                 step => {

@@ -199,7 +199,9 @@ async fn stream_history<W: AsyncWrite + Unpin>(
             writer.send(&message).await?;
             from_seq
         }
-        SyncPlan::Full(_) => send_snapshot(node, writer, history_id).await?,
+        SyncPlan::Full(reason) => {
+            send_snapshot(node, writer, history_id, reason.to_string()).await?
+        }
     };
     stream_log(node, writer, from_seq).await
 }
@@ -209,6 +211,7 @@ async fn send_snapshot<W: AsyncWrite + Unpin>(
     node: &Node,
     writer: &mut MessageWriter<W>,
     history_id: &str,
+    reason: String,
 ) -> Result<u64> {
     let mut snapshot = node.blocking(|store| store.snapshot()).await?;
     let seq = snapshot.seq();
@@ -216,6 +219,7 @@ async fn send_snapshot<W: AsyncWrite + Unpin>(
         history_id: history_id.to_string(),
         seq,
         keys: snapshot.key_count(),
+        reason,
     };
     writer.send(&begin).await?;
     loop {

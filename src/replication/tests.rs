@@ -81,6 +81,7 @@ fn receiver_accepts_snapshot_then_next_entries() {
         history_id: "h".into(),
         seq: 5,
         keys: 1,
+        reason: "new replica".into(),
     };
     assert!(matches!(
         rx.on_message(begin),
@@ -157,6 +158,7 @@ fn receiver_rejects_messages_out_of_order() {
         history_id: "h".into(),
         seq: 5,
         keys: 0,
+        reason: String::new(),
     })
     .expect("begin");
     assert!(rx.on_message(Message::SnapshotEnd { seq: 4 }).is_err());

@@ -5,6 +5,7 @@
 
 pub mod command;
 pub mod input;
+pub mod progress;
 
 use crate::error::Error;
 use crate::node::Node;
@@ -80,6 +81,7 @@ pub struct Shell {
     node: Arc<Node>,
     link: Option<Arc<ReplicaLink>>,
     runtime: Handle,
+    show_progress: bool,
 }
 
 impl Shell {
@@ -90,7 +92,14 @@ impl Shell {
             node,
             link,
             runtime,
+            show_progress: false,
         }
+    }
+
+    /// Show a progress bar while a long `JOIN` runs (for an interactive terminal).
+    pub fn with_progress(mut self, show: bool) -> Self {
+        self.show_progress = show;
+        self
     }
 
     /// The prompt, `primary> ` or `replica> `.
@@ -193,10 +202,10 @@ impl Shell {
             return Err("JOIN is a replica command; this node is the primary".into());
         };
         validate_addr(addr)?;
-        let report = self
-            .runtime
-            .block_on(link.join(addr.to_string()))
-            .map_err(|e| format!("JOIN {addr} failed: {e}"))?;
+        let first_sync = link.follow(addr.to_string(), false);
+        let report =
+            progress::wait_for_sync(&self.runtime, &self.node, first_sync, self.show_progress)
+                .map_err(|e| format!("JOIN {addr} failed: {e}"))?;
         Ok(match report {
             SyncReport::Snapshot { .. } => "Snapshot received".into(),
             SyncReport::Resumed { from_seq } => {

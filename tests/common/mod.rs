@@ -150,6 +150,28 @@ impl KvProcess {
         );
     }
 
+    /// Every stdout line until the process closes stdout (it exited or was killed),
+    /// bounded by [`PATIENCE`].
+    pub fn remaining_lines(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut lines = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(_) => break,
+            }
+        }
+        lines
+    }
+
+    /// Writes all of `lines` to the shell at once, without waiting for replies.
+    pub fn send_all(&mut self, lines: &[String]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        stdin.write_all(text.as_bytes()).expect("write to kv stdin");
+        stdin.flush().expect("flush kv stdin");
+    }
+
     /// Everything the process wrote to stderr so far.
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().expect("stderr lock").join("\n")
