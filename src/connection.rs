@@ -92,11 +92,13 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
 }
 
 fn framing_error(e: std::io::Error) -> Error {
+    // tokio-util reports a stream that ends inside a frame as a plain `Other` error with
+    // this text (the `Decoder::decode_eof` default); name it for what it is.
+    let truncated = e.kind() == std::io::ErrorKind::UnexpectedEof
+        || e.to_string() == "bytes remaining on stream";
     match e.kind() {
+        _ if truncated => Error::Protocol("connection closed in the middle of a frame".into()),
         std::io::ErrorKind::InvalidData => Error::Protocol(format!("bad frame: {e}")),
-        std::io::ErrorKind::UnexpectedEof => {
-            Error::Protocol("connection closed in the middle of a frame".into())
-        }
         _ => Error::Io(e),
     }
 }
@@ -168,6 +170,7 @@ mod tests {
         let mut reader = MessageReader::new(b, 1024);
         a.write_all(&[0, 0, 0, 10, 1, 2]).await.expect("write");
         drop(a);
-        assert!(reader.read().await.is_err());
+        let err = reader.read().await.expect_err("truncated");
+        assert!(err.to_string().contains("middle of a frame"), "{err}");
     }
 }

@@ -311,19 +311,19 @@ impl Link<'_> {
         first: LogEntry,
     ) -> Result<()> {
         let mut batch = vec![first];
+        let mut failure = None;
         while batch.len() < LOG_BATCH {
             // `read` is cancel-safe: a frame half-received stays buffered in the reader.
             let Some(next) = reader.read().now_or_never() else {
                 break;
             };
-            let message = next?.ok_or_else(closed)?;
-            match self.machine.on_message(message)? {
-                Step::Apply(entry) => batch.push(entry),
-                Step::Heartbeat { .. } => {}
-                step => {
-                    return Err(Error::Protocol(format!(
-                        "unexpected {step:?} in the log stream"
-                    )))
+            match self.entry_from(next) {
+                Ok(Some(entry)) => batch.push(entry),
+                Ok(None) => {}
+                Err(e) => {
+                    // Apply the valid entries before it, then drop the link.
+                    failure = Some(e);
+                    break;
                 }
             }
         }
@@ -333,7 +333,18 @@ impl Link<'_> {
         self.applied.send_replace(last);
         self.node
             .update_link(|link| link.upstream_seq = link.upstream_seq.max(last));
-        Ok(())
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// The log entry in a message read while gathering a batch (`None` for a heartbeat).
+    fn entry_from(&mut self, read: Result<Option<Message>>) -> Result<Option<LogEntry>> {
+        match self.machine.on_message(read?.ok_or_else(closed)?)? {
+            Step::Apply(entry) => Ok(Some(entry)),
+            Step::Heartbeat { .. } => Ok(None),
+            step => Err(Error::Protocol(format!(
+                "unexpected {step:?} in the log stream"
+            ))),
+        }
     }
 }
 

@@ -1,0 +1,53 @@
+//! Raw replication frames for tests that play a misbehaving peer: a u32 big-endian length
+//! and an rmp-serde body, written and read with plain blocking sockets.
+
+use kv::protocol::{self, Message};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Writes one message as a frame.
+pub fn write_message(stream: &mut TcpStream, message: &Message) {
+    let body = protocol::encode(message).expect("encode");
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).expect("write frame");
+}
+
+/// Reads one message, or `None` if the peer closed (or reset) the connection, failing the
+/// test if nothing arrives within `limit`.
+pub fn read_message(stream: &mut TcpStream, limit: Duration) -> Option<Message> {
+    stream.set_read_timeout(Some(limit)).expect("timeout");
+    let mut header = [0u8; 4];
+    match stream.read_exact(&mut header) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            panic!("no frame and no close within {limit:?}")
+        }
+        Err(_) => return None,
+    }
+    let length = u32::from_be_bytes(header) as usize;
+    assert!(
+        length <= protocol::MAX_FRAME,
+        "peer sent an oversized frame: {length}"
+    );
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).ok()?;
+    Some(protocol::decode(&body).expect("peer sent an undecodable frame"))
+}
+
+/// Reads messages until the peer closes; returns the `Error` reasons seen on the way.
+pub fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Vec<String> {
+    let mut reasons = Vec::new();
+    while let Some(message) = read_message(stream, limit) {
+        if let Message::Error { message } = message {
+            reasons.push(message);
+        }
+    }
+    reasons
+}
