@@ -47,8 +47,7 @@ pub fn wait_for_sync(
 
 fn new_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
-    if let Ok(style) =
-        ProgressStyle::with_template("snapshot {bar:40} {pos}/{len} keys ({per_sec}, eta {eta})")
+    if let Ok(style) = ProgressStyle::with_template("snapshot {bar:40} {pos}/{len} keys, eta {eta}")
     {
         bar.set_style(style);
     }
