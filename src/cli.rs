@@ -57,6 +57,7 @@ pub struct NodeArgs {
 /// Options of `kv replica`.
 #[derive(Debug, Args)]
 pub struct ReplicaArgs {
+    /// Options both roles take.
     #[command(flatten)]
     pub node: NodeArgs,
     /// Join this primary at start-up and keep following it; a bare --join means localhost:8080.

@@ -6,9 +6,12 @@
 //! [`primary`] and [`replica`] wire a store, the replication tasks and a [`shell`] into a
 //! running node; [`cli`] is the command line that builds one.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod connection;
 pub mod error;
+mod locks;
 pub mod node;
 pub mod primary;
 pub mod protocol;

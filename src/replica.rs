@@ -4,6 +4,7 @@
 //! writes from whoever connects.
 
 use crate::error::{Error, Result};
+use crate::locks::lock;
 use crate::node::Node;
 use crate::replication::receiver::{run_link, SyncReport};
 use std::sync::{Arc, Mutex};
@@ -37,11 +38,7 @@ impl ReplicaLink {
         retry_before_sync: bool,
     ) -> oneshot::Receiver<Result<SyncReport>> {
         let cancel = self.node.shutdown_token().child_token();
-        let previous = self
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(cancel.clone());
+        let previous = lock(&self.current).replace(cancel.clone());
         if let Some(previous) = previous {
             previous.cancel();
         }

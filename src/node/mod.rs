@@ -11,7 +11,8 @@ use crate::store::{KvStore, Op, Role};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use crate::locks::lock;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -88,12 +89,6 @@ pub struct Node {
     history_reset: Mutex<CancellationToken>,
     link: Mutex<LinkStatus>,
     shutdown: CancellationToken,
-}
-
-// Every critical section below is a plain field update that cannot panic half-way, so a
-// poisoned lock still holds consistent data.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Node {

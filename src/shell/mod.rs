@@ -113,15 +113,7 @@ impl Shell {
     /// Executes one raw input line (without its newline). Never panics; bad input yields
     /// one line starting `ERR `.
     pub fn execute_raw(&self, raw: &[u8]) -> Outcome {
-        match check_line(raw) {
-            Ok(line) => self.execute(line),
-            Err(message) => Outcome::Print(format!("ERR {message}")),
-        }
-    }
-
-    /// Executes one line of text.
-    pub fn execute(&self, line: &str) -> Outcome {
-        let command = match check_line(line.as_bytes()).and_then(parse) {
+        let command = match check_line(raw).and_then(parse) {
             Ok(Some(command)) => command,
             Ok(None) => return Outcome::Nothing,
             Err(message) => return Outcome::Print(format!("ERR {message}")),
@@ -133,6 +125,11 @@ impl Shell {
             Ok(text) => text,
             Err(message) => format!("ERR {message}"),
         })
+    }
+
+    /// Executes one line of text.
+    pub fn execute(&self, line: &str) -> Outcome {
+        self.execute_raw(line.as_bytes())
     }
 
     fn run(&self, command: Command<'_>) -> Result<String, String> {

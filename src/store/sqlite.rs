@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
 use std::path::{Path, PathBuf};
+use crate::locks::lock;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -98,12 +99,6 @@ impl SqliteStore {
     fn writer(&self) -> MutexGuard<'_, Connection> {
         lock(&self.writer)
     }
-}
-
-// A panic cannot leave a connection inside an open transaction (rusqlite rolls back on
-// drop), so a poisoned lock still guards a usable connection.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn init_meta(conn: &mut Connection, role: Role) -> Result<()> {
