@@ -1,0 +1,185 @@
+//! The `KvStore` conformance suite: one generic body per case, run against both backends
+//! (`memory::*` on `MemoryStore`, `sqlite::*` on `SqliteStore` in a temporary directory).
+//! It owns the behaviour the trait promises to every caller: reads and writes, key-ordered
+//! and prefix scans with pagination, sequence numbers and the log, consistent chunked
+//! snapshots, replica-side `apply` and `install_snapshot`, log retention, and meta. The one
+//! SQLite-only case at the end checks that a reopened file keeps its data and its head.
+//!
+//! `main.rs` holds the backends, the macro and the SQLite-only case; the generic cases live
+//! in area modules: `reads` (get/put/delete, scans, prefixes, pagination, awkward keys),
+//! `log` (seqs, `log_since`, trimming), `snapshot` (snapshots and `install_snapshot`),
+//! `replica` (`apply`) and `meta` (meta and history ids), with shared `helpers`.
+
+mod helpers;
+mod log;
+mod meta;
+mod reads;
+mod replica;
+mod snapshot;
+
+use helpers::{contents, del, entry, install, pairs, put, put_op, ALL, HISTORY_A};
+use kv::store::{KvStore, MemoryStore, Role, SqliteStore};
+use kv::Error;
+use std::cell::Cell;
+use tempfile::TempDir;
+
+// ---------------------------------------------------------------------------------------
+// Backends and the macro that instantiates every case for each of them.
+// ---------------------------------------------------------------------------------------
+
+/// Makes fresh, empty stores of one backend. Every `open` returns a new store; a backend
+/// value outlives the stores it made (the SQLite one owns their directory).
+trait Backend {
+    type Store: KvStore;
+    fn open(&self, role: Role) -> Self::Store;
+}
+
+struct Memory;
+
+impl Backend for Memory {
+    type Store = MemoryStore;
+    fn open(&self, role: Role) -> MemoryStore {
+        MemoryStore::new(role)
+    }
+}
+
+struct Sqlite {
+    dir: TempDir,
+    opened: Cell<u32>,
+}
+
+impl Sqlite {
+    fn new() -> Self {
+        Sqlite {
+            dir: TempDir::new().expect("create a temporary directory for the databases"),
+            opened: Cell::new(0),
+        }
+    }
+}
+
+impl Backend for Sqlite {
+    type Store = SqliteStore;
+    fn open(&self, role: Role) -> SqliteStore {
+        let n = self.opened.get();
+        self.opened.set(n + 1);
+        let path = self.dir.path().join(format!("{role}-{n}.db"));
+        SqliteStore::open(&path, role).expect("open a fresh SQLite store")
+    }
+}
+
+/// `conformance!(backends { module => backend_expr, ... } cases [area::case, ...])` writes
+/// one `mod module` per backend holding one `#[test] fn case` per case, each calling the
+/// generic `area::case(&backend)` defined in that area module.
+macro_rules! conformance {
+    (backends { $($module:ident => $backend:expr),+ $(,)? } cases $cases:tt) => {
+        $( conformance!(@module $module, $backend, $cases); )+
+    };
+    (@module $module:ident, $backend:expr, [$($area:ident :: $case:ident),+ $(,)?]) => {
+        mod $module {
+            $(
+                #[test]
+                fn $case() {
+                    crate::$area::$case(&$backend);
+                }
+            )+
+        }
+    };
+}
+
+conformance! {
+    backends {
+        memory => crate::Memory,
+        sqlite => crate::Sqlite::new(),
+    }
+    cases [
+        reads::get_put_delete,
+        reads::overwrite,
+        reads::delete_missing_key_consumes_no_seq,
+        reads::scan_is_in_byte_order,
+        reads::scan_limit_edges,
+        reads::prefix_scan_and_count,
+        reads::pagination_with_after,
+        reads::awkward_keys_and_values_round_trip,
+        log::seq_increases_by_one_per_write,
+        log::log_since_returns_entries_after_seq,
+        log::trim_log_keeps_newest_in_batches,
+        snapshot::snapshot_stays_consistent_while_writes_continue,
+        snapshot::snapshot_chunk_bounds,
+        snapshot::install_snapshot_replaces_everything,
+        snapshot::install_snapshot_failure_changes_nothing,
+        replica::replica_apply_accepts_consecutive_seqs,
+        replica::replica_apply_rejects_gap_and_duplicate,
+        meta::meta_round_trip,
+        meta::primary_has_history_id,
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+// SQLite only.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn sqlite_reopen_keeps_data_and_head_seq() {
+    let dir = TempDir::new().expect("create a temporary directory");
+    let path = dir.path().join("primary.db");
+
+    let history = {
+        let store = SqliteStore::open(&path, Role::Primary).expect("create");
+        put(&store, "a", "1");
+        put(&store, "b", "2");
+        put(&store, "a", "one");
+        del(&store, "b");
+        put(&store, "c", "");
+        store.set_meta("note", "kept").expect("set meta");
+        // Trimming down to one entry must not lose the head.
+        assert_eq!(store.trim_log(1, 100).expect("trim"), 4);
+        store.history_id().expect("history").expect("history id")
+    };
+
+    let store = SqliteStore::open(&path, Role::Primary).expect("reopen");
+    assert_eq!(contents(&store), pairs(&[("a", "one"), ("c", "")]));
+    assert_eq!(store.head_seq().expect("head"), 5);
+    assert_eq!(store.oldest_log_seq().expect("oldest"), Some(5));
+    assert_eq!(
+        store.log_since(0, ALL).expect("log"),
+        vec![entry(5, put_op("c", ""))]
+    );
+    assert_eq!(store.history_id().expect("history"), Some(history));
+    assert_eq!(store.meta("note").expect("meta").as_deref(), Some("kept"));
+    assert_eq!(put(&store, "d", "4"), 6, "seq continues after reopening");
+    assert_eq!(del(&store, "a"), Some(7));
+    drop(store);
+
+    let store = SqliteStore::open(&path, Role::Primary).expect("reopen again");
+    assert_eq!(store.head_seq().expect("head"), 7);
+    assert_eq!(contents(&store), pairs(&[("c", ""), ("d", "4")]));
+    assert_eq!(put(&store, "e", "5"), 8);
+    drop(store);
+
+    // A replica resumes from its applied seq, even with an empty log.
+    let replica_path = dir.path().join("replica.db");
+    {
+        let replica = SqliteStore::open(&replica_path, Role::Replica).expect("create replica");
+        install(&replica, HISTORY_A, 40, vec![pairs(&[("r", "1")])]);
+    }
+    let replica = SqliteStore::open(&replica_path, Role::Replica).expect("reopen replica");
+    assert_eq!(replica.head_seq().expect("head"), 40);
+    assert_eq!(
+        replica.history_id().expect("history").as_deref(),
+        Some(HISTORY_A)
+    );
+    assert_eq!(contents(&replica), pairs(&[("r", "1")]));
+    replica
+        .apply(&[entry(41, put_op("s", "2"))])
+        .expect("apply 41 after reopening");
+    drop(replica);
+    let replica = SqliteStore::open(&replica_path, Role::Replica).expect("reopen replica");
+    assert_eq!(replica.head_seq().expect("head"), 41);
+    assert!(matches!(
+        replica.apply(&[entry(41, put_op("s", "again"))]),
+        Err(Error::SeqOutOfOrder {
+            expected: 42,
+            got: 41
+        })
+    ));
+}

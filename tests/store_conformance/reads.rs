@@ -1,0 +1,369 @@
+//! Reads and writes on a primary: get/put/delete, overwrites, deletes of missing keys,
+//! key-ordered scans and their limits, prefix scans and counts, pagination with `after`,
+//! and awkward keys and values surviving every path (log, snapshot, replication).
+
+use crate::helpers::{
+    contents, del, del_op, drain, entry, flatten, install, keys, pairs, put, put_op, whole_log,
+    ALL, HISTORY_A,
+};
+use crate::Backend;
+use kv::store::{KvStore, LogEntry, Role};
+
+pub fn get_put_delete<B: Backend>(backend: &B) {
+    let store = backend.open(Role::Primary);
+    assert_eq!(store.get("a").expect("get"), None);
+
+    assert_eq!(put(&store, "a", "1"), 1);
+    assert_eq!(put(&store, "b", "2"), 2);
+    assert_eq!(store.get("a").expect("get").as_deref(), Some("1"));
+    assert_eq!(store.get("b").expect("get").as_deref(), Some("2"));
+    assert_eq!(store.get("c").expect("get"), None);
+
+    assert_eq!(del(&store, "a"), Some(3));
+    assert_eq!(store.get("a").expect("get"), None);
+    assert_eq!(store.get("b").expect("get").as_deref(), Some("2"));
+    assert_eq!(store.count("").expect("count"), 1);
+    assert_eq!(contents(&store), pairs(&[("b", "2")]));
+
+    // A deleted key can be written again.
+    assert_eq!(put(&store, "a", "again"), 4);
+    assert_eq!(store.get("a").expect("get").as_deref(), Some("again"));
+}
+
+pub fn overwrite<B: Backend>(backend: &B) {
+    let store = backend.open(Role::Primary);
+    assert_eq!(put(&store, "k", "first"), 1);
+    assert_eq!(put(&store, "k", "second"), 2);
+    assert_eq!(put(&store, "k", ""), 3);
+    assert_eq!(put(&store, "k", "third"), 4);
+
+    assert_eq!(store.get("k").expect("get").as_deref(), Some("third"));
+    assert_eq!(store.count("").expect("count"), 1);
+    assert_eq!(contents(&store), pairs(&[("k", "third")]));
+    // Every overwrite is its own log entry.
+    assert_eq!(
+        whole_log(&store),
+        vec![
+            entry(1, put_op("k", "first")),
+            entry(2, put_op("k", "second")),
+            entry(3, put_op("k", "")),
+            entry(4, put_op("k", "third")),
+        ]
+    );
+}
+
+pub fn delete_missing_key_consumes_no_seq<B: Backend>(backend: &B) {
+    let store = backend.open(Role::Primary);
+    // On an empty store.
+    assert_eq!(del(&store, "nothing"), None);
+    assert_eq!(store.head_seq().expect("head"), 0);
+    assert_eq!(store.oldest_log_seq().expect("oldest"), None);
+    assert!(whole_log(&store).is_empty());
+
+    assert_eq!(put(&store, "a", "1"), 1);
+    assert_eq!(del(&store, "b"), None);
+    assert_eq!(del(&store, "A"), None, "keys are case-sensitive");
+    assert_eq!(store.head_seq().expect("head"), 1);
+    assert_eq!(del(&store, "a"), Some(2));
+    assert_eq!(del(&store, "a"), None, "second delete of the same key");
+    assert_eq!(store.head_seq().expect("head"), 2);
+
+    // The next write takes the very next seq: nothing was burnt.
+    assert_eq!(put(&store, "c", "3"), 3);
+    assert_eq!(
+        whole_log(&store),
+        vec![
+            entry(1, put_op("a", "1")),
+            entry(2, del_op("a")),
+            entry(3, put_op("c", "3")),
+        ]
+    );
+}
+
+/// Keys in the order their UTF-8 bytes sort (which is also code-point order, but not
+/// UTF-16 order: U+1F600 sorts after U+E000 and U+FFFD here).
+const BYTE_ORDERED_KEYS: [&str; 17] = [
+    "A", "Z", "a", "a b", "ab", "a\u{7f}", "b", "z", "~", "\u{7f}", "ä", "é", "中", "\u{D7FF}",
+    "\u{E000}", "\u{FFFD}", "😀",
+];
+
+pub fn scan_is_in_byte_order<B: Backend>(backend: &B) {
+    let store = backend.open(Role::Primary);
+    let mut expected: Vec<&str> = BYTE_ORDERED_KEYS.to_vec();
+    expected.push("\u{10FFFF}x");
+    // Write them in a scrambled order.
+    for (i, key) in expected
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(i, _)| i % 2 == 0)
+    {
+        put(&store, key, &format!("v{i}"));
+    }
+    for (i, key) in expected.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        put(&store, key, &format!("v{i}"));
+    }
+
+    let all = contents(&store);
+    assert_eq!(keys(&all), expected);
+    for (i, (key, value)) in all.iter().enumerate() {
+        assert_eq!(value, &format!("v{i}"), "value of {key:?}");
+    }
+    assert_eq!(store.count("").expect("count"), expected.len() as u64);
+
+    // A limit takes the first keys in order.
+    let first = store.scan("", None, 4).expect("scan with limit");
+    assert_eq!(keys(&first), &expected[..4]);
+}
+
+pub fn scan_limit_edges<B: Backend>(backend: &B) {
+    let store = backend.open(Role::Primary);
+    for key in ["a", "b", "c"] {
+        put(&store, key, key);
+    }
+    assert_eq!(store.scan("", None, 0).expect("scan limit 0"), Vec::new());
+    assert_eq!(
+        store.scan("", Some("a"), 0).expect("scan limit 0"),
+        Vec::new()
+    );
+    assert_eq!(store.scan("b", None, 0).expect("scan limit 0"), Vec::new());
+    assert_eq!(keys(&store.scan("", None, 1).expect("limit 1")), ["a"]);
+    assert_eq!(
+        keys(
+            &store
+                .scan("", None, usize::MAX)
+                .expect("scan limit usize::MAX")
+        ),
+        ["a", "b", "c"]
+    );
+    assert_eq!(
+        keys(
+            &store
+                .scan("", Some("a"), usize::MAX)
+                .expect("scan limit usize::MAX")
+        ),
+        ["b", "c"]
+    );
+}
+
+pub fn prefix_scan_and_count<B: Backend>(backend: &B) {
+    let store = backend.open(Role::Primary);
+    for key in [
+        "t",
+        "u",
+        "us",
+        "us1",
+        "usa",
+        "user:é",
+        "us\u{10FFFF}",
+        "us\u{10FFFF}z",
+        "ut",
+        "uta",
+        "v",
+        "é",
+        "éa",
+        "ê",
+        "\u{D7FF}",
+        "\u{D7FF}a",
+        "\u{E000}",
+        "\u{10FFFF}",
+        "\u{10FFFF}\u{10FFFF}",
+    ] {
+        put(&store, key, &format!("<{key}>"));
+    }
+
+    let us = store.scan("us", None, ALL).expect("scan us");
+    assert_eq!(
+        keys(&us),
+        [
+            "us",
+            "us1",
+            "usa",
+            "user:é",
+            "us\u{10FFFF}",
+            "us\u{10FFFF}z"
+        ]
+    );
+    assert_eq!(us[3], ("user:é".to_string(), "<user:é>".to_string()));
+    assert_eq!(store.count("us").expect("count us"), 6);
+
+    assert_eq!(store.count("u").expect("count u"), 9);
+    assert_eq!(store.count("").expect("count all"), 19);
+    assert_eq!(store.count("x").expect("count x"), 0);
+    assert!(store.scan("x", None, ALL).expect("scan x").is_empty());
+    assert_eq!(keys(&store.scan("usa", None, ALL).expect("scan")), ["usa"]);
+    assert_eq!(store.count("usa").expect("count usa"), 1);
+    assert!(store.scan("usb", None, ALL).expect("scan usb").is_empty());
+
+    // Prefixes whose successor needs care: a last char of U+10FFFF, a multi-byte char,
+    // and the char just below the surrogate gap.
+    assert_eq!(
+        keys(&store.scan("us\u{10FFFF}", None, ALL).expect("scan")),
+        ["us\u{10FFFF}", "us\u{10FFFF}z"]
+    );
+    assert_eq!(store.count("us\u{10FFFF}").expect("count"), 2);
+    assert_eq!(
+        keys(&store.scan("é", None, ALL).expect("scan é")),
+        ["é", "éa"]
+    );
+    assert_eq!(store.count("é").expect("count é"), 2);
+    assert_eq!(
+        keys(&store.scan("\u{D7FF}", None, ALL).expect("scan")),
+        ["\u{D7FF}", "\u{D7FF}a"]
+    );
+    assert_eq!(store.count("\u{D7FF}").expect("count"), 2);
+    assert_eq!(
+        keys(&store.scan("\u{10FFFF}", None, ALL).expect("scan")),
+        ["\u{10FFFF}", "\u{10FFFF}\u{10FFFF}"]
+    );
+    assert_eq!(store.count("\u{10FFFF}").expect("count"), 2);
+
+    // Limits apply inside the prefix.
+    assert_eq!(
+        keys(&store.scan("us", None, 2).expect("scan")),
+        ["us", "us1"]
+    );
+}
+
+pub fn pagination_with_after<B: Backend>(backend: &B) {
+    let store = backend.open(Role::Primary);
+    for key in [
+        "j", "k", "k00", "k01", "k02", "k03", "k04", "k05", "k06", "l",
+    ] {
+        put(&store, key, key);
+    }
+
+    // Page through the prefix "k" three at a time.
+    let mut pages = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.scan("k", after.as_deref(), 3).expect("scan a page");
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3, "page over the limit: {page:?}");
+        after = page.last().map(|(k, _)| k.clone());
+        pages.push(keys(&page).join(","));
+        assert!(pages.len() < 10, "pagination does not end");
+    }
+    assert_eq!(pages, ["k,k00,k01", "k02,k03,k04", "k05,k06"]);
+
+    // Whole-space pagination crosses prefixes.
+    assert_eq!(
+        keys(&store.scan("", Some("k06"), ALL).expect("scan")),
+        ["l"]
+    );
+    assert_eq!(
+        keys(&store.scan("", Some("j"), 2).expect("scan")),
+        ["k", "k00"]
+    );
+    // `after` need not be a stored key.
+    assert_eq!(
+        keys(&store.scan("k", Some("k035"), ALL).expect("scan")),
+        ["k04", "k05", "k06"]
+    );
+    assert_eq!(
+        keys(&store.scan("", Some("a"), 2).expect("scan")),
+        ["j", "k"]
+    );
+    // `after` below the prefix is no restriction.
+    assert_eq!(
+        keys(&store.scan("k0", Some("a"), 2).expect("scan")),
+        ["k00", "k01"]
+    );
+    assert_eq!(
+        keys(&store.scan("k0", Some("k"), 2).expect("scan")),
+        ["k00", "k01"]
+    );
+    // `after` at or beyond the end of the prefix range (or of everything) gives nothing.
+    assert!(store.scan("k", Some("k06"), ALL).expect("scan").is_empty());
+    assert!(store
+        .scan("k", Some("k\u{10FFFF}"), ALL)
+        .expect("scan")
+        .is_empty());
+    assert!(store.scan("k", Some("l"), ALL).expect("scan").is_empty());
+    assert!(store.scan("k", Some("z"), ALL).expect("scan").is_empty());
+    assert!(store.scan("", Some("l"), ALL).expect("scan").is_empty());
+    assert!(store
+        .scan("", Some("\u{10FFFF}"), ALL)
+        .expect("scan")
+        .is_empty());
+}
+
+pub fn awkward_keys_and_values_round_trip<B: Backend>(backend: &B) {
+    let store = backend.open(Role::Primary);
+    let data = pairs(&[
+        ("empty", ""),
+        ("spaces", "  leading and trailing  "),
+        ("newlines", "line 1\nline 2\r\n\n"),
+        ("tab\tkey", "\t"),
+        ("key with spaces", "value with spaces"),
+        ("key\nwith newline", "v"),
+        ("quotes'\"", "'); DROP TABLE kv; --"),
+        ("ключ", "значение"),
+        ("日本語", "値"),
+        ("emoji 😀", "🎉\u{10FFFF}"),
+        ("é", "é"),
+        ("\u{10FFFF}x", "last"),
+    ]);
+    for (key, value) in &data {
+        put(&store, key, value);
+    }
+    let mut sorted = data.clone();
+    sorted.sort();
+
+    for (key, value) in &data {
+        assert_eq!(
+            store.get(key).expect("get").as_ref(),
+            Some(value),
+            "get {key:?}"
+        );
+    }
+    assert_eq!(
+        store.get("empty").expect("get").as_deref(),
+        Some(""),
+        "an empty value is present, not missing"
+    );
+    assert_eq!(contents(&store), sorted);
+    assert_eq!(
+        keys(&store.scan("ключ", None, ALL).expect("scan")),
+        ["ключ"]
+    );
+    assert_eq!(
+        keys(&store.scan("key", None, ALL).expect("scan")),
+        ["key\nwith newline", "key with spaces"]
+    );
+
+    // The log carries them exactly, including a delete of an awkward key.
+    assert_eq!(del(&store, "key\nwith newline"), Some(13));
+    let log = whole_log(&store);
+    let mut expected_log: Vec<LogEntry> = data
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| entry(i as u64 + 1, put_op(k, v)))
+        .collect();
+    expected_log.push(entry(13, del_op("key\nwith newline")));
+    assert_eq!(log, expected_log);
+    sorted.retain(|(k, _)| k != "key\nwith newline");
+
+    // So does a snapshot (1-pair chunks, to cross a chunk boundary at every key).
+    let mut snapshot = store.snapshot().expect("snapshot");
+    assert_eq!(snapshot.key_count(), sorted.len() as u64);
+    assert_eq!(flatten(drain(&mut *snapshot, 1, usize::MAX)), sorted);
+
+    // And both replication paths reproduce them on a replica.
+    let replayed = backend.open(Role::Replica);
+    install(&replayed, HISTORY_A, 0, Vec::new());
+    replayed.apply(&log).expect("apply the log");
+    assert_eq!(contents(&replayed), sorted);
+    assert_eq!(whole_log(&replayed), log);
+
+    let installed = backend.open(Role::Replica);
+    let chunks = drain(&mut *store.snapshot().expect("snapshot"), 5, usize::MAX);
+    let n = install(&installed, HISTORY_A, 13, chunks);
+    assert_eq!(n, sorted.len() as u64);
+    assert_eq!(contents(&installed), sorted);
+    for (key, value) in &sorted {
+        assert_eq!(installed.get(key).expect("get").as_ref(), Some(value));
+    }
+}
