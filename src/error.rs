@@ -49,6 +49,10 @@ pub enum Error {
         got: u64,
     },
 
+    /// Stored data breaks kv's own rules (e.g. a `put` log row without a value).
+    #[error("corrupt database: {0}")]
+    Corrupt(String),
+
     /// The peer reported an error and closed.
     #[error("peer error: {0}")]
     Remote(String),

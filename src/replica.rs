@@ -16,7 +16,13 @@ use tokio_util::sync::CancellationToken;
 pub struct ReplicaLink {
     node: Arc<Node>,
     runtime: Handle,
-    current: Mutex<Option<CancellationToken>>,
+    current: Mutex<Option<Following>>,
+}
+
+/// The link currently running.
+struct Following {
+    upstream: String,
+    cancel: CancellationToken,
 }
 
 impl ReplicaLink {
@@ -38,9 +44,12 @@ impl ReplicaLink {
         retry_before_sync: bool,
     ) -> oneshot::Receiver<Result<SyncReport>> {
         let cancel = self.node.shutdown_token().child_token();
-        let previous = lock(&self.current).replace(cancel.clone());
-        if let Some(previous) = previous {
-            previous.cancel();
+        let following = Following {
+            upstream: upstream.clone(),
+            cancel: cancel.clone(),
+        };
+        if let Some(previous) = lock(&self.current).replace(following) {
+            previous.cancel.cancel();
         }
         let (report, first_sync) = oneshot::channel();
         let node = Arc::clone(&self.node);
@@ -54,10 +63,32 @@ impl ReplicaLink {
         first_sync
     }
 
+    /// The upstream the replica follows (or last tried to), if any.
+    pub fn following(&self) -> Option<String> {
+        lock(&self.current).as_ref().map(|f| f.upstream.clone())
+    }
+
     /// Joins `upstream` and waits until the snapshot is applied (or the resume accepted).
+    /// If that fails, the replica goes back to following its previous upstream.
     pub async fn join(&self, upstream: String) -> Result<SyncReport> {
-        self.follow(upstream, false)
+        let previous = self.following();
+        let first_sync = self.follow(upstream, false);
+        let outcome = first_sync
             .await
-            .map_err(|_| Error::Shutdown)?
+            .map_err(|_| Error::Shutdown)
+            .and_then(|r| r);
+        if outcome.is_err() {
+            self.resume(previous);
+        }
+        outcome
+    }
+
+    /// After a failed `JOIN`: follow `previous` again (retrying until it answers), so a
+    /// mistyped address does not silently stop replication.
+    pub fn resume(&self, previous: Option<String>) {
+        match previous {
+            Some(upstream) => drop(self.follow(upstream, true)),
+            None => drop(lock(&self.current).take()),
+        }
     }
 }

@@ -7,11 +7,11 @@ pub mod retention;
 pub mod status;
 
 use crate::error::{Error, Result};
+use crate::locks::lock;
 use crate::store::{KvStore, Op, Role};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use crate::locks::lock;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::watch;

@@ -66,6 +66,7 @@ pub async fn run_link(
         node.update_link(|link| {
             link.state = LinkState::Down;
             link.last_error = Some(reason.clone());
+            link.snapshot = None;
         });
         if !ever_synced && !retry_before_sync {
             if let Some(report) = first_sync.take() {
@@ -90,7 +91,7 @@ pub async fn run_link(
 
 /// One connection: dial, join, sync, stream until an error or close.
 async fn sync_once(
-    node: &Node,
+    node: &Arc<Node>,
     upstream: &str,
     first_sync: &mut Option<FirstSync>,
     synced: &mut bool,
@@ -105,9 +106,8 @@ async fn sync_once(
         Err(_) => return Err(Error::Timeout(format!("connecting to {upstream}"))),
     };
     let (mut reader, mut writer) = connection::split(stream, MAX_FRAME);
-    let (history_id, applied) = node
-        .blocking(|store| Ok((store.history_id()?, store.head_seq()?)))
-        .await?;
+    let position = node.blocking(|store| store.position()).await?;
+    let (history_id, applied) = (position.history_id, position.head);
     let join = Message::Join {
         node_id: node.node_id().to_string(),
         replica_addr: node.listen_addr().to_string(),
@@ -159,7 +159,7 @@ async fn send_acks<W: AsyncWrite + Unpin>(
 
 /// The receiving half of one connection.
 struct Link<'a> {
-    node: &'a Node,
+    node: &'a Arc<Node>,
     upstream: &'a str,
     machine: Receiver,
     applied: watch::Sender<u64>,
@@ -246,26 +246,29 @@ impl Link<'_> {
         seq: u64,
     ) -> Result<u64> {
         let (pieces, mut incoming) = mpsc::channel::<Piece>(2);
-        let store = Arc::clone(self.node.store());
+        let node = Arc::clone(self.node);
         let install = tokio::task::spawn_blocking(move || {
             let mut source = || match incoming.blocking_recv() {
                 Some(Piece::Chunk(chunk)) => Ok(Some(chunk)),
                 Some(Piece::End) => Ok(None),
                 None => Err(Error::Protocol("the snapshot stream broke off".into())),
             };
-            store.install_snapshot(&history_id, seq, &mut source)
+            let keys = node
+                .store()
+                .install_snapshot(&history_id, seq, &mut source)?;
+            // Here, not after the await: the install commits even if this link is torn
+            // down meanwhile, and the new history must never reach chained replicas
+            // through a stream of the old one.
+            node.reset_history();
+            node.reset_head(seq);
+            Ok::<u64, Error>(keys)
         });
         let fed = self.feed_snapshot(reader, pieces).await;
         let installed = install.await?;
         match (fed, installed) {
             (Err(Error::Shutdown), Err(install_error)) => Err(install_error),
             (Err(feed_error), _) => Err(feed_error),
-            (Ok(()), installed) => {
-                let keys = installed?;
-                self.node.reset_head(seq);
-                self.node.reset_history();
-                Ok(keys)
-            }
+            (Ok(()), installed) => installed,
         }
     }
 

@@ -99,20 +99,17 @@ where
     let (node_id, replica_addr, history, last_seq) = read_join(reader).await?;
     // Taken before reading the state, so a snapshot install after this point ends us.
     let reset = node.history_reset_token();
-    let upstream = node
-        .blocking(|store| {
-            Ok(UpstreamState {
-                history_id: store.history_id()?.unwrap_or_default(),
-                head: store.head_seq()?,
-                oldest_log: store.oldest_log_seq()?,
-            })
-        })
-        .await?;
-    if upstream.history_id.is_empty() {
+    let position = node.blocking(|store| store.position()).await?;
+    let Some(history_id) = position.history_id else {
         return Err(Error::Protocol(
             "this node has not synced from a primary yet; nothing to serve".into(),
         ));
-    }
+    };
+    let upstream = UpstreamState {
+        history_id,
+        head: position.head,
+        oldest_log: position.oldest_log,
+    };
     let plan = plan_sync(&upstream, history.as_deref(), last_seq);
     info!("replica {replica_addr} ({peer}) joined: {plan}");
     let id = node.add_downstream(DownstreamStatus {
@@ -214,6 +211,12 @@ async fn send_snapshot<W: AsyncWrite + Unpin>(
     reason: String,
 ) -> Result<u64> {
     let mut snapshot = node.blocking(|store| store.snapshot()).await?;
+    if snapshot.history_id() != Some(history_id) {
+        // The contents were replaced since the plan was made; the reset token ends us.
+        return Err(Error::Protocol(
+            "this node's history changed while the replica joined; join again".into(),
+        ));
+    }
     let seq = snapshot.seq();
     let begin = Message::SnapshotBegin {
         history_id: history_id.to_string(),
@@ -235,7 +238,8 @@ async fn send_snapshot<W: AsyncWrite + Unpin>(
         }
         writer.send(&Message::Snapshot { entries }).await?;
     }
-    drop::<Box<dyn Snapshot>>(snapshot);
+    // Closing the read transaction and its connection is SQLite work: off the runtime.
+    tokio::task::spawn_blocking(move || drop::<Box<dyn Snapshot>>(snapshot)).await?;
     writer.send(&Message::SnapshotEnd { seq }).await?;
     Ok(seq)
 }

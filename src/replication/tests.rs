@@ -1,7 +1,9 @@
 //! Unit tests of the replication decisions, without sockets.
 
 use super::*;
-use crate::store::Op;
+use crate::error::Error;
+use crate::protocol::Message;
+use crate::store::{LogEntry, Op, MAX_SEQ};
 
 fn upstream(head: u64, oldest: Option<u64>) -> UpstreamState {
     UpstreamState {
@@ -186,4 +188,65 @@ fn backoff_grows_to_cap_with_jitter_and_resets() {
     assert!(backoff.next_delay() >= Duration::from_millis(2500));
     backoff.reset();
     assert!(backoff.next_delay() < Duration::from_millis(100));
+}
+
+fn in_snapshot() -> Receiver {
+    let mut rx = Receiver::new(None, 0);
+    rx.on_message(Message::SnapshotBegin {
+        history_id: "h".into(),
+        seq: 5,
+        keys: 3,
+        reason: String::new(),
+    })
+    .expect("begin");
+    rx
+}
+
+fn chunk(keys: &[&str]) -> Message {
+    Message::Snapshot {
+        entries: keys
+            .iter()
+            .map(|k| (k.to_string(), String::new()))
+            .collect(),
+    }
+}
+
+#[test]
+fn snapshot_keys_must_increase_across_chunks() {
+    let mut rx = in_snapshot();
+    rx.on_message(chunk(&["a", "b"])).expect("ordered");
+    rx.on_message(chunk(&["c"])).expect("ordered across chunks");
+    assert!(
+        rx.on_message(chunk(&["c"])).is_err(),
+        "repeated across chunks"
+    );
+    assert!(
+        in_snapshot().on_message(chunk(&["b", "a"])).is_err(),
+        "descending"
+    );
+    assert!(
+        in_snapshot().on_message(chunk(&["a", "a"])).is_err(),
+        "repeated"
+    );
+}
+
+#[test]
+fn seqs_beyond_the_supported_range_are_refused() {
+    let begin = |seq| Message::SnapshotBegin {
+        history_id: "h".into(),
+        seq,
+        keys: 0,
+        reason: String::new(),
+    };
+    assert!(Receiver::new(None, 0).on_message(begin(u64::MAX)).is_err());
+    let mut rx = Receiver::new(None, 0);
+    rx.on_message(begin(MAX_SEQ))
+        .expect("the largest seq is fine");
+    rx.on_message(Message::SnapshotEnd { seq: MAX_SEQ })
+        .expect("end");
+    assert!(rx.on_message(put(0)).is_err(), "no wrap-around to 0");
+    assert!(
+        rx.on_message(put(MAX_SEQ)).is_err(),
+        "no duplicate of the last seq"
+    );
 }

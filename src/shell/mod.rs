@@ -199,10 +199,18 @@ impl Shell {
             return Err("JOIN is a replica command; this node is the primary".into());
         };
         validate_addr(addr)?;
+        let previous = link.following();
         let first_sync = link.follow(addr.to_string(), false);
-        let report =
-            progress::wait_for_sync(&self.runtime, &self.node, first_sync, self.show_progress)
-                .map_err(|e| format!("JOIN {addr} failed: {e}"))?;
+        let outcome =
+            progress::wait_for_sync(&self.runtime, &self.node, first_sync, self.show_progress);
+        let report = outcome.map_err(|e| {
+            let resumed = match &previous {
+                Some(upstream) => format!("; still following {upstream}"),
+                None => String::new(),
+            };
+            link.resume(previous);
+            format!("JOIN {addr} failed: {e}{resumed}")
+        })?;
         Ok(match report {
             SyncReport::Snapshot { .. } => "Snapshot received".into(),
             SyncReport::Resumed { from_seq } => {

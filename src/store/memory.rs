@@ -3,9 +3,9 @@
 
 use super::{
     check_continues, fill_chunk, new_history_id, prefix_upper_bound, ChunkSource, KvStore,
-    LogEntry, Op, Pair, Role, Snapshot,
+    LogEntry, Op, Pair, Position, Role, Snapshot, MAX_SEQ,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -114,6 +114,9 @@ impl KvStore for MemoryStore {
             }
         }
         let seq = inner.head + 1;
+        if seq > MAX_SEQ {
+            return Err(Error::Invalid("the seq space is exhausted".into()));
+        }
         inner.commit(LogEntry {
             seq,
             op: op.clone(),
@@ -133,6 +136,15 @@ impl KvStore for MemoryStore {
                 .insert("applied_seq".into(), last.seq.to_string());
         }
         Ok(())
+    }
+
+    fn position(&self) -> Result<Position> {
+        let inner = self.read();
+        Ok(Position {
+            history_id: inner.meta.get("history_id").cloned(),
+            head: inner.head,
+            oldest_log: inner.log.front().map(|e| e.seq),
+        })
     }
 
     fn head_seq(&self) -> Result<u64> {
@@ -173,6 +185,7 @@ impl KvStore for MemoryStore {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Ok(Box::new(MemorySnapshot {
+            history_id: inner.meta.get("history_id").cloned(),
             seq: inner.head,
             entries: entries.into_iter(),
             total: inner.data.len() as u64,
@@ -215,12 +228,17 @@ impl KvStore for MemoryStore {
 }
 
 struct MemorySnapshot {
+    history_id: Option<String>,
     seq: u64,
     entries: std::vec::IntoIter<Pair>,
     total: u64,
 }
 
 impl Snapshot for MemorySnapshot {
+    fn history_id(&self) -> Option<&str> {
+        self.history_id.as_deref()
+    }
+
     fn seq(&self) -> u64 {
         self.seq
     }

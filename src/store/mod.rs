@@ -81,6 +81,8 @@ impl fmt::Display for Role {
 /// A consistent, read-only view of the whole key space at one seq, read in key order in
 /// bounded chunks while writes continue.
 pub trait Snapshot: Send {
+    /// The history the view belongs to, read in the same transaction as the data.
+    fn history_id(&self) -> Option<&str>;
     /// The seq the view is at: it holds exactly the writes `1..=seq`.
     fn seq(&self) -> u64;
     /// How many keys the view holds.
@@ -89,6 +91,20 @@ pub trait Snapshot: Send {
     /// of keys and values (always at least one pair while any remain). Empty when done.
     fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Pair>>;
 }
+
+/// Where a store's history stands; see [`KvStore::position`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    /// The history id (`None`: a replica that never synced).
+    pub history_id: Option<String>,
+    /// The head seq (see [`KvStore::head_seq`]).
+    pub head: u64,
+    /// The oldest seq still in the log.
+    pub oldest_log: Option<u64>,
+}
+
+/// The largest seq kv uses: SQLite integers are signed 64-bit.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
 
 /// Source of snapshot chunks for [`KvStore::install_snapshot`]: `Ok(Some(chunk))` while
 /// chunks remain, `Ok(None)` once the snapshot is complete, `Err` to abandon it.
@@ -116,6 +132,10 @@ pub trait KvStore: Send + Sync {
     /// Replica write: apply `entries`, which must continue the history without gap or
     /// duplicate, together with their log rows and the new applied seq, in one transaction.
     fn apply(&self, entries: &[LogEntry]) -> Result<()>;
+
+    /// The history id, head and oldest logged seq, read together (one transaction), so
+    /// that a concurrent snapshot install cannot pair one history with another's seq.
+    fn position(&self) -> Result<Position>;
 
     /// The newest seq this store holds: the log head on a primary, the applied seq on a
     /// replica. 0 when nothing was ever written.
@@ -161,15 +181,19 @@ pub fn new_history_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// Checks that `entries` continue a history whose head is `head`: seqs `head+1, head+2...`.
+/// Checks that `entries` continue a history whose head is `head`: seqs `head+1, head+2...`,
+/// none beyond [`MAX_SEQ`].
 pub fn check_continues(head: u64, entries: &[LogEntry]) -> Result<()> {
-    for (expected, entry) in (head + 1..).zip(entries) {
-        if entry.seq != expected {
+    let mut last = head;
+    for entry in entries {
+        let expected = last.checked_add(1).filter(|&next| next <= MAX_SEQ);
+        if Some(entry.seq) != expected {
             return Err(crate::error::Error::SeqOutOfOrder {
-                expected,
+                expected: expected.unwrap_or(MAX_SEQ),
                 got: entry.seq,
             });
         }
+        last = entry.seq;
     }
     Ok(())
 }
@@ -235,5 +259,10 @@ mod tests {
         assert!(check_continues(4, &[put(6)]).is_err());
         assert!(check_continues(4, &[put(4)]).is_err());
         assert!(check_continues(4, &[put(5), put(5)]).is_err());
+        assert!(
+            check_continues(MAX_SEQ, &[put(0)]).is_err(),
+            "no wrap-around"
+        );
+        assert!(check_continues(u64::MAX, &[put(0)]).is_err(), "no overflow");
     }
 }

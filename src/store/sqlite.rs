@@ -10,13 +10,13 @@ pub use inspect::{inspect, LATEST_SCHEMA_VERSION};
 
 use super::{
     check_continues, fill_chunk, new_history_id, prefix_upper_bound, ChunkSource, KvStore,
-    LogEntry, Op, Pair, Role, Snapshot,
+    LogEntry, Op, Pair, Position, Role, Snapshot,
 };
 use crate::error::{Error, Result};
+use crate::locks::lock;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
 use std::path::{Path, PathBuf};
-use crate::locks::lock;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -55,8 +55,16 @@ impl SqliteStore {
         };
         let mut conn = Connection::open(path).map_err(cannot)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .map_err(cannot)?;
+        // Without WAL, a snapshot's long read would block every write; refuse instead.
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Database {
+                path: path.to_path_buf(),
+                reason: format!("cannot switch to WAL mode (journal_mode stays {mode})"),
+            });
+        }
         conn.pragma_update(None, "synchronous", "FULL")?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
         init_meta(&mut conn, role)?;
@@ -119,7 +127,13 @@ fn init_meta(conn: &mut Connection, role: Role) -> Result<()> {
 
 fn head(conn: &Connection) -> Result<u64> {
     let head: i64 = conn.query_row(HEAD_SQL, [], |row| row.get(0))?;
-    Ok(head as u64)
+    Ok(head.max(0) as u64)
+}
+
+/// `seq` as a SQLite integer; seqs beyond [`MAX_SEQ`](super::MAX_SEQ) are refused, never wrapped.
+fn sql_seq(seq: u64) -> Result<i64> {
+    i64::try_from(seq)
+        .map_err(|_| Error::Invalid(format!("seq {seq} is beyond the largest kv supports")))
 }
 
 fn get_meta(conn: &Connection, name: &str) -> Result<Option<String>> {
@@ -161,23 +175,31 @@ fn write_op(conn: &Connection, seq: u64, op: &Op) -> Result<bool> {
         }
     };
     conn.prepare_cached("INSERT INTO log (seq, op, key, value) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![seq as i64, kind, key, value])?;
+        .execute(params![sql_seq(seq)?, kind, key, value])?;
     Ok(true)
 }
 
-fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
-    let seq: i64 = row.get(0)?;
-    let kind: String = row.get(1)?;
-    let key: String = row.get(2)?;
-    let value: Option<String> = row.get(3)?;
+/// A `log` row as stored: seq, op, key, value.
+type LogRow = (i64, String, String, Option<String>);
+
+fn read_log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+/// A log row as an entry; a row that breaks the schema's rules (a `put` without a value,
+/// a negative seq) is an error, never guessed at, so replicas are not sent a wrong change.
+fn log_entry((seq, kind, key, value): LogRow) -> Result<LogEntry> {
     let op = match (kind.as_str(), value) {
         ("put", Some(value)) => Op::Put { key, value },
-        _ => Op::Delete { key },
+        ("del", _) => Op::Delete { key },
+        (kind, _) => {
+            return Err(Error::Corrupt(format!(
+                "log row {seq} is a '{kind}' that cannot be replayed"
+            )))
+        }
     };
-    Ok(LogEntry {
-        seq: seq as u64,
-        op,
-    })
+    let seq = u64::try_from(seq).map_err(|_| Error::Corrupt(format!("log row with seq {seq}")))?;
+    Ok(LogEntry { seq, op })
 }
 
 /// `SELECT columns FROM kv` over the keys from ?1 up to (excluding) the end of `prefix`'s
@@ -280,12 +302,25 @@ impl KvStore for SqliteStore {
                 tx.prepare_cached(
                     "INSERT INTO log (seq, op, key, value) VALUES (?1, 'del', ?2, NULL)",
                 )?
-                .execute(params![entry.seq as i64, entry.op.key()])?;
+                .execute(params![sql_seq(entry.seq)?, entry.op.key()])?;
             }
         }
         set_meta(&tx, "applied_seq", &last.seq.to_string())?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn position(&self) -> Result<Position> {
+        self.read(|conn| {
+            // One read transaction, so the three values describe the same state.
+            let tx = conn.unchecked_transaction()?;
+            let oldest: Option<i64> = tx.query_row("SELECT min(seq) FROM log", [], |r| r.get(0))?;
+            Ok(Position {
+                history_id: get_meta(&tx, "history_id")?,
+                head: head(&tx)?,
+                oldest_log: oldest.map(|s| s.max(0) as u64),
+            })
+        })
     }
 
     fn head_seq(&self) -> Result<u64> {
@@ -305,8 +340,8 @@ impl KvStore for SqliteStore {
                 "SELECT seq, op, key, value FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
             let after = after.min(i64::MAX as u64) as i64;
-            let rows = stmt.query_map(params![after, limit as i64], row_to_entry)?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            let rows = stmt.query_map(params![after, limit as i64], read_log_row)?;
+            rows.map(|row| log_entry(row?)).collect()
         })
     }
 
@@ -327,9 +362,11 @@ impl KvStore for SqliteStore {
         // The read transaction starts at the first read and pins this view until dropped.
         conn.execute_batch("BEGIN DEFERRED")?;
         let seq = head(&conn)?;
+        let history_id = get_meta(&conn, "history_id")?;
         let total: i64 = conn.query_row("SELECT count(*) FROM kv", [], |row| row.get(0))?;
         Ok(Box::new(SqliteSnapshot {
             conn,
+            history_id,
             seq,
             total: total as u64,
             last_key: None,
@@ -342,6 +379,7 @@ impl KvStore for SqliteStore {
         seq: u64,
         chunks: &mut ChunkSource<'_>,
     ) -> Result<u64> {
+        sql_seq(seq)?;
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch("DELETE FROM kv; DELETE FROM log;")?;
@@ -376,12 +414,17 @@ impl KvStore for SqliteStore {
 /// key ranges (`key > last`), so memory is bounded by the chunk size.
 struct SqliteSnapshot {
     conn: Connection,
+    history_id: Option<String>,
     seq: u64,
     total: u64,
     last_key: Option<String>,
 }
 
 impl Snapshot for SqliteSnapshot {
+    fn history_id(&self) -> Option<&str> {
+        self.history_id.as_deref()
+    }
+
     fn seq(&self) -> u64 {
         self.seq
     }

@@ -1,0 +1,187 @@
+//! The replica side of one replication connection as a state machine, plain code without
+//! sockets: which message may come next, whether a log entry has exactly the next seq, and
+//! what the replica must do with each message. [`super::receiver`] drives it over TCP.
+
+use crate::error::{Error, Result};
+use crate::protocol::Message;
+use crate::store::{LogEntry, Pair, MAX_SEQ};
+
+/// What a replica must do with one message from its upstream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Start replacing the contents with a snapshot at `seq`.
+    BeginSnapshot {
+        /// History of the snapshot.
+        history_id: String,
+        /// Its seq.
+        seq: u64,
+        /// Its key count.
+        keys: u64,
+        /// Why the upstream chose a full resync.
+        reason: String,
+    },
+    /// Add a chunk to the snapshot being installed.
+    SnapshotChunk(Vec<Pair>),
+    /// Commit the snapshot.
+    FinishSnapshot {
+        /// The snapshot's seq.
+        seq: u64,
+    },
+    /// Partial resync accepted: the log continues after `from_seq`.
+    Resume {
+        /// The replica's applied seq.
+        from_seq: u64,
+    },
+    /// Apply this entry (the next in order).
+    Apply(LogEntry),
+    /// The upstream's head, from a heartbeat.
+    Heartbeat {
+        /// The upstream's head seq.
+        seq: u64,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    AwaitingStart,
+    InSnapshot {
+        seq: u64,
+        /// The last key received: keys must arrive strictly increasing (no duplicate).
+        last_key: Option<String>,
+    },
+    Streaming,
+}
+
+/// The replica side of one connection as a state machine: checks that every message comes
+/// in an allowed order and every entry has exactly the next seq, and says what to do.
+#[derive(Debug)]
+pub struct Receiver {
+    phase: Phase,
+    history_id: Option<String>,
+    /// The seq of the last entry accepted (applied, or about to be).
+    last_seq: u64,
+}
+
+impl Receiver {
+    /// A receiver for a replica at (`history_id`, `applied_seq`) that has just sent `Join`.
+    pub fn new(history_id: Option<String>, applied_seq: u64) -> Self {
+        Receiver {
+            phase: Phase::AwaitingStart,
+            history_id,
+            last_seq: applied_seq,
+        }
+    }
+
+    /// The seq of the last entry accepted.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Checks `message` against the connection's state and returns what to do with it.
+    pub fn on_message(&mut self, message: Message) -> Result<Step> {
+        let unexpected = |m: &Message, phase: &Phase| {
+            Error::Protocol(format!("unexpected {} while {:?}", m.name(), phase))
+        };
+        match (&self.phase, message) {
+            (_, Message::Error { message }) => Err(Error::Remote(message)),
+            (_, Message::Ping { seq }) => Ok(Step::Heartbeat { seq }),
+            (
+                Phase::AwaitingStart,
+                Message::SnapshotBegin {
+                    history_id,
+                    seq,
+                    keys,
+                    reason,
+                },
+            ) => {
+                if seq > MAX_SEQ {
+                    return Err(Error::Protocol(format!(
+                        "snapshot seq {seq} is out of range"
+                    )));
+                }
+                self.phase = Phase::InSnapshot {
+                    seq,
+                    last_key: None,
+                };
+                self.history_id = Some(history_id.clone());
+                Ok(Step::BeginSnapshot {
+                    history_id,
+                    seq,
+                    keys,
+                    reason,
+                })
+            }
+            (
+                Phase::AwaitingStart,
+                Message::Continue {
+                    history_id,
+                    from_seq,
+                },
+            ) => {
+                if self.history_id.as_deref() != Some(history_id.as_str())
+                    || from_seq != self.last_seq
+                {
+                    return Err(Error::Protocol(format!(
+                        "Continue from {history_id}@{from_seq} does not match this replica at {:?}@{}",
+                        self.history_id, self.last_seq
+                    )));
+                }
+                self.phase = Phase::Streaming;
+                Ok(Step::Resume { from_seq })
+            }
+            (Phase::InSnapshot { .. }, Message::Snapshot { entries }) => {
+                self.check_key_order(&entries)?;
+                Ok(Step::SnapshotChunk(entries))
+            }
+            (Phase::InSnapshot { seq: begun, .. }, Message::SnapshotEnd { seq }) => {
+                if seq != *begun {
+                    return Err(Error::Protocol(format!(
+                        "SnapshotEnd at seq {seq} for a snapshot begun at {begun}"
+                    )));
+                }
+                self.phase = Phase::Streaming;
+                self.last_seq = seq;
+                Ok(Step::FinishSnapshot { seq })
+            }
+            (Phase::Streaming, message @ (Message::Put { .. } | Message::Delete { .. })) => {
+                let Some(entry) = message.into_entry() else {
+                    return Err(Error::Protocol("not a log entry".into()));
+                };
+                let expected = self.last_seq.checked_add(1).filter(|&s| s <= MAX_SEQ);
+                if Some(entry.seq) != expected {
+                    return Err(Error::SeqOutOfOrder {
+                        expected: expected.unwrap_or(MAX_SEQ),
+                        got: entry.seq,
+                    });
+                }
+                self.last_seq = entry.seq;
+                Ok(Step::Apply(entry))
+            }
+            (phase, message) => Err(unexpected(&message, phase)),
+        }
+    }
+}
+
+impl Receiver {
+    /// Snapshot keys come in key order, each once: checked here so that a faulty upstream
+    /// cannot make the two backends disagree (one would keep the last duplicate, the
+    /// other refuse it).
+    fn check_key_order(&mut self, entries: &[Pair]) -> Result<()> {
+        let Phase::InSnapshot { last_key, .. } = &mut self.phase else {
+            return Ok(());
+        };
+        let mut previous = last_key.as_deref();
+        for (key, _) in entries {
+            if previous.is_some_and(|previous| key.as_str() <= previous) {
+                return Err(Error::Protocol(format!(
+                    "snapshot key {key:?} is out of order or repeated"
+                )));
+            }
+            previous = Some(key);
+        }
+        if let Some((key, _)) = entries.last() {
+            *last_key = Some(key.clone());
+        }
+        Ok(())
+    }
+}
