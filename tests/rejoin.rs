@@ -208,3 +208,46 @@ fn chained_replicas_converge_and_resume_along_the_chain() {
     r1.wait_stderr("partial resync: from seq 4");
     drop(r2);
 }
+
+#[test]
+fn a_chained_replica_follows_its_upstream_onto_a_new_primary() {
+    let cluster = Cluster::new();
+    // History A is ahead of history B, so B's later seqs line up with what r2 expects
+    // next: only a reset of r1's downstream streams keeps B's entries off A's data.
+    let mut first = cluster.primary("a.db", "127.0.0.1:0", &[]);
+    let a_writes: Vec<String> = (0..6).map(|i| format!("PUT a{i} v{i}")).collect();
+    let a_writes: Vec<&str> = a_writes.iter().map(String::as_str).collect();
+    write_all(&mut first, &a_writes);
+    let mut second = cluster.primary("b.db", "127.0.0.1:0", &[]);
+    write_all(&mut second, &["PUT b0 x", "PUT b1 y"]);
+
+    let mut r1 = cluster.replica("r1.db", &first.addr(), "Snapshot received");
+    let r2 = cluster.replica("r2.db", &r1.addr(), "Snapshot received");
+    assert_converges(&cluster.db("r2.db"), &cluster.db("a.db"));
+
+    // r1 switches to B (snapshot at seq 2); B then writes seqs 3..=10, past A's head 6.
+    assert_eq!(
+        r1.command(&format!("JOIN {}", second.addr())),
+        "Snapshot received"
+    );
+    let b_writes: Vec<String> = (2..10).map(|i| format!("PUT b{i} v{i}")).collect();
+    let b_writes: Vec<&str> = b_writes.iter().map(String::as_str).collect();
+    write_all(&mut second, &b_writes);
+    assert_converges(&cluster.db("r2.db"), &cluster.db("b.db"));
+    drop(r2);
+    drop(first);
+}
+
+#[test]
+fn a_failed_join_keeps_following_the_previous_primary() {
+    let cluster = Cluster::new();
+    let mut primary = cluster.primary("p.db", "127.0.0.1:0", &[]);
+    write_all(&mut primary, &["PUT a 1"]);
+    let mut replica = cluster.replica("r1.db", &primary.addr(), "Snapshot received");
+    let reply = replica.command("JOIN 127.0.0.1:1");
+    let expected = format!("; still following {}", primary.addr());
+    assert!(reply.starts_with("ERR JOIN 127.0.0.1:1 failed"), "{reply}");
+    assert!(reply.ends_with(&expected), "{reply}");
+    write_all(&mut primary, &["PUT b 2"]);
+    assert_converges(&cluster.db("r1.db"), &cluster.db("p.db"));
+}

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{kv_rows, log_seqs, meta, run_with_input};
+use common::{kv_rows, log_rows, log_seqs, meta, run_with_input};
 use rusqlite::Connection;
 use std::path::Path;
 use tempfile::TempDir;
@@ -23,17 +23,6 @@ fn script(db: &Path, input: &str) -> Vec<String> {
         .skip(1)
         .map(String::from)
         .collect()
-}
-
-fn log_rows(db: &Path) -> Vec<(i64, String, String, Option<String>)> {
-    let conn = Connection::open(db).expect("open");
-    let mut stmt = conn
-        .prepare("SELECT seq, op, key, value FROM log ORDER BY seq")
-        .expect("prepare");
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .expect("query");
-    rows.map(|r| r.expect("row")).collect()
 }
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -105,10 +94,19 @@ fn tables_hold_data_log_and_meta_and_survive_a_restart() {
 }
 
 /// Runs a node on `file` and checks it refuses with one line naming the file and `reason`,
-/// leaving the file byte for byte as it was and creating no WAL or shared-memory file.
+/// leaving the file byte for byte as it was and creating no WAL, shared-memory or journal
+/// file beside it.
 fn assert_refused_untouched(role: &str, file: &Path, reason: &str) {
     let before = std::fs::read(file).expect("read before");
     let path = file.display().to_string();
+    let side_files: Vec<(String, bool)> = ["-wal", "-shm", "-journal"]
+        .iter()
+        .map(|suffix| format!("{path}{suffix}"))
+        .map(|side| {
+            let existed = Path::new(&side).exists();
+            (side, existed)
+        })
+        .collect();
     let (code, stdout, stderr) = run_with_input(
         &[role, "--db", &path, "--listen", "127.0.0.1:0"],
         b"PUT a 1\n",
@@ -123,9 +121,8 @@ fn assert_refused_untouched(role: &str, file: &Path, reason: &str) {
         before,
         "{path} was modified"
     );
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let side = format!("{path}{suffix}");
-        assert!(!Path::new(&side).exists(), "{side} was created");
+    for (side, existed) in side_files {
+        assert!(existed || !Path::new(&side).exists(), "{side} was created");
     }
 }
 
@@ -184,4 +181,16 @@ fn an_empty_file_becomes_a_new_database() {
     std::fs::write(&file, b"").expect("touch");
     assert_eq!(script(&file, "PUT a 1\n"), ["OK a = 1"]);
     assert_eq!(kv_rows(&file), pairs(&[("a", "1")]));
+}
+
+#[test]
+fn a_database_with_an_unfinished_transaction_is_refused_untouched() {
+    let dir = TempDir::new().expect("tempdir");
+    let file = dir.path().join("crashed.db");
+    drop(Connection::open(&file).expect("create"));
+    let journal = dir.path().join("crashed.db-journal");
+    std::fs::write(&journal, vec![0xd9u8; 512]).expect("journal");
+    let before = std::fs::read(&journal).expect("read journal");
+    assert_refused_untouched("primary", &file, "unfinished transaction");
+    assert_eq!(std::fs::read(&journal).expect("journal after"), before);
 }

@@ -328,6 +328,18 @@ pub fn log_seqs(path: &Path) -> Vec<u64> {
     rows.map(|r| r.expect("row") as u64).collect()
 }
 
+/// All `log` rows of a database file as (seq, op, key, value), in seq order.
+pub fn log_rows(path: &Path) -> Vec<(i64, String, String, Option<String>)> {
+    let conn = rusqlite::Connection::open(path).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT seq, op, key, value FROM log ORDER BY seq")
+        .expect("prepare");
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query");
+    rows.map(|r| r.expect("row")).collect()
+}
+
 /// A `meta` value of a database file.
 pub fn meta(path: &Path, name: &str) -> Option<String> {
     let conn = rusqlite::Connection::open(path).expect("open db");

@@ -33,6 +33,15 @@ pub fn inspect(path: &Path, role: Role) -> Result<()> {
     if meta.is_dir() {
         return Err(refuse("is a directory, not a database file".into()));
     }
+    if has_hot_journal(path) {
+        // Opening it for writing would roll that transaction back inside a file that may
+        // not be ours; reading it `immutable` would not even see it.
+        return Err(refuse(
+            "has an unfinished transaction (a -journal file beside it); \
+             let its own application or sqlite3 recover it first"
+                .into(),
+        ));
+    }
     if meta.len() == 0 {
         return Ok(());
     }
@@ -49,13 +58,24 @@ pub fn inspect(path: &Path, role: Role) -> Result<()> {
     check_schema(&conn, role).map_err(refuse)
 }
 
+/// `path` plus `suffix`, for SQLite's side files.
+fn side_file(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut side = path.as_os_str().to_owned();
+    side.push(suffix);
+    side.into()
+}
+
+/// Whether a non-empty rollback journal sits beside `path`. kv databases use WAL and
+/// never have one.
+fn has_hot_journal(path: &Path) -> bool {
+    std::fs::metadata(side_file(path, "-journal")).is_ok_and(|m| m.len() > 0)
+}
+
 /// Opens `path` read-only without creating anything beside it. Without a `-wal` file the
 /// database file alone is the whole truth, so it is opened `immutable` (no locks, no
 /// `-shm`); with one (a running or crashed node), a plain read-only open reads it too.
 fn open_untouched(path: &Path) -> rusqlite::Result<Connection> {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    if Path::new(&wal).exists() {
+    if side_file(path, "-wal").exists() {
         return Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY);
     }
     let uri = format!("file:{}?immutable=1", uri_path(path));
