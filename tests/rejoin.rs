@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::proxy::Proxy;
 use common::{kv_rows, log_seqs, wait_until, KvProcess, PATIENCE};
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
@@ -249,5 +250,48 @@ fn a_failed_join_keeps_following_the_previous_primary() {
     assert!(reply.starts_with("ERR JOIN 127.0.0.1:1 failed"), "{reply}");
     assert!(reply.ends_with(&expected), "{reply}");
     write_all(&mut primary, &["PUT b 2"]);
+    assert_converges(&cluster.db("r1.db"), &cluster.db("p.db"));
+}
+
+#[test]
+fn silent_links_are_declared_dead_and_replaced() {
+    let cluster = Cluster::new();
+    let mut primary = cluster.primary("p.db", "127.0.0.1:0", &[]);
+    write_all(&mut primary, &["PUT a 1"]);
+    let proxy = Proxy::new(&primary.addr());
+    let mut replica = cluster.replica("r1.db", &proxy.addr, "Snapshot received");
+    let acked = wait_until(PATIENCE, || {
+        let status = primary.command_lines("STATUS");
+        status.contains(&"replicas: 1".to_string())
+            && status
+                .iter()
+                .any(|l| l.contains("acked_seq 1, lag 0 entries"))
+    });
+    assert!(acked, "the primary never listed the replica's ack");
+
+    // Nothing crosses the link any more, but no connection closes: both sides must notice
+    // the silence on their own.
+    proxy.blackhole(true);
+    write_all(&mut primary, &["PUT b 2"]);
+    replica.wait_stderr("no message from the upstream within 5000 ms");
+    let status = replica.command_lines("STATUS");
+    assert!(
+        status
+            .iter()
+            .any(|l| l.starts_with("last_error: timed out")),
+        "{status:?}"
+    );
+    let primary_noticed = wait_until(PATIENCE, || {
+        primary
+            .command_lines("STATUS")
+            .contains(&"replicas: 0".to_string())
+    });
+    assert!(
+        primary_noticed,
+        "the primary never dropped its silent replica"
+    );
+    primary.wait_stderr("no ack or ping from the replica within 5000 ms");
+
+    proxy.blackhole(false);
     assert_converges(&cluster.db("r1.db"), &cluster.db("p.db"));
 }

@@ -1,74 +1,121 @@
-//! A real TCP proxy for tests: sits between a replica and its upstream and throttles the
-//! upstream-to-replica direction, so a snapshot takes long enough for writes to land while
-//! it streams. Every connection ends when either side closes; the proxy's threads stop by
-//! themselves when the proxy is dropped and its connections close.
+//! A real TCP proxy for fault tests: sits between a replica and its upstream and, on
+//! command, throttles the upstream-to-replica direction (so a snapshot streams long
+//! enough for writes to land during it), blackholes (keeps connections open but forwards
+//! nothing), or cuts every open connection. Its threads poll a stop flag and end by
+//! themselves when the proxy is dropped.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-/// A throttling proxy to `upstream`.
+/// A fault-injecting proxy to one upstream.
 pub struct Proxy {
     /// The address replicas should join.
     pub addr: String,
-    stop: Arc<AtomicBool>,
+    faults: Arc<Faults>,
+}
+
+#[derive(Default)]
+struct Faults {
+    stop: AtomicBool,
+    blackhole: AtomicBool,
+    /// Bumped by `cut`: connections opened in an older generation close.
+    generation: AtomicU64,
+}
+
+/// How bytes flow in one direction.
+#[derive(Clone, Copy)]
+struct Pace {
+    chunk: usize,
+    pause: Duration,
 }
 
 impl Proxy {
+    /// Forwards connections to `upstream` at full speed.
+    pub fn new(upstream: &str) -> Proxy {
+        Proxy::throttled(upstream, 64 * 1024, Duration::ZERO)
+    }
+
     /// Forwards connections to `upstream`, passing at most `bytes_per_tick` bytes
     /// downstream every `tick`.
     pub fn throttled(upstream: &str, bytes_per_tick: usize, tick: Duration) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("proxy addr").to_string();
-        let stop = Arc::new(AtomicBool::new(false));
+        let faults = Arc::new(Faults::default());
         let upstream = upstream.to_string();
-        let stopping = Arc::clone(&stop);
+        let shared = Arc::clone(&faults);
+        let down = Pace {
+            chunk: bytes_per_tick,
+            pause: tick,
+        };
+        let up = Pace {
+            chunk: 64 * 1024,
+            pause: Duration::ZERO,
+        };
         thread::spawn(move || {
-            while !stopping.load(Ordering::Relaxed) {
+            while !shared.stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((client, _)) => {
                         let _ = client.set_nonblocking(false);
                         if let Ok(server) = TcpStream::connect(&upstream) {
-                            pipe(&client, &server, usize::MAX, Duration::ZERO, &stopping);
-                            pipe(&server, &client, bytes_per_tick, tick, &stopping);
+                            pipe(&client, &server, up, &shared);
+                            pipe(&server, &client, down, &shared);
                         }
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
                 }
             }
         });
-        Proxy { addr, stop }
+        Proxy { addr, faults }
+    }
+
+    /// While on, connections stay open but every byte is dropped in both directions.
+    pub fn blackhole(&self, on: bool) {
+        self.faults.blackhole.store(on, Ordering::Relaxed);
+    }
+
+    /// Closes every connection open now; new ones are accepted as before.
+    pub fn cut(&self) {
+        self.faults.generation.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.faults.stop.store(true, Ordering::Relaxed);
     }
 }
 
-fn pipe(from: &TcpStream, to: &TcpStream, chunk: usize, tick: Duration, stop: &Arc<AtomicBool>) {
+fn pipe(from: &TcpStream, to: &TcpStream, pace: Pace, faults: &Arc<Faults>) {
     let (mut from, mut to) = match (from.try_clone(), to.try_clone()) {
         (Ok(from), Ok(to)) => (from, to),
         _ => return,
     };
-    let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
-    let stop = Arc::clone(stop);
+    let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
+    let faults = Arc::clone(faults);
+    let generation = faults.generation.load(Ordering::Relaxed);
     thread::spawn(move || {
-        let mut buffer = vec![0u8; chunk.min(64 * 1024)];
-        while !stop.load(Ordering::Relaxed) {
+        let mut buffer = vec![0u8; pace.chunk.clamp(1, 64 * 1024)];
+        while !faults.stop.load(Ordering::Relaxed)
+            && faults.generation.load(Ordering::Relaxed) == generation
+        {
             match from.read(&mut buffer) {
+                // Like a network partition, a blackhole does not deliver a close either.
+                Ok(0) if faults.blackhole.load(Ordering::Relaxed) => {
+                    thread::sleep(Duration::from_millis(50));
+                }
                 Ok(0) => break,
+                Ok(_) if faults.blackhole.load(Ordering::Relaxed) => {}
                 Ok(n) => {
                     if to.write_all(&buffer[..n]).is_err() {
                         break;
                     }
-                    if !tick.is_zero() {
-                        thread::sleep(tick);
+                    if !pace.pause.is_zero() {
+                        thread::sleep(pace.pause);
                     }
                 }
                 Err(e)
