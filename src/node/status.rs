@@ -27,6 +27,8 @@ pub fn render(node: &Node) -> Result<String> {
         Role::Replica => line("applied_seq", &head),
     }
     line("keys", &store.count("")?);
+    let digest = store.digest()?;
+    line("digest", &format!("{} (seq {})", digest.hex, digest.seq));
     line("listening", &node.listen_addr());
     if node.role() == Role::Replica {
         let link = node.link();

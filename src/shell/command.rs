@@ -34,6 +34,8 @@ pub enum Command<'a> {
     Status,
     /// `HELP`
     Help,
+    /// `DIGEST`
+    Digest,
     /// `JOIN <host:port>`
     Join {
         /// The upstream address.
@@ -124,6 +126,7 @@ pub fn parse(line: &str) -> Result<Option<Command<'_>>, String> {
         },
         "STATUS" => no_args(rest, "STATUS").map(|_| Command::Status)?,
         "HELP" => no_args(rest, "HELP").map(|_| Command::Help)?,
+        "DIGEST" => no_args(rest, "DIGEST").map(|_| Command::Digest)?,
         "EXIT" | "QUIT" => no_args(rest, "EXIT").map(|_| Command::Exit)?,
         _ => {
             return Err(format!(

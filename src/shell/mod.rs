@@ -47,6 +47,10 @@ fn command_list(role: Role) -> &'static [(&'static str, &'static str)] {
                 "STATUS",
                 "role, database, history, head seq, keys, replicas",
             ),
+            (
+                "DIGEST",
+                "hash of all keys and values, with the seq it was taken at",
+            ),
             ("HELP", "this list"),
         ],
         Role::Replica => &[
@@ -58,6 +62,10 @@ fn command_list(role: Role) -> &'static [(&'static str, &'static str)] {
             ("EXIT", "stop this node"),
             ("KEYS [prefix]", "list keys in order (at most 1000)"),
             ("STATUS", "role, database, applied seq, keys, primary, link"),
+            (
+                "DIGEST",
+                "hash of all keys and values, with the seq it was taken at",
+            ),
             ("HELP", "this list"),
         ],
     }
@@ -158,6 +166,10 @@ impl Shell {
             Command::Keys { prefix } => self.keys(prefix),
             Command::Status => crate::node::status::render(&self.node).map_err(failed),
             Command::Help => Ok(help(role)),
+            Command::Digest => {
+                let digest = self.node.store().digest().map_err(failed)?;
+                Ok(format!("{} (seq {})", digest.hex, digest.seq))
+            }
             Command::Join { addr } => self.join(addr),
             Command::Exit => Ok(String::new()),
         }

@@ -130,3 +130,27 @@ fn bad_input_is_one_err_line() {
         matches!(sh.execute_raw(&long), Outcome::Print(t) if t.starts_with("ERR line too long"))
     );
 }
+
+#[test]
+fn digest_follows_contents_not_history() {
+    let (_rt, a) = shell(Role::Primary);
+    let (_rt2, b) = shell(Role::Primary);
+    let empty = out(&a, "DIGEST");
+    assert!(empty.ends_with("(seq 0)"), "{empty}");
+    assert_eq!(empty.split(' ').next().map(str::len), Some(64));
+    out(&a, "PUT x 1");
+    out(&a, "PUT y 2");
+    out(&b, "PUT y 2");
+    out(&b, "PUT x 1");
+    let (da, db) = (out(&a, "DIGEST"), out(&b, "DIGEST"));
+    assert_eq!(da, db, "same contents at the same seq, same digest");
+    out(&b, "PUT x 2");
+    assert_ne!(out(&b, "DIGEST").split(' ').next(), da.split(' ').next());
+    // "ab" + "c" must not collide with "a" + "bc".
+    let (_rt3, c) = shell(Role::Primary);
+    let (_rt4, d) = shell(Role::Primary);
+    out(&c, "PUT ab c");
+    out(&d, "PUT a bc");
+    assert_ne!(out(&c, "DIGEST"), out(&d, "DIGEST"));
+    assert!(out(&a, "STATUS").contains(&format!("digest: {da}")));
+}

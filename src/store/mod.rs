@@ -174,6 +174,58 @@ pub trait KvStore: Send + Sync {
 
     /// Set a `meta` value.
     fn set_meta(&self, name: &str, value: &str) -> Result<()>;
+
+    /// A digest of the whole contents with the seq it was taken at, from one consistent
+    /// snapshot. Two nodes at the same seq of the same history have the same digest.
+    fn digest(&self) -> Result<ContentDigest> {
+        let mut snapshot = self.snapshot()?;
+        let mut hasher = ContentHasher::default();
+        loop {
+            let chunk = snapshot.next_chunk(DIGEST_CHUNK, usize::MAX)?;
+            if chunk.is_empty() {
+                break;
+            }
+            chunk.iter().for_each(|(key, value)| hasher.add(key, value));
+        }
+        Ok(ContentDigest {
+            seq: snapshot.seq(),
+            hex: hasher.finish(),
+        })
+    }
+}
+
+/// Pairs hashed per snapshot chunk by [`KvStore::digest`].
+const DIGEST_CHUNK: usize = 10_000;
+
+/// The result of [`KvStore::digest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContentDigest {
+    /// The seq the contents were read at.
+    pub seq: u64,
+    /// SHA-256 of the key-ordered rows, as 64 hex digits.
+    pub hex: String,
+}
+
+/// SHA-256 over key-ordered rows, each fed as the key's and the value's byte lengths (u64
+/// big-endian) followed by their bytes, so no two different contents hash the same input.
+#[derive(Default)]
+pub struct ContentHasher(sha2::Sha256);
+
+impl ContentHasher {
+    /// Adds one row; rows must come in key order.
+    pub fn add(&mut self, key: &str, value: &str) {
+        use sha2::Digest;
+        for part in [key, value] {
+            self.0.update((part.len() as u64).to_be_bytes());
+            self.0.update(part.as_bytes());
+        }
+    }
+
+    /// The digest as 64 hex digits.
+    pub fn finish(self) -> String {
+        use sha2::Digest;
+        hex::encode(self.0.finalize())
+    }
 }
 
 /// A fresh random 128-bit history id, as 32 hex digits.

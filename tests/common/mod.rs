@@ -6,6 +6,7 @@
 
 pub mod frames;
 pub mod proxy;
+pub mod soak;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

@@ -10,6 +10,7 @@
 //! `log` (seqs, `log_since`, trimming), `snapshot` (snapshots and `install_snapshot`),
 //! `replica` (`apply`) and `meta` (meta and history ids), with shared `helpers`.
 
+mod digest;
 mod helpers;
 mod log;
 mod meta;
@@ -111,6 +112,7 @@ conformance! {
         replica::replica_apply_rejects_gap_and_duplicate,
         meta::meta_round_trip,
         meta::primary_has_history_id,
+        digest::digest_of_known_contents,
     ]
 }
 
