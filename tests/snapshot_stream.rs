@@ -5,44 +5,19 @@
 mod common;
 
 use common::proxy::Proxy;
-use common::{kv_rows, log_seqs, wait_until, KvProcess, PATIENCE};
-use kv::store::{Role, SqliteStore};
-use std::path::Path;
+use common::{kv_rows, log_seqs, seed_primary, wait_until, KvProcess, PATIENCE};
 use std::thread;
 use std::time::Duration;
 use tempfile::TempDir;
 
 const KEYS: u64 = 5000;
 
-/// Creates a primary database holding `KEYS` keys written as seqs 1..=KEYS, in one
-/// transaction through the documented schema (a shell would fsync each one).
-fn seed_primary(path: &Path) {
-    drop(SqliteStore::open(path, Role::Primary).expect("create primary db"));
-    let mut conn = rusqlite::Connection::open(path).expect("open");
-    let tx = conn.transaction().expect("tx");
-    for seq in 1..=KEYS {
-        let key = format!("key{seq:05}");
-        let value = format!("{seq:0>100}");
-        tx.execute(
-            "INSERT INTO kv (key, value) VALUES (?1, ?2)",
-            [&key, &value],
-        )
-        .expect("kv row");
-        tx.execute(
-            "INSERT INTO log (seq, op, key, value) VALUES (?1, 'put', ?2, ?3)",
-            rusqlite::params![seq as i64, key, value],
-        )
-        .expect("log row");
-    }
-    tx.commit().expect("commit");
-}
-
 #[test]
 fn writes_during_a_snapshot_all_arrive_without_gap_or_duplicate() {
     let dir = TempDir::new().expect("tempdir");
     let primary_db = dir.path().join("primary.db");
     let replica_db = dir.path().join("r1.db");
-    seed_primary(&primary_db);
+    seed_primary(&primary_db, KEYS);
     let p = primary_db.display().to_string();
     let r = replica_db.display().to_string();
     let mut primary = KvProcess::start(&["primary", "--db", &p, "--listen", "127.0.0.1:0"]);

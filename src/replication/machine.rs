@@ -84,6 +84,14 @@ impl Receiver {
         };
         match (&self.phase, message) {
             (_, Message::Error { message }) => Err(Error::Remote(message)),
+            (Phase::Streaming, Message::Ping { seq }) if seq > self.last_seq => {
+                // The upstream pings with the last seq it sent, after sending it: if that
+                // is beyond what arrived, entries went missing on the way.
+                Err(Error::Protocol(format!(
+                    "the upstream sent up to seq {seq} but entries after {} never arrived",
+                    self.last_seq
+                )))
+            }
             (_, Message::Ping { seq }) => Ok(Step::Heartbeat { seq }),
             (
                 Phase::AwaitingStart,

@@ -250,3 +250,20 @@ fn seqs_beyond_the_supported_range_are_refused() {
         "no duplicate of the last seq"
     );
 }
+
+#[test]
+fn a_heartbeat_ahead_of_the_entries_received_means_entries_were_lost() {
+    let mut rx = Receiver::new(Some("h".into()), 3);
+    rx.on_message(Message::Continue {
+        history_id: "h".into(),
+        from_seq: 3,
+    })
+    .expect("resume");
+    assert!(rx.on_message(Message::Ping { seq: 3 }).is_ok());
+    rx.on_message(put(4)).expect("next");
+    assert!(rx.on_message(Message::Ping { seq: 4 }).is_ok());
+    let err = rx
+        .on_message(Message::Ping { seq: 6 })
+        .expect_err("lost entries");
+    assert!(err.to_string().contains("never arrived"), "{err}");
+}

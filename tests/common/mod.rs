@@ -349,3 +349,27 @@ pub fn meta(path: &Path, name: &str) -> Option<String> {
     })
     .ok()
 }
+
+/// Creates a primary database holding `keys` keys (`key00001`... with 100-byte values)
+/// written as seqs 1..=keys, in one transaction through the documented schema (a shell
+/// would fsync each one).
+pub fn seed_primary(path: &Path, keys: u64) {
+    drop(kv::store::SqliteStore::open(path, kv::store::Role::Primary).expect("create primary db"));
+    let mut conn = rusqlite::Connection::open(path).expect("open");
+    let tx = conn.transaction().expect("tx");
+    for seq in 1..=keys {
+        let key = format!("key{seq:05}");
+        let value = format!("{seq:0>100}");
+        tx.execute(
+            "INSERT INTO kv (key, value) VALUES (?1, ?2)",
+            [&key, &value],
+        )
+        .expect("kv row");
+        tx.execute(
+            "INSERT INTO log (seq, op, key, value) VALUES (?1, 'put', ?2, ?3)",
+            rusqlite::params![seq as i64, key, value],
+        )
+        .expect("log row");
+    }
+    tx.commit().expect("commit");
+}

@@ -1,7 +1,7 @@
 //! A real TCP proxy for fault tests: sits between a replica and its upstream and, on
 //! command, throttles the upstream-to-replica direction (so a snapshot streams long
-//! enough for writes to land during it), blackholes (keeps connections open but forwards
-//! nothing), or cuts every open connection. Its threads poll a stop flag and end by
+//! enough for writes to land during it), delays every chunk, blackholes (keeps
+//! connections open but moves no byte, like a partition), or cuts every open connection. Its threads poll a stop flag and end by
 //! themselves when the proxy is dropped.
 
 use std::io::{Read, Write};
@@ -22,6 +22,8 @@ pub struct Proxy {
 struct Faults {
     stop: AtomicBool,
     blackhole: AtomicBool,
+    /// Extra pause after every chunk forwarded, in either direction, in milliseconds.
+    delay_ms: AtomicU64,
     /// Bumped by `cut`: connections opened in an older generation close.
     generation: AtomicU64,
 }
@@ -73,9 +75,16 @@ impl Proxy {
         Proxy { addr, faults }
     }
 
-    /// While on, connections stay open but every byte is dropped in both directions.
+    /// While on, connections stay open but no byte moves in either direction (nothing is
+    /// lost: what was sent flows once it is lifted, unless a peer gave up meanwhile).
     pub fn blackhole(&self, on: bool) {
         self.faults.blackhole.store(on, Ordering::Relaxed);
+    }
+
+    /// Pauses `per_chunk` after every chunk forwarded (zero: no delay).
+    pub fn delay(&self, per_chunk: Duration) {
+        let millis = u64::try_from(per_chunk.as_millis()).unwrap_or(u64::MAX);
+        self.faults.delay_ms.store(millis, Ordering::Relaxed);
     }
 
     /// Closes every connection open now; new ones are accepted as before.
@@ -103,19 +112,22 @@ fn pipe(from: &TcpStream, to: &TcpStream, pace: Pace, faults: &Arc<Faults>) {
         while !faults.stop.load(Ordering::Relaxed)
             && faults.generation.load(Ordering::Relaxed) == generation
         {
+            // A blackhole is a partition: nothing is read, so nothing (not even a close)
+            // gets through, and TCP's buffers fill up as they would behind a dead link.
+            if faults.blackhole.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             match from.read(&mut buffer) {
-                // Like a network partition, a blackhole does not deliver a close either.
-                Ok(0) if faults.blackhole.load(Ordering::Relaxed) => {
-                    thread::sleep(Duration::from_millis(50));
-                }
                 Ok(0) => break,
-                Ok(_) if faults.blackhole.load(Ordering::Relaxed) => {}
                 Ok(n) => {
                     if to.write_all(&buffer[..n]).is_err() {
                         break;
                     }
-                    if !pace.pause.is_zero() {
-                        thread::sleep(pace.pause);
+                    let delay = Duration::from_millis(faults.delay_ms.load(Ordering::Relaxed));
+                    let pause = pace.pause + delay;
+                    if !pause.is_zero() {
+                        thread::sleep(pause);
                     }
                 }
                 Err(e)
