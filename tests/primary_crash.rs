@@ -4,12 +4,12 @@
 
 mod common;
 
+use common::soak::{rounds, Summary};
 use common::{kv_rows, log_seqs, KvProcess};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tempfile::TempDir;
 
-const ROUNDS: usize = 4;
 const WRITES_PER_ROUND: usize = 2000;
 const KEYS: usize = 25;
 
@@ -18,8 +18,11 @@ fn acknowledged_writes_survive_sigkill_of_the_primary() {
     let dir = TempDir::new().expect("tempdir");
     let db = dir.path().join("p.db");
     let db_arg = db.display().to_string();
-    let mut acknowledged_total = 0;
-    for round in 0..ROUNDS {
+    let mut summary = Summary {
+        rounds: rounds(5),
+        ..Summary::default()
+    };
+    for round in 0..summary.rounds {
         let mut primary =
             KvProcess::start(&["primary", "--db", &db_arg, "--listen", "127.0.0.1:0"]);
         // Round r writes key k{i % KEYS} = "r:i"; later i overwrite earlier ones.
@@ -28,8 +31,11 @@ fn acknowledged_writes_survive_sigkill_of_the_primary() {
             .collect();
         primary.send_all(&lines);
         // Kill at a different moment each round, while writes are still being committed.
-        std::thread::sleep(Duration::from_millis(20 + 30 * round as u64));
+        std::thread::sleep(Duration::from_millis(
+            20 + 30 * (round % 5) as u64 + rand::random_range(0..20),
+        ));
         primary.kill();
+        summary.kills += 1;
         let acked: Vec<String> = primary
             .remaining_lines()
             .into_iter()
@@ -43,7 +49,7 @@ fn acknowledged_writes_survive_sigkill_of_the_primary() {
             "round {round}: {} writes acknowledged before SIGKILL",
             acked.len()
         );
-        acknowledged_total += acked.len();
+        summary.acknowledged += acked.len();
 
         // The newest acknowledged write index per key.
         let mut newest_acked: BTreeMap<String, usize> = BTreeMap::new();
@@ -81,8 +87,9 @@ fn acknowledged_writes_survive_sigkill_of_the_primary() {
             "round {round}: the log has a hole or duplicate"
         );
     }
+    summary.report("primary_crash");
     assert!(
-        acknowledged_total > 0,
+        summary.acknowledged > 0,
         "no write was acknowledged in any round"
     );
 }
