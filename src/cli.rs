@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{info, warn};
 
 /// kv: a replicated, durable key-value store.
@@ -145,6 +146,12 @@ pub fn run(cli: Cli) -> Result<()> {
         ))
     });
 
+    // Service mode stops on signals; the shell leaves them at their defaults (Ctrl-C is
+    // the line editor's).
+    let stop_signals = match args.no_shell {
+        true => Some(runtime.block_on(async { StopSignals::install() })?),
+        false => None,
+    };
     let banner = shell::banner(role, local.port());
     match args.no_shell {
         false => println!("{banner}"),
@@ -165,8 +172,8 @@ pub fn run(cli: Cli) -> Result<()> {
         });
     }
 
-    let outcome = if args.no_shell {
-        runtime.block_on(wait_for_stop_signal())
+    let outcome = if let Some(signals) = stop_signals {
+        runtime.block_on(signals.wait())
     } else {
         let interactive = std::io::stdin().is_terminal();
         let shell = Shell::new(Arc::clone(&node), link, runtime.handle().clone())
@@ -179,13 +186,27 @@ pub fn run(cli: Cli) -> Result<()> {
     outcome
 }
 
-async fn wait_for_stop_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result?,
-        _ = terminate.recv() => {}
+/// SIGINT and SIGTERM handlers, installed before the node says it is ready, so a signal
+/// sent right after the banner stops it cleanly instead of killing it.
+struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self> {
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
-    info!("stop signal received; shutting down");
-    Ok(())
+
+    async fn wait(mut self) -> Result<()> {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        info!("stop signal received; shutting down");
+        Ok(())
+    }
 }
