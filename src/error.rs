@@ -28,6 +28,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A write could not be committed to the database file: its disk is full, its
+    /// filesystem refused the write, or the file was removed or replaced while the node
+    /// had it open. The write's transaction was rolled back.
+    #[error("{} {reason}", path.display())]
+    Unwritable {
+        /// The database file.
+        path: PathBuf,
+        /// What happened, starting with a verb ("was removed...", "cannot be written...").
+        reason: String,
+    },
+
     /// A frame could not be encoded.
     #[error("encode: {0}")]
     Encode(#[from] rmp_serde::encode::Error),

@@ -3,19 +3,28 @@
 //! reads and snapshots use their own read-only connections, so they never wait behind a
 //! write and see a consistent state. Opening a file is checked read-only first (see
 //! [`inspect`]) so that a foreign file is refused without a byte of it changing.
+//!
+//! Every write goes through [`SqliteStore::write`]: one transaction that commits only if
+//! the database's path still names the file the writer opened (see
+//! [`SqliteStore::check_files`]), and whose storage faults (disk full, read-only or failing
+//! filesystem) are reported naming the file.
 
 mod inspect;
 
+use inspect::side_file;
 pub use inspect::{inspect, LATEST_SCHEMA_VERSION};
 
 use super::{
-    check_continues, fill_chunk, new_history_id, prefix_upper_bound, ChunkSource, KvStore,
-    LogEntry, Op, Pair, Position, Role, Snapshot,
+    check_continues, fill_chunk, new_history_id, prefix_upper_bound, ChunkSource, ContentDigest,
+    ContentHasher, KvStore, LogEntry, Op, Pair, Position, Role, Snapshot,
 };
 use crate::error::{Error, Result};
 use crate::locks::lock;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
 use rusqlite_migration::{Migrations, M};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -41,6 +50,26 @@ pub struct SqliteStore {
     // read-only one cannot.
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Connection>,
+    /// The files the writer opened, as they were when it opened them.
+    files: OpenFiles,
+}
+
+/// A file's identity: (device, inode).
+type FileId = (u64, u64);
+
+fn file_id(path: &Path) -> std::io::Result<FileId> {
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// The database file and its write-ahead log as the writer opened them. While the writer
+/// is open, SQLite never removes or recreates either, so a different identity at a path
+/// means someone else removed, moved or replaced the file.
+struct OpenFiles {
+    db: FileId,
+    /// SQLite names the log after the database's real path (symlinks resolved).
+    wal_path: PathBuf,
+    wal: FileId,
 }
 
 impl SqliteStore {
@@ -49,9 +78,18 @@ impl SqliteStore {
     /// history id.
     pub fn open(path: &Path, role: Role) -> Result<Self> {
         inspect(path, role)?;
-        let cannot = |e: rusqlite::Error| Error::Database {
-            path: path.to_path_buf(),
-            reason: format!("cannot open: {e}"),
+        let cannot = |e: rusqlite::Error| {
+            let hint = match e.sqlite_error_code() {
+                Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly) => {
+                    "; kv must write it and create its -wal and -shm files beside it \
+                     (is its directory missing or not writable, or its filesystem read-only?)"
+                }
+                _ => "",
+            };
+            Error::Database {
+                path: path.to_path_buf(),
+                reason: format!("cannot open: {e}{hint}"),
+            }
         };
         let mut conn = Connection::open(path).map_err(cannot)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -68,10 +106,28 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
         init_meta(&mut conn, role)?;
+        // Both files exist now: the writer keeps the log open from its first transaction.
+        let identify = |file: &Path| {
+            file_id(file).map_err(|e| Error::Database {
+                path: path.to_path_buf(),
+                reason: format!("cannot check {}: {e}", file.display()),
+            })
+        };
+        let real_path = std::fs::canonicalize(path).map_err(|e| Error::Database {
+            path: path.to_path_buf(),
+            reason: format!("cannot resolve: {e}"),
+        })?;
+        let wal_path = side_file(&real_path, "-wal");
+        let files = OpenFiles {
+            db: identify(path)?,
+            wal: identify(&wal_path)?,
+            wal_path,
+        };
         Ok(SqliteStore {
             path: path.to_path_buf(),
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(conn),
+            files,
         })
     }
 
@@ -81,6 +137,8 @@ impl SqliteStore {
     }
 
     fn open_reader(&self) -> Result<Connection> {
+        // A new connection opens the path, which must still name the writer's file.
+        self.check_files()?;
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -94,6 +152,9 @@ impl SqliteStore {
         let pooled = lock(&self.readers).pop();
         let conn = match pooled {
             Some(conn) => conn,
+            // The path no longer names the open file: read through the writer, which
+            // still has it (a reader opened now would see another file, or none).
+            None if self.check_files().is_err() => return f(&self.writer()),
             None => self.open_reader()?,
         };
         let result = f(&conn);
@@ -106,6 +167,81 @@ impl SqliteStore {
 
     fn writer(&self) -> MutexGuard<'_, Connection> {
         lock(&self.writer)
+    }
+
+    /// The one write path: runs `f` in an immediate transaction on the writer and commits
+    /// it, unless [`check_files`](Self::check_files) finds the file gone (only checked when
+    /// `f` changed rows: a transaction that changes nothing acknowledges nothing). On any
+    /// error the transaction is rolled back, and a storage fault names the file.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.writer();
+        let before = conn.total_changes();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.storage_error(e))?;
+        let value = f(&tx).map_err(|e| match e {
+            Error::Sqlite(e) => self.storage_error(e),
+            other => other,
+        })?;
+        if tx.total_changes() != before {
+            self.check_files()?;
+        }
+        tx.commit().map_err(|e| self.storage_error(e))?;
+        Ok(value)
+    }
+
+    /// Checks that the database's path and its `-wal` still name the files the writer has
+    /// open: two `stat`s, noise next to the fsync of a commit. Once a file is removed (or
+    /// moved away, or replaced), SQLite carries on writing to the unlinked file, so every
+    /// write acknowledged from then on would vanish when kv exits (the database file), or
+    /// at the next crash (the `-wal`).
+    ///
+    /// The node then keeps running, refusing every write with this error, rather than
+    /// exiting: like a database whose disk went read-only, it keeps serving reads of the
+    /// data it still has open, and that open file is the only copy of everything
+    /// acknowledged before the removal (recoverable from `/proc/<pid>/fd` while kv runs);
+    /// exiting would discard it, and a supervisor restarting kv would bring it up on a
+    /// new, empty database. Writes resume by themselves if the file is moved back.
+    fn check_files(&self) -> Result<()> {
+        let files = &self.files;
+        for (path, id) in [(&self.path, files.db), (&files.wal_path, files.wal)] {
+            let reason = match file_id(path) {
+                Ok(now) if now == id => continue,
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    format!("cannot be checked ({e}); the write was not committed")
+                }
+                _ => "was removed or replaced while kv had it open; kv no longer writes to \
+                      it (writes would go to a removed file and be lost) and serves reads \
+                      from the copy it has open"
+                    .to_string(),
+            };
+            return Err(Error::Unwritable {
+                path: path.clone(),
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    /// `e`, naming the database file when it is a fault of the file or its filesystem.
+    fn storage_error(&self, e: rusqlite::Error) -> Error {
+        let Some(code) = e.sqlite_error() else {
+            return Error::Sqlite(e);
+        };
+        let hint = match code.code {
+            ErrorCode::DiskFull => "free space on its filesystem",
+            ErrorCode::SystemIoFailure | ErrorCode::ReadOnly | ErrorCode::CannotOpen => {
+                "is its filesystem read-only, full or failing?"
+            }
+            _ => return Error::Sqlite(e),
+        };
+        Error::Unwritable {
+            path: self.path.clone(),
+            reason: format!(
+                "cannot be written: {e} (SQLite code {}); {hint}",
+                code.extended_code
+            ),
+        }
     }
 }
 
@@ -177,6 +313,24 @@ fn write_op(conn: &Connection, seq: u64, op: &Op) -> Result<bool> {
     conn.prepare_cached("INSERT INTO log (seq, op, key, value) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![sql_seq(seq)?, kind, key, value])?;
     Ok(true)
+}
+
+/// The content digest (see [`KvStore::digest`]), read in one transaction on `conn`, the
+/// rows streamed one at a time.
+fn digest_on(conn: &Connection) -> Result<ContentDigest> {
+    let tx = conn.unchecked_transaction()?;
+    let seq = head(&tx)?;
+    let mut hasher = ContentHasher::default();
+    let mut stmt = tx.prepare_cached("SELECT key, value FROM kv ORDER BY key")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (key, value): (String, String) = (row.get(0)?, row.get(1)?);
+        hasher.add(&key, &value);
+    }
+    Ok(ContentDigest {
+        seq,
+        hex: hasher.finish(),
+    })
 }
 
 /// A `log` row as stored: seq, op, key, value.
@@ -278,36 +432,30 @@ impl KvStore for SqliteStore {
     }
 
     fn append(&self, op: &Op) -> Result<Option<u64>> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let seq = head(&tx)? + 1;
-        if !write_op(&tx, seq, op)? {
-            return Ok(None);
-        }
-        tx.commit()?;
-        Ok(Some(seq))
+        self.write(|tx| {
+            let seq = head(tx)? + 1;
+            Ok(write_op(tx, seq, op)?.then_some(seq))
+        })
     }
 
     fn apply(&self, entries: &[LogEntry]) -> Result<()> {
         let Some(last) = entries.last() else {
             return Ok(());
         };
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        check_continues(head(&tx)?, entries)?;
-        for entry in entries {
-            // A replica logs every entry, including deletes of keys it does not hold, so
-            // its log stays contiguous for replicas chained behind it.
-            if !write_op(&tx, entry.seq, &entry.op)? {
-                tx.prepare_cached(
-                    "INSERT INTO log (seq, op, key, value) VALUES (?1, 'del', ?2, NULL)",
-                )?
-                .execute(params![sql_seq(entry.seq)?, entry.op.key()])?;
+        self.write(|tx| {
+            check_continues(head(tx)?, entries)?;
+            for entry in entries {
+                // A replica logs every entry, including deletes of keys it does not hold,
+                // so its log stays contiguous for replicas chained behind it.
+                if !write_op(tx, entry.seq, &entry.op)? {
+                    tx.prepare_cached(
+                        "INSERT INTO log (seq, op, key, value) VALUES (?1, 'del', ?2, NULL)",
+                    )?
+                    .execute(params![sql_seq(entry.seq)?, entry.op.key()])?;
+                }
             }
-        }
-        set_meta(&tx, "applied_seq", &last.seq.to_string())?;
-        tx.commit()?;
-        Ok(())
+            set_meta(tx, "applied_seq", &last.seq.to_string())
+        })
     }
 
     fn position(&self) -> Result<Position> {
@@ -348,16 +496,18 @@ impl KvStore for SqliteStore {
     fn trim_log(&self, keep: u64, batch: usize) -> Result<u64> {
         // Saturate: `u64::MAX as i64` is -1, which would delete the whole log.
         let keep = i64::try_from(keep.max(1)).unwrap_or(i64::MAX);
-        let conn = self.writer();
-        let removed = conn.execute(
-            "DELETE FROM log WHERE seq IN (SELECT seq FROM log WHERE seq <= \
-             (SELECT max(seq) FROM log) - ?1 ORDER BY seq LIMIT ?2)",
-            params![keep, batch as i64],
-        )?;
-        Ok(removed as u64)
+        self.write(|tx| {
+            let removed = tx.execute(
+                "DELETE FROM log WHERE seq IN (SELECT seq FROM log WHERE seq <= \
+                 (SELECT max(seq) FROM log) - ?1 ORDER BY seq LIMIT ?2)",
+                params![keep, batch as i64],
+            )?;
+            Ok(removed as u64)
+        })
     }
 
     fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
+        // Through `open_reader`: refused, naming the file, if it was removed or replaced.
         let conn = self.open_reader()?;
         // The read transaction starts at the first read and pins this view until dropped.
         conn.execute_batch("BEGIN DEFERRED")?;
@@ -380,21 +530,21 @@ impl KvStore for SqliteStore {
         chunks: &mut ChunkSource<'_>,
     ) -> Result<u64> {
         sql_seq(seq)?;
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch("DELETE FROM kv; DELETE FROM log;")?;
-        let mut count = 0;
-        while let Some(chunk) = chunks()? {
-            let mut insert = tx.prepare_cached("INSERT INTO kv (key, value) VALUES (?1, ?2)")?;
-            for (key, value) in &chunk {
-                insert.execute([key, value])?;
+        self.write(|tx| {
+            tx.execute_batch("DELETE FROM kv; DELETE FROM log;")?;
+            let mut count = 0;
+            while let Some(chunk) = chunks()? {
+                let mut insert =
+                    tx.prepare_cached("INSERT INTO kv (key, value) VALUES (?1, ?2)")?;
+                for (key, value) in &chunk {
+                    insert.execute([key, value])?;
+                }
+                count += chunk.len() as u64;
             }
-            count += chunk.len() as u64;
-        }
-        set_meta(&tx, "history_id", history_id)?;
-        set_meta(&tx, "applied_seq", &seq.to_string())?;
-        tx.commit()?;
-        Ok(count)
+            set_meta(tx, "history_id", history_id)?;
+            set_meta(tx, "applied_seq", &seq.to_string())?;
+            Ok(count)
+        })
     }
 
     fn history_id(&self) -> Result<Option<String>> {
@@ -406,7 +556,13 @@ impl KvStore for SqliteStore {
     }
 
     fn set_meta(&self, name: &str, value: &str) -> Result<()> {
-        set_meta(&self.writer(), name, value)
+        self.write(|tx| set_meta(tx, name, value))
+    }
+
+    /// Through [`read`](Self::read) rather than a snapshot, so that it still works (on the
+    /// writer) once the file was removed: `STATUS` and `DIGEST` use it.
+    fn digest(&self) -> Result<ContentDigest> {
+        self.read(digest_on)
     }
 }
 
@@ -484,5 +640,45 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .expect("pragma");
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_replaced_file_refuses_writes_and_is_read_through_the_writer() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let path = dir.path().join("p.db");
+        let store = SqliteStore::open(&path, Role::Primary).expect("open");
+        let put = |key: &str| Op::Put {
+            key: key.into(),
+            value: "1".into(),
+        };
+        store.append(&put("a")).expect("append");
+        // Another kv database in its place, and no pooled reader opened before.
+        let other = dir.path().join("other.db");
+        SqliteStore::open(&other, Role::Primary)
+            .and_then(|s| s.append(&put("x")))
+            .expect("other database");
+        std::fs::rename(&other, &path).expect("replace");
+        lock(&store.readers).clear();
+
+        let err = store
+            .append(&put("b"))
+            .expect_err("a write to a replaced file");
+        assert!(
+            matches!(&err, Error::Unwritable { path: p, .. } if *p == path)
+                && err.to_string().contains("was removed or replaced"),
+            "{err}"
+        );
+        assert!(store.set_meta("role", "replica").is_err());
+        assert_eq!(
+            store
+                .trim_log(1, 10)
+                .expect("trimming nothing writes nothing"),
+            0
+        );
+        assert_eq!(store.get("a").expect("get"), Some("1".into()));
+        assert_eq!(store.get("x").expect("get"), None, "read the other file");
+        assert_eq!(store.digest().expect("digest").seq, 1);
+        assert!(store.snapshot().is_err(), "a snapshot of the other file");
+        assert!(lock(&store.readers).is_empty(), "a reader opened the path");
     }
 }

@@ -59,7 +59,7 @@ pub fn inspect(path: &Path, role: Role) -> Result<()> {
 }
 
 /// `path` plus `suffix`, for SQLite's side files.
-fn side_file(path: &Path, suffix: &str) -> std::path::PathBuf {
+pub(super) fn side_file(path: &Path, suffix: &str) -> std::path::PathBuf {
     let mut side = path.as_os_str().to_owned();
     side.push(suffix);
     side.into()
