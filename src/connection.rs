@@ -6,14 +6,45 @@
 
 use crate::error::{Error, Result};
 use crate::protocol::{self, Message, MAX_FRAME};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::{Decoder, FramedRead, FramedWrite, LengthDelimitedCodec};
+
+/// tokio-util's length-delimited codec, remembering whether a frame has begun: the codec
+/// drops a frame's header from its buffer before the body arrives, so at end of stream it
+/// would take "header read, body missing" for a clean end between frames.
+struct FrameDecoder {
+    codec: LengthDelimitedCodec,
+    in_frame: bool,
+}
+
+impl Decoder for FrameDecoder {
+    type Item = BytesMut;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buffer: &mut BytesMut) -> std::io::Result<Option<BytesMut>> {
+        let before = buffer.len();
+        let frame = self.codec.decode(buffer)?;
+        self.in_frame = frame.is_none() && (self.in_frame || buffer.len() < before);
+        Ok(frame)
+    }
+
+    fn decode_eof(&mut self, buffer: &mut BytesMut) -> std::io::Result<Option<BytesMut>> {
+        match self.decode(buffer)? {
+            Some(frame) => Ok(Some(frame)),
+            None if self.in_frame || !buffer.is_empty() => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed in the middle of a frame",
+            )),
+            None => Ok(None),
+        }
+    }
+}
 
 fn codec(max_frame: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
@@ -47,14 +78,18 @@ pub fn peer_of(stream: &TcpStream) -> SocketAddr {
 
 /// Reads whole messages from a byte stream.
 pub struct MessageReader<R> {
-    frames: FramedRead<R, LengthDelimitedCodec>,
+    frames: FramedRead<R, FrameDecoder>,
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// A reader accepting frames up to `max_frame` bytes.
     pub fn new(read: R, max_frame: usize) -> Self {
+        let decoder = FrameDecoder {
+            codec: codec(max_frame),
+            in_frame: false,
+        };
         MessageReader {
-            frames: FramedRead::new(read, codec(max_frame)),
+            frames: FramedRead::new(read, decoder),
         }
     }
 
@@ -62,6 +97,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     pub fn set_max_frame(&mut self, max_frame: usize) {
         self.frames
             .decoder_mut()
+            .codec
             .set_max_frame_length(max_frame.min(MAX_FRAME));
     }
 
@@ -162,6 +198,16 @@ mod tests {
         a.write_all(&u32::MAX.to_be_bytes()).await.expect("write");
         let err = reader.read().await.expect_err("must refuse");
         assert!(err.to_string().contains("bad frame"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn close_right_after_a_header_is_an_error() {
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let mut reader = MessageReader::new(b, 1024);
+        a.write_all(&[0, 0, 0, 10]).await.expect("write");
+        drop(a);
+        let err = reader.read().await.expect_err("truncated after the header");
+        assert!(err.to_string().contains("middle of a frame"), "{err}");
     }
 
     #[tokio::test]

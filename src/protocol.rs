@@ -186,9 +186,16 @@ pub fn encode(message: &Message) -> Result<Vec<u8>> {
     Ok(rmp_serde::to_vec_named(message)?)
 }
 
+/// Deepest nesting a frame may have. A `Message` nests at most 4 levels (variant, fields,
+/// entries, pair); the rest is room for later versions. rmp-serde's own default (1,024)
+/// lets a 1 KB frame of nested arrays under an unknown field overflow a thread's stack.
+const MAX_DEPTH: usize = 16;
+
 /// Decodes one frame body. Any byte string yields a message or an error, never a panic.
 pub fn decode(frame: &[u8]) -> Result<Message> {
-    Ok(rmp_serde::from_slice(frame)?)
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(frame);
+    deserializer.set_max_depth(MAX_DEPTH);
+    Ok(Message::deserialize(&mut deserializer)?)
 }
 
 #[cfg(test)]
@@ -238,6 +245,14 @@ mod tests {
             let frame = encode(&message).expect("encode");
             assert_eq!(decode(&frame).expect("decode"), message);
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_it_can_exhaust_the_stack() {
+        let mut frame = b"\x81\xa4Join\x81\xa1x".to_vec();
+        frame.extend(std::iter::repeat_n(0x91u8, 100_000));
+        frame.push(0xc0);
+        assert!(decode(&frame).is_err());
     }
 
     #[test]
