@@ -6,17 +6,25 @@
 //!
 //! Every write goes through [`SqliteStore::write`]: one transaction that commits only if
 //! the database's path still names the file the writer opened (see
-//! [`SqliteStore::check_files`]), and whose storage faults (disk full, read-only or failing
+//! [`files::OpenFiles::check`]), and whose storage faults (disk full, read-only or failing
 //! filesystem) are reported naming the file.
 
+mod files;
 mod inspect;
+mod rows;
+mod snapshot;
 
-use inspect::side_file;
+use files::{storage_error, OpenFiles};
 pub use inspect::{inspect, LATEST_SCHEMA_VERSION};
+use rows::{
+    digest_on, get_meta, head, init_meta, log_entry, query_pairs, range_sql, read_log_row,
+    set_meta, sql_seq, write_op,
+};
+use snapshot::SqliteSnapshot;
 
 use super::{
-    check_continues, fill_chunk, new_history_id, prefix_upper_bound, ChunkSource, ContentDigest,
-    ContentHasher, KvStore, LogEntry, Op, Pair, Position, Role, Snapshot,
+    check_continues, ChunkSource, ContentDigest, KvStore, LogEntry, Op, Pair, Position, Role,
+    Snapshot,
 };
 use crate::error::{Error, Result};
 use crate::locks::lock;
@@ -24,7 +32,6 @@ use rusqlite::{
     params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
 };
 use rusqlite_migration::{Migrations, M};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -38,10 +45,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle read connections kept for reuse.
 const READER_POOL: usize = 8;
 
-/// The head: the newest logged seq, or the applied seq of a replica whose log is empty.
-const HEAD_SQL: &str = "SELECT max(coalesce((SELECT max(seq) FROM log), 0), \
-     coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'applied_seq'), 0))";
-
 /// A [`KvStore`] in a SQLite file.
 pub struct SqliteStore {
     path: PathBuf,
@@ -52,24 +55,6 @@ pub struct SqliteStore {
     writer: Mutex<Connection>,
     /// The files the writer opened, as they were when it opened them.
     files: OpenFiles,
-}
-
-/// A file's identity: (device, inode).
-type FileId = (u64, u64);
-
-fn file_id(path: &Path) -> std::io::Result<FileId> {
-    let meta = std::fs::metadata(path)?;
-    Ok((meta.dev(), meta.ino()))
-}
-
-/// The database file and its write-ahead log as the writer opened them. While the writer
-/// is open, SQLite never removes or recreates either, so a different identity at a path
-/// means someone else removed, moved or replaced the file.
-struct OpenFiles {
-    db: FileId,
-    /// SQLite names the log after the database's real path (symlinks resolved).
-    wal_path: PathBuf,
-    wal: FileId,
 }
 
 impl SqliteStore {
@@ -106,23 +91,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
         init_meta(&mut conn, role)?;
-        // Both files exist now: the writer keeps the log open from its first transaction.
-        let identify = |file: &Path| {
-            file_id(file).map_err(|e| Error::Database {
-                path: path.to_path_buf(),
-                reason: format!("cannot check {}: {e}", file.display()),
-            })
-        };
-        let real_path = std::fs::canonicalize(path).map_err(|e| Error::Database {
-            path: path.to_path_buf(),
-            reason: format!("cannot resolve: {e}"),
-        })?;
-        let wal_path = side_file(&real_path, "-wal");
-        let files = OpenFiles {
-            db: identify(path)?,
-            wal: identify(&wal_path)?,
-            wal_path,
-        };
+        let files = OpenFiles::record(path)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             readers: Mutex::new(Vec::new()),
@@ -138,7 +107,7 @@ impl SqliteStore {
 
     fn open_reader(&self) -> Result<Connection> {
         // A new connection opens the path, which must still name the writer's file.
-        self.check_files()?;
+        self.files.check(&self.path)?;
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -154,7 +123,7 @@ impl SqliteStore {
             Some(conn) => conn,
             // The path no longer names the open file: read through the writer, which
             // still has it (a reader opened now would see another file, or none).
-            None if self.check_files().is_err() => return f(&self.writer()),
+            None if self.files.check(&self.path).is_err() => return f(&self.writer()),
             None => self.open_reader()?,
         };
         let result = f(&conn);
@@ -178,231 +147,17 @@ impl SqliteStore {
         let before = conn.total_changes();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.storage_error(e))?;
+            .map_err(|e| storage_error(&self.path, e))?;
         let value = f(&tx).map_err(|e| match e {
-            Error::Sqlite(e) => self.storage_error(e),
+            Error::Sqlite(e) => storage_error(&self.path, e),
             other => other,
         })?;
         if tx.total_changes() != before {
-            self.check_files()?;
+            self.files.check(&self.path)?;
         }
-        tx.commit().map_err(|e| self.storage_error(e))?;
+        tx.commit().map_err(|e| storage_error(&self.path, e))?;
         Ok(value)
     }
-
-    /// Checks that the database's path and its `-wal` still name the files the writer has
-    /// open: two `stat`s, noise next to the fsync of a commit. Once a file is removed (or
-    /// moved away, or replaced), SQLite carries on writing to the unlinked file, so every
-    /// write acknowledged from then on would vanish when kv exits (the database file), or
-    /// at the next crash (the `-wal`).
-    ///
-    /// The node then keeps running, refusing every write with this error, rather than
-    /// exiting: like a database whose disk went read-only, it keeps serving reads of the
-    /// data it still has open, and that open file is the only copy of everything
-    /// acknowledged before the removal (recoverable from `/proc/<pid>/fd` while kv runs);
-    /// exiting would discard it, and a supervisor restarting kv would bring it up on a
-    /// new, empty database. Writes resume by themselves if the file is moved back.
-    fn check_files(&self) -> Result<()> {
-        let files = &self.files;
-        for (path, id) in [(&self.path, files.db), (&files.wal_path, files.wal)] {
-            let reason = match file_id(path) {
-                Ok(now) if now == id => continue,
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    format!("cannot be checked ({e}); the write was not committed")
-                }
-                _ => "was removed or replaced while kv had it open; kv no longer writes to \
-                      it (writes would go to a removed file and be lost) and serves reads \
-                      from the copy it has open"
-                    .to_string(),
-            };
-            return Err(Error::Unwritable {
-                path: path.clone(),
-                reason,
-            });
-        }
-        Ok(())
-    }
-
-    /// `e`, naming the database file when it is a fault of the file or its filesystem.
-    fn storage_error(&self, e: rusqlite::Error) -> Error {
-        let Some(code) = e.sqlite_error() else {
-            return Error::Sqlite(e);
-        };
-        let hint = match code.code {
-            ErrorCode::DiskFull => "free space on its filesystem",
-            ErrorCode::SystemIoFailure | ErrorCode::ReadOnly | ErrorCode::CannotOpen => {
-                "is its filesystem read-only, full or failing?"
-            }
-            _ => return Error::Sqlite(e),
-        };
-        Error::Unwritable {
-            path: self.path.clone(),
-            reason: format!(
-                "cannot be written: {e} (SQLite code {}); {hint}",
-                code.extended_code
-            ),
-        }
-    }
-}
-
-fn init_meta(conn: &mut Connection, role: Role) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute(
-        "INSERT OR IGNORE INTO meta (name, value) VALUES ('role', ?1)",
-        [role.as_str()],
-    )?;
-    if role == Role::Primary {
-        tx.execute(
-            "INSERT OR IGNORE INTO meta (name, value) VALUES ('history_id', ?1)",
-            [new_history_id()],
-        )?;
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-fn head(conn: &Connection) -> Result<u64> {
-    let head: i64 = conn.query_row(HEAD_SQL, [], |row| row.get(0))?;
-    Ok(head.max(0) as u64)
-}
-
-/// `seq` as a SQLite integer; seqs beyond [`MAX_SEQ`](super::MAX_SEQ) are refused, never wrapped.
-fn sql_seq(seq: u64) -> Result<i64> {
-    i64::try_from(seq)
-        .map_err(|_| Error::Invalid(format!("seq {seq} is beyond the largest kv supports")))
-}
-
-fn get_meta(conn: &Connection, name: &str) -> Result<Option<String>> {
-    Ok(conn
-        .query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| {
-            row.get(0)
-        })
-        .optional()?)
-}
-
-fn set_meta(conn: &Connection, name: &str, value: &str) -> Result<()> {
-    conn.execute(
-        "INSERT INTO meta (name, value) VALUES (?1, ?2) \
-         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        [name, value],
-    )?;
-    Ok(())
-}
-
-/// Applies `op` to `kv` and logs it at `seq`. Returns false for a delete of an absent key.
-fn write_op(conn: &Connection, seq: u64, op: &Op) -> Result<bool> {
-    let (kind, key, value) = match op {
-        Op::Put { key, value } => {
-            conn.prepare_cached(
-                "INSERT INTO kv (key, value) VALUES (?1, ?2) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute([key, value])?;
-            ("put", key, Some(value))
-        }
-        Op::Delete { key } => {
-            let removed = conn
-                .prepare_cached("DELETE FROM kv WHERE key = ?1")?
-                .execute([key])?;
-            if removed == 0 {
-                return Ok(false);
-            }
-            ("del", key, None)
-        }
-    };
-    conn.prepare_cached("INSERT INTO log (seq, op, key, value) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![sql_seq(seq)?, kind, key, value])?;
-    Ok(true)
-}
-
-/// The content digest (see [`KvStore::digest`]), read in one transaction on `conn`, the
-/// rows streamed one at a time.
-fn digest_on(conn: &Connection) -> Result<ContentDigest> {
-    let tx = conn.unchecked_transaction()?;
-    let seq = head(&tx)?;
-    let mut hasher = ContentHasher::default();
-    let mut stmt = tx.prepare_cached("SELECT key, value FROM kv ORDER BY key")?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let (key, value): (String, String) = (row.get(0)?, row.get(1)?);
-        hasher.add(&key, &value);
-    }
-    Ok(ContentDigest {
-        seq,
-        hex: hasher.finish(),
-    })
-}
-
-/// A `log` row as stored: seq, op, key, value.
-type LogRow = (i64, String, String, Option<String>);
-
-fn read_log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-}
-
-/// A log row as an entry; a row that breaks the schema's rules (a `put` without a value,
-/// a negative seq) is an error, never guessed at, so replicas are not sent a wrong change.
-fn log_entry((seq, kind, key, value): LogRow) -> Result<LogEntry> {
-    let op = match (kind.as_str(), value) {
-        ("put", Some(value)) => Op::Put { key, value },
-        ("del", _) => Op::Delete { key },
-        (kind, _) => {
-            return Err(Error::Corrupt(format!(
-                "log row {seq} is a '{kind}' that cannot be replayed"
-            )))
-        }
-    };
-    let seq = u64::try_from(seq).map_err(|_| Error::Corrupt(format!("log row with seq {seq}")))?;
-    Ok(LogEntry { seq, op })
-}
-
-/// `SELECT columns FROM kv` over the keys from ?1 up to (excluding) the end of `prefix`'s
-/// range, bound as ?2 when there is one. Separate statements instead of `?2 IS NULL OR`,
-/// so SQLite uses the primary key for both ends of the range.
-fn range_sql(columns: &str, prefix: &str, tail: &str) -> (String, Option<String>) {
-    let upper = prefix_upper_bound(prefix);
-    let bound = if upper.is_some() {
-        "key < ?2"
-    } else {
-        "?2 IS NULL"
-    };
-    let sql = format!("SELECT {columns} FROM kv WHERE key >= ?1 AND {bound}{tail}");
-    (sql, upper)
-}
-
-fn query_pairs(
-    conn: &Connection,
-    prefix: &str,
-    after: Option<&str>,
-    limit: usize,
-) -> Result<Vec<Pair>> {
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    let lower = match after {
-        Some(after) if after >= prefix => after,
-        _ => prefix,
-    };
-    // `key >= lower` also admits `after` itself; it is filtered below, hence one row more
-    // than `limit` (saturating: `usize::MAX as i64 + 1` would be `LIMIT 0`).
-    let rows_wanted = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
-    let (sql, upper) = range_sql("key, value", prefix, " ORDER BY key LIMIT ?3");
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![lower, upper, rows_wanted], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-    })?;
-    let mut pairs = Vec::new();
-    for row in rows {
-        let pair = row?;
-        if Some(pair.0.as_str()) == after {
-            continue;
-        }
-        pairs.push(pair);
-        if pairs.len() == limit {
-            break;
-        }
-    }
-    Ok(pairs)
 }
 
 impl KvStore for SqliteStore {
@@ -509,18 +264,7 @@ impl KvStore for SqliteStore {
     fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
         // Through `open_reader`: refused, naming the file, if it was removed or replaced.
         let conn = self.open_reader()?;
-        // The read transaction starts at the first read and pins this view until dropped.
-        conn.execute_batch("BEGIN DEFERRED")?;
-        let seq = head(&conn)?;
-        let history_id = get_meta(&conn, "history_id")?;
-        let total: i64 = conn.query_row("SELECT count(*) FROM kv", [], |row| row.get(0))?;
-        Ok(Box::new(SqliteSnapshot {
-            conn,
-            history_id,
-            seq,
-            total: total as u64,
-            last_key: None,
-        }))
+        Ok(Box::new(SqliteSnapshot::begin(conn)?))
     }
 
     fn install_snapshot(
@@ -566,119 +310,5 @@ impl KvStore for SqliteStore {
     }
 }
 
-/// A snapshot held open as a read transaction on its own connection; chunks are read by
-/// key ranges (`key > last`), so memory is bounded by the chunk size.
-struct SqliteSnapshot {
-    conn: Connection,
-    history_id: Option<String>,
-    seq: u64,
-    total: u64,
-    last_key: Option<String>,
-}
-
-impl Snapshot for SqliteSnapshot {
-    fn history_id(&self) -> Option<&str> {
-        self.history_id.as_deref()
-    }
-
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    fn key_count(&self) -> u64 {
-        self.total
-    }
-
-    fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Pair>> {
-        let limit = max_entries.max(1) as i64;
-        let mut stmt;
-        let mut rows = match &self.last_key {
-            None => {
-                stmt = self
-                    .conn
-                    .prepare_cached("SELECT key, value FROM kv ORDER BY key LIMIT ?1")?;
-                stmt.query(params![limit])?
-            }
-            Some(last) => {
-                stmt = self.conn.prepare_cached(
-                    "SELECT key, value FROM kv WHERE key > ?1 ORDER BY key LIMIT ?2",
-                )?;
-                stmt.query(params![last, limit])?
-            }
-        };
-        let pairs = std::iter::from_fn(|| match rows.next() {
-            Ok(Some(row)) => Some(
-                row.get(0)
-                    .and_then(|k| Ok((k, row.get(1)?)))
-                    .map_err(Error::from),
-            ),
-            Ok(None) => None,
-            Err(e) => Some(Err(Error::from(e))),
-        });
-        let chunk = fill_chunk(pairs, max_entries, max_bytes)?;
-        if let Some((key, _)) = chunk.last() {
-            self.last_key = Some(key.clone());
-        }
-        Ok(chunk)
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writer_is_durable_and_in_wal_mode() {
-        let dir = tempfile::TempDir::new().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("p.db"), Role::Primary).expect("open");
-        let conn = store.writer();
-        let synchronous: i64 = conn
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .expect("pragma");
-        assert_eq!(synchronous, 2, "synchronous must be FULL");
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .expect("pragma");
-        assert_eq!(mode, "wal");
-    }
-
-    #[test]
-    fn a_replaced_file_refuses_writes_and_is_read_through_the_writer() {
-        let dir = tempfile::TempDir::new().expect("tempdir");
-        let path = dir.path().join("p.db");
-        let store = SqliteStore::open(&path, Role::Primary).expect("open");
-        let put = |key: &str| Op::Put {
-            key: key.into(),
-            value: "1".into(),
-        };
-        store.append(&put("a")).expect("append");
-        // Another kv database in its place, and no pooled reader opened before.
-        let other = dir.path().join("other.db");
-        SqliteStore::open(&other, Role::Primary)
-            .and_then(|s| s.append(&put("x")))
-            .expect("other database");
-        std::fs::rename(&other, &path).expect("replace");
-        lock(&store.readers).clear();
-
-        let err = store
-            .append(&put("b"))
-            .expect_err("a write to a replaced file");
-        assert!(
-            matches!(&err, Error::Unwritable { path: p, .. } if *p == path)
-                && err.to_string().contains("was removed or replaced"),
-            "{err}"
-        );
-        assert!(store.set_meta("role", "replica").is_err());
-        assert_eq!(
-            store
-                .trim_log(1, 10)
-                .expect("trimming nothing writes nothing"),
-            0
-        );
-        assert_eq!(store.get("a").expect("get"), Some("1".into()));
-        assert_eq!(store.get("x").expect("get"), None, "read the other file");
-        assert_eq!(store.digest().expect("digest").seq, 1);
-        assert!(store.snapshot().is_err(), "a snapshot of the other file");
-        assert!(lock(&store.readers).is_empty(), "a reader opened the path");
-    }
-}
+mod tests;

@@ -1,0 +1,173 @@
+//! The SQL behind the store: the head, meta rows, writing one operation with its log row,
+//! reading log rows back as entries (refusing rows that break the schema's rules), key
+//! range scans, and the content digest.
+
+use crate::error::{Error, Result};
+use crate::store::{
+    new_history_id, prefix_upper_bound, ContentDigest, ContentHasher, LogEntry, Op, Pair, Role,
+};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+/// The head: the newest logged seq, or the applied seq of a replica whose log is empty.
+const HEAD_SQL: &str = "SELECT max(coalesce((SELECT max(seq) FROM log), 0), \
+     coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'applied_seq'), 0))";
+
+pub(super) fn init_meta(conn: &mut Connection, role: Role) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT OR IGNORE INTO meta (name, value) VALUES ('role', ?1)",
+        [role.as_str()],
+    )?;
+    if role == Role::Primary {
+        tx.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('history_id', ?1)",
+            [new_history_id()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn head(conn: &Connection) -> Result<u64> {
+    let head: i64 = conn.query_row(HEAD_SQL, [], |row| row.get(0))?;
+    Ok(head.max(0) as u64)
+}
+
+/// `seq` as a SQLite integer; seqs beyond [`MAX_SEQ`](super::MAX_SEQ) are refused, never wrapped.
+pub(super) fn sql_seq(seq: u64) -> Result<i64> {
+    i64::try_from(seq)
+        .map_err(|_| Error::Invalid(format!("seq {seq} is beyond the largest kv supports")))
+}
+
+pub(super) fn get_meta(conn: &Connection, name: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| {
+            row.get(0)
+        })
+        .optional()?)
+}
+
+pub(super) fn set_meta(conn: &Connection, name: &str, value: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO meta (name, value) VALUES (?1, ?2) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        [name, value],
+    )?;
+    Ok(())
+}
+
+/// Applies `op` to `kv` and logs it at `seq`. Returns false for a delete of an absent key.
+pub(super) fn write_op(conn: &Connection, seq: u64, op: &Op) -> Result<bool> {
+    let (kind, key, value) = match op {
+        Op::Put { key, value } => {
+            conn.prepare_cached(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([key, value])?;
+            ("put", key, Some(value))
+        }
+        Op::Delete { key } => {
+            let removed = conn
+                .prepare_cached("DELETE FROM kv WHERE key = ?1")?
+                .execute([key])?;
+            if removed == 0 {
+                return Ok(false);
+            }
+            ("del", key, None)
+        }
+    };
+    conn.prepare_cached("INSERT INTO log (seq, op, key, value) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![sql_seq(seq)?, kind, key, value])?;
+    Ok(true)
+}
+
+/// The content digest (see [`KvStore::digest`]), read in one transaction on `conn`, the
+/// rows streamed one at a time.
+pub(super) fn digest_on(conn: &Connection) -> Result<ContentDigest> {
+    let tx = conn.unchecked_transaction()?;
+    let seq = head(&tx)?;
+    let mut hasher = ContentHasher::default();
+    let mut stmt = tx.prepare_cached("SELECT key, value FROM kv ORDER BY key")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (key, value): (String, String) = (row.get(0)?, row.get(1)?);
+        hasher.add(&key, &value);
+    }
+    Ok(ContentDigest {
+        seq,
+        hex: hasher.finish(),
+    })
+}
+
+/// A `log` row as stored: seq, op, key, value.
+pub(super) type LogRow = (i64, String, String, Option<String>);
+
+pub(super) fn read_log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+/// A log row as an entry; a row that breaks the schema's rules (a `put` without a value,
+/// a negative seq) is an error, never guessed at, so replicas are not sent a wrong change.
+pub(super) fn log_entry((seq, kind, key, value): LogRow) -> Result<LogEntry> {
+    let op = match (kind.as_str(), value) {
+        ("put", Some(value)) => Op::Put { key, value },
+        ("del", _) => Op::Delete { key },
+        (kind, _) => {
+            return Err(Error::Corrupt(format!(
+                "log row {seq} is a '{kind}' that cannot be replayed"
+            )))
+        }
+    };
+    let seq = u64::try_from(seq).map_err(|_| Error::Corrupt(format!("log row with seq {seq}")))?;
+    Ok(LogEntry { seq, op })
+}
+
+/// `SELECT columns FROM kv` over the keys from ?1 up to (excluding) the end of `prefix`'s
+/// range, bound as ?2 when there is one. Separate statements instead of `?2 IS NULL OR`,
+/// so SQLite uses the primary key for both ends of the range.
+pub(super) fn range_sql(columns: &str, prefix: &str, tail: &str) -> (String, Option<String>) {
+    let upper = prefix_upper_bound(prefix);
+    let bound = if upper.is_some() {
+        "key < ?2"
+    } else {
+        "?2 IS NULL"
+    };
+    let sql = format!("SELECT {columns} FROM kv WHERE key >= ?1 AND {bound}{tail}");
+    (sql, upper)
+}
+
+pub(super) fn query_pairs(
+    conn: &Connection,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Pair>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let lower = match after {
+        Some(after) if after >= prefix => after,
+        _ => prefix,
+    };
+    // `key >= lower` also admits `after` itself; it is filtered below, hence one row more
+    // than `limit` (saturating: `usize::MAX as i64 + 1` would be `LIMIT 0`).
+    let rows_wanted = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+    let (sql, upper) = range_sql("key, value", prefix, " ORDER BY key LIMIT ?3");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![lower, upper, rows_wanted], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut pairs = Vec::new();
+    for row in rows {
+        let pair = row?;
+        if Some(pair.0.as_str()) == after {
+            continue;
+        }
+        pairs.push(pair);
+        if pairs.len() == limit {
+            break;
+        }
+    }
+    Ok(pairs)
+}

@@ -1,0 +1,83 @@
+//! A snapshot of a SQLite store: one read transaction on its own connection, pinned until
+//! the snapshot is dropped, read in key order by key ranges (`key > last`), so memory is
+//! bounded by the chunk size whatever the database's size.
+
+use super::rows::{get_meta, head};
+use crate::error::{Error, Result};
+use crate::store::{fill_chunk, Pair, Snapshot};
+use rusqlite::{params, Connection};
+
+/// A snapshot held open as a read transaction on its own connection; chunks are read by
+/// key ranges (`key > last`), so memory is bounded by the chunk size.
+pub(super) struct SqliteSnapshot {
+    conn: Connection,
+    history_id: Option<String>,
+    seq: u64,
+    total: u64,
+    last_key: Option<String>,
+}
+
+impl SqliteSnapshot {
+    /// Starts the read transaction on `conn` and reads the view's seq, history and size.
+    pub(super) fn begin(conn: Connection) -> Result<Self> {
+        // The read transaction starts at the first read and pins this view until dropped.
+        conn.execute_batch("BEGIN DEFERRED")?;
+        let seq = head(&conn)?;
+        let history_id = get_meta(&conn, "history_id")?;
+        let total: i64 = conn.query_row("SELECT count(*) FROM kv", [], |row| row.get(0))?;
+        Ok(SqliteSnapshot {
+            conn,
+            history_id,
+            seq,
+            total: total.max(0) as u64,
+            last_key: None,
+        })
+    }
+}
+
+impl Snapshot for SqliteSnapshot {
+    fn history_id(&self) -> Option<&str> {
+        self.history_id.as_deref()
+    }
+
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn key_count(&self) -> u64 {
+        self.total
+    }
+
+    fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Pair>> {
+        let limit = max_entries.max(1) as i64;
+        let mut stmt;
+        let mut rows = match &self.last_key {
+            None => {
+                stmt = self
+                    .conn
+                    .prepare_cached("SELECT key, value FROM kv ORDER BY key LIMIT ?1")?;
+                stmt.query(params![limit])?
+            }
+            Some(last) => {
+                stmt = self.conn.prepare_cached(
+                    "SELECT key, value FROM kv WHERE key > ?1 ORDER BY key LIMIT ?2",
+                )?;
+                stmt.query(params![last, limit])?
+            }
+        };
+        let pairs = std::iter::from_fn(|| match rows.next() {
+            Ok(Some(row)) => Some(
+                row.get(0)
+                    .and_then(|k| Ok((k, row.get(1)?)))
+                    .map_err(Error::from),
+            ),
+            Ok(None) => None,
+            Err(e) => Some(Err(Error::from(e))),
+        });
+        let chunk = fill_chunk(pairs, max_entries, max_bytes)?;
+        if let Some((key, _)) = chunk.last() {
+            self.last_key = Some(key.clone());
+        }
+        Ok(chunk)
+    }
+}

@@ -1,0 +1,58 @@
+//! Unit tests of the SQLite store's internals.
+
+use super::*;
+
+#[test]
+fn writer_is_durable_and_in_wal_mode() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("p.db"), Role::Primary).expect("open");
+    let conn = store.writer();
+    let synchronous: i64 = conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(synchronous, 2, "synchronous must be FULL");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn a_replaced_file_refuses_writes_and_is_read_through_the_writer() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let path = dir.path().join("p.db");
+    let store = SqliteStore::open(&path, Role::Primary).expect("open");
+    let put = |key: &str| Op::Put {
+        key: key.into(),
+        value: "1".into(),
+    };
+    store.append(&put("a")).expect("append");
+    // Another kv database in its place, and no pooled reader opened before.
+    let other = dir.path().join("other.db");
+    SqliteStore::open(&other, Role::Primary)
+        .and_then(|s| s.append(&put("x")))
+        .expect("other database");
+    std::fs::rename(&other, &path).expect("replace");
+    lock(&store.readers).clear();
+
+    let err = store
+        .append(&put("b"))
+        .expect_err("a write to a replaced file");
+    assert!(
+        matches!(&err, Error::Unwritable { path: p, .. } if *p == path)
+            && err.to_string().contains("was removed or replaced"),
+        "{err}"
+    );
+    assert!(store.set_meta("role", "replica").is_err());
+    assert_eq!(
+        store
+            .trim_log(1, 10)
+            .expect("trimming nothing writes nothing"),
+        0
+    );
+    assert_eq!(store.get("a").expect("get"), Some("1".into()));
+    assert_eq!(store.get("x").expect("get"), None, "read the other file");
+    assert_eq!(store.digest().expect("digest").seq, 1);
+    assert!(store.snapshot().is_err(), "a snapshot of the other file");
+    assert!(lock(&store.readers).is_empty(), "a reader opened the path");
+}
