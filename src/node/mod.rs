@@ -1,10 +1,12 @@
 //! A running node's shared core, used by both roles: the store, the head-seq watch that
-//! wakes replication senders, the write path, and the status of downstream replicas and
-//! (on a replica) of the upstream link. [`crate::primary`] and [`crate::replica`] build
-//! one; the shell, the replication tasks and the listeners all hold an `Arc<Node>`.
+//! wakes replication senders, the write path (group commit on a writer thread, see
+//! [`writer`]), and the status of downstream replicas and (on a replica) of the upstream
+//! link. [`crate::primary`] and [`crate::replica`] build one; the shell, the replication
+//! tasks and the listeners all hold an `Arc<Node>`.
 
 pub mod retention;
 pub mod status;
+pub mod writer;
 
 use crate::error::{Error, Result};
 use crate::locks::lock;
@@ -16,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use writer::Writer;
 
 /// State of a replica's link to its upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +87,8 @@ pub struct Node {
     node_id: String,
     listen_addr: SocketAddr,
     head: watch::Sender<u64>,
+    /// The group-commit writer thread; primaries only (see [`Node::new`]).
+    writer: Option<Writer>,
     downstreams: Mutex<BTreeMap<u64, DownstreamStatus>>,
     next_downstream: AtomicU64,
     history_reset: Mutex<CancellationToken>,
@@ -94,18 +99,28 @@ pub struct Node {
 impl Node {
     /// A node serving `store` in `role`, whose replication listener is bound to
     /// `listen_addr`. `head_seq` is the store's current head.
+    ///
+    /// A primary starts its writer thread here; a replica has none, because it never
+    /// writes through [`Node::write`] (it applies its upstream's entries, and refuses
+    /// writes before they would reach a writer). Starting it eagerly rather than on the
+    /// first write keeps the write path free of a lock or a once-cell, at the cost of one
+    /// idle thread on a primary that is never written to.
     pub fn new(
         store: Arc<dyn KvStore>,
         role: Role,
         listen_addr: SocketAddr,
         head_seq: u64,
     ) -> Self {
+        let head = watch::Sender::new(head_seq);
+        let writer =
+            (role == Role::Primary).then(|| Writer::start(Arc::clone(&store), head.clone()));
         Node {
             store,
             role,
             node_id: format!("{:016x}", rand::random::<u64>()),
             listen_addr,
-            head: watch::Sender::new(head_seq),
+            head,
+            writer,
             downstreams: Mutex::new(BTreeMap::new()),
             next_downstream: AtomicU64::new(1),
             history_reset: Mutex::new(CancellationToken::new()),
@@ -156,30 +171,45 @@ impl Node {
         tokio::task::spawn_blocking(move || f(store.as_ref())).await?
     }
 
-    /// The one write path of a primary: commits `op` durably, then wakes the senders.
-    /// Returns the new seq, or `None` for a delete of an absent key.
+    /// A primary write of one op: [`Node::write_all`] of `vec![op]`. Returns the new seq,
+    /// or `None` for a delete of an absent key.
     pub async fn write(&self, op: Op) -> Result<Option<u64>> {
+        let seqs = self.write_all(vec![op]).await?;
+        match seqs.as_slice() {
+            [seq] => Ok(*seq),
+            _ => Err(Error::Invalid("the write path lost the op's seq".into())),
+        }
+    }
+
+    /// The one write path of a primary: commits `ops` atomically (one transaction,
+    /// consecutive seqs, in order), grouped with the other writes waiting at the same
+    /// moment, and returns once they are durable and the senders are woken. Returns each
+    /// op's seq, `None` for a delete of a key absent at that point. Replicas refuse.
+    pub async fn write_all(&self, ops: Vec<Op>) -> Result<Vec<Option<u64>>> {
         if self.role != Role::Primary {
             return Err(Error::ReadOnly(
                 "replicas do not accept writes; write on the primary".into(),
             ));
         }
-        let seq = self.blocking(move |store| store.append(&op)).await?;
-        if let Some(seq) = seq {
-            self.notify_head(seq);
+        // Every primary has a writer (see `Node::new`).
+        let Some(writer) = &self.writer else {
+            return Err(Error::Shutdown);
+        };
+        if ops.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(seq)
+        writer.submit(ops).await
+    }
+
+    /// How many transactions the write path has committed: with group commit, fewer than
+    /// the writes when writes overlap. 0 on a replica.
+    pub fn commits(&self) -> u64 {
+        self.writer.as_ref().map_or(0, Writer::commits)
     }
 
     /// Records that the store's head reached `seq`, waking senders waiting at the head.
     pub fn notify_head(&self, seq: u64) {
-        self.head.send_if_modified(|head| {
-            let newer = seq > *head;
-            if newer {
-                *head = seq;
-            }
-            newer
-        });
+        advance_head(&self.head, seq);
     }
 
     /// Sets the head after the store's history was replaced (a snapshot install), where
@@ -240,3 +270,17 @@ impl Node {
         change(&mut lock(&self.link));
     }
 }
+
+/// Moves `head` forward to `seq` (never back), waking its receivers if it moved.
+fn advance_head(head: &watch::Sender<u64>, seq: u64) {
+    head.send_if_modified(|head| {
+        let newer = seq > *head;
+        if newer {
+            *head = seq;
+        }
+        newer
+    });
+}
+
+#[cfg(test)]
+mod tests;

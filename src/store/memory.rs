@@ -2,8 +2,8 @@
 //! log so it speaks the same protocol as the SQLite backend. Nothing survives a restart.
 
 use super::{
-    check_continues, fill_chunk, new_history_id, prefix_upper_bound, ChunkSource, KvStore,
-    LogEntry, Op, Pair, Position, Role, Snapshot, MAX_SEQ,
+    check_continues, fill_chunk, new_history_id, prefix_upper_bound, BatchSeqs, ChunkSource,
+    KvStore, LogEntry, Op, Pair, Position, Role, Snapshot, MAX_SEQ,
 };
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -63,6 +63,51 @@ impl Inner {
         self.log.push_back(entry);
     }
 
+    /// Numbers the ops of `requests` as consecutive appends would, changing nothing:
+    /// the entries to commit, and each op's seq per request.
+    fn plan(&self, requests: &[Vec<Op>]) -> Result<(Vec<LogEntry>, BatchSeqs)> {
+        // Whether each key the batch touched exists, as the batch so far leaves it.
+        let mut present = HashMap::new();
+        let mut entries = Vec::new();
+        let mut seqs = Vec::with_capacity(requests.len());
+        for ops in requests {
+            let mut request = Vec::with_capacity(ops.len());
+            for op in ops {
+                request.push(self.plan_op(op, &mut present, &mut entries)?);
+            }
+            seqs.push(request);
+        }
+        Ok((entries, seqs))
+    }
+
+    /// Plans one op after `entries`: its seq, or `None` for a delete of an absent key.
+    fn plan_op<'a>(
+        &self,
+        op: &'a Op,
+        present: &mut HashMap<&'a str, bool>,
+        entries: &mut Vec<LogEntry>,
+    ) -> Result<Option<u64>> {
+        let key = op.key();
+        let existed = match present.get(key) {
+            Some(&existed) => existed,
+            None => self.data.contains_key(key),
+        };
+        let is_put = matches!(op, Op::Put { .. });
+        present.insert(key, is_put);
+        if !existed && !is_put {
+            return Ok(None);
+        }
+        let seq = self.head + entries.len() as u64 + 1;
+        if seq > MAX_SEQ {
+            return Err(Error::Invalid("the seq space is exhausted".into()));
+        }
+        entries.push(LogEntry {
+            seq,
+            op: op.clone(),
+        });
+        Ok(Some(seq))
+    }
+
     fn prefix_range<'a>(
         &'a self,
         prefix: &str,
@@ -106,22 +151,15 @@ impl KvStore for MemoryStore {
         Ok(self.read().prefix_range(prefix, None).count() as u64)
     }
 
-    fn append(&self, op: &Op) -> Result<Option<u64>> {
+    fn append_batch(&self, requests: &[Vec<Op>]) -> Result<BatchSeqs> {
+        // Under one write lock: numbered first, committed only if the whole batch can be,
+        // so a failure changes nothing and readers never see part of a batch.
         let mut inner = self.write();
-        if let Op::Delete { key } = op {
-            if !inner.data.contains_key(key) {
-                return Ok(None);
-            }
+        let (entries, seqs) = inner.plan(requests)?;
+        for entry in entries {
+            inner.commit(entry);
         }
-        let seq = inner.head + 1;
-        if seq > MAX_SEQ {
-            return Err(Error::Invalid("the seq space is exhausted".into()));
-        }
-        inner.commit(LogEntry {
-            seq,
-            op: op.clone(),
-        });
-        Ok(Some(seq))
+        Ok(seqs)
     }
 
     fn apply(&self, entries: &[LogEntry]) -> Result<()> {

@@ -18,6 +18,10 @@ use std::fmt;
 /// A key and its value, as stored and as shipped in snapshot chunks.
 pub type Pair = (String, String);
 
+/// What [`KvStore::append_batch`] returns: per request, per op, the op's seq (`None`: a
+/// delete of an absent key).
+pub type BatchSeqs = Vec<Vec<Option<u64>>>;
+
 /// One change to the key space.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
@@ -127,7 +131,20 @@ pub trait KvStore: Send + Sync {
 
     /// Primary write: commit `op` and its log entry (seq = head + 1) in one transaction and
     /// return the seq. A delete of an absent key changes nothing and returns `None`.
-    fn append(&self, op: &Op) -> Result<Option<u64>>;
+    ///
+    /// A batch of one: see [`append_batch`](Self::append_batch).
+    fn append(&self, op: &Op) -> Result<Option<u64>> {
+        let seqs = self.append_batch(&[vec![op.clone()]])?;
+        only_seq(seqs)
+    }
+
+    /// Primary group commit: commits every request's ops, requests in order and each
+    /// request's ops in order, with their log entries, in ONE transaction, and returns
+    /// each op's seq per request. Every op is numbered exactly as if it were appended on
+    /// its own in that order: seqs are consecutive from head + 1, and a delete of a key
+    /// that is absent at that point (including one deleted earlier in the batch) changes
+    /// nothing, takes no seq and yields `None`. On error nothing of the batch is stored.
+    fn append_batch(&self, requests: &[Vec<Op>]) -> Result<BatchSeqs>;
 
     /// Replica write: apply `entries`, which must continue the history without gap or
     /// duplicate, together with their log rows and the new applied seq, in one transaction.
@@ -192,6 +209,18 @@ pub trait KvStore: Send + Sync {
             hex: hasher.finish(),
         })
     }
+}
+
+/// The one seq of a one-op batch's result (see [`KvStore::append`]).
+fn only_seq(seqs: BatchSeqs) -> Result<Option<u64>> {
+    let shape_error = || crate::error::Error::Invalid("append_batch lost the op's seq".into());
+    let [request] = seqs.as_slice() else {
+        return Err(shape_error());
+    };
+    let [seq] = request.as_slice() else {
+        return Err(shape_error());
+    };
+    Ok(*seq)
 }
 
 /// Pairs hashed per snapshot chunk by [`KvStore::digest`].

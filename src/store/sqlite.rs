@@ -17,14 +17,14 @@ mod snapshot;
 use files::{storage_error, OpenFiles};
 pub use inspect::{inspect, LATEST_SCHEMA_VERSION};
 use rows::{
-    digest_on, get_meta, head, init_meta, log_entry, query_pairs, range_sql, read_log_row,
-    set_meta, sql_seq, write_op,
+    append_ops, digest_on, get_meta, head, init_meta, log_entry, query_pairs, range_sql,
+    read_log_row, set_meta, sql_seq, write_op,
 };
 use snapshot::SqliteSnapshot;
 
 use super::{
-    check_continues, ChunkSource, ContentDigest, KvStore, LogEntry, Op, Pair, Position, Role,
-    Snapshot,
+    check_continues, BatchSeqs, ChunkSource, ContentDigest, KvStore, LogEntry, Op, Pair, Position,
+    Role, Snapshot,
 };
 use crate::error::{Error, Result};
 use crate::locks::lock;
@@ -186,10 +186,13 @@ impl KvStore for SqliteStore {
         })
     }
 
-    fn append(&self, op: &Op) -> Result<Option<u64>> {
+    fn append_batch(&self, requests: &[Vec<Op>]) -> Result<BatchSeqs> {
         self.write(|tx| {
-            let seq = head(tx)? + 1;
-            Ok(write_op(tx, seq, op)?.then_some(seq))
+            let mut next = head(tx)? + 1;
+            requests
+                .iter()
+                .map(|ops| append_ops(tx, &mut next, ops))
+                .collect()
         })
     }
 

@@ -1,15 +1,18 @@
 //! The `KvStore` conformance suite: one generic body per case, run against both backends
 //! (`memory::*` on `MemoryStore`, `sqlite::*` on `SqliteStore` in a temporary directory).
 //! It owns the behaviour the trait promises to every caller: reads and writes, key-ordered
-//! and prefix scans with pagination, sequence numbers and the log, consistent chunked
-//! snapshots, replica-side `apply` and `install_snapshot`, log retention, and meta. The one
-//! SQLite-only case at the end checks that a reopened file keeps its data and its head.
+//! and prefix scans with pagination, sequence numbers and the log, group commit
+//! (`append_batch`), consistent chunked snapshots, replica-side `apply` and
+//! `install_snapshot`, log retention, and meta. The one SQLite-only case at the end checks
+//! that a reopened file keeps its data and its head.
 //!
 //! `main.rs` holds the backends, the macro and the SQLite-only case; the generic cases live
 //! in area modules: `reads` (get/put/delete, scans, prefixes, pagination, awkward keys),
-//! `log` (seqs, `log_since`, trimming), `snapshot` (snapshots and `install_snapshot`),
-//! `replica` (`apply`) and `meta` (meta and history ids), with shared `helpers`.
+//! `log` (seqs, `log_since`, trimming), `batch` (`append_batch`), `snapshot` (snapshots
+//! and `install_snapshot`), `replica` (`apply`) and `meta` (meta and history ids), with
+//! shared `helpers`.
 
+mod batch;
 mod digest;
 mod helpers;
 mod log;
@@ -104,6 +107,10 @@ conformance! {
         log::seq_increases_by_one_per_write,
         log::log_since_returns_entries_after_seq,
         log::trim_log_keeps_newest_in_batches,
+        batch::batch_seqs_are_consecutive_across_requests,
+        batch::batch_delete_of_absent_key_takes_no_seq,
+        batch::batch_matches_separate_appends,
+        batch::failing_batch_changes_nothing,
         snapshot::snapshot_stays_consistent_while_writes_continue,
         snapshot::snapshot_chunk_bounds,
         snapshot::install_snapshot_replaces_everything,

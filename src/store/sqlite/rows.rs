@@ -1,6 +1,6 @@
-//! The SQL behind the store: the head, meta rows, writing one operation with its log row,
-//! reading log rows back as entries (refusing rows that break the schema's rules), key
-//! range scans, and the content digest.
+//! The SQL behind the store: the head, meta rows, writing one operation with its log row
+//! (and a primary's batch of them), reading log rows back as entries (refusing rows that
+//! break the schema's rules), key range scans, and the content digest.
 
 use crate::error::{Error, Result};
 use crate::store::{
@@ -80,6 +80,25 @@ pub(super) fn write_op(conn: &Connection, seq: u64, op: &Op) -> Result<bool> {
     conn.prepare_cached("INSERT INTO log (seq, op, key, value) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![sql_seq(seq)?, kind, key, value])?;
     Ok(true)
+}
+
+/// Appends `ops` in order as primary writes numbered from `*next`, which advances past
+/// each logged op. Returns each op's seq (`None`: a delete of an absent key, not logged).
+pub(super) fn append_ops(
+    conn: &Connection,
+    next: &mut u64,
+    ops: &[Op],
+) -> Result<Vec<Option<u64>>> {
+    ops.iter()
+        .map(|op| {
+            let seq = *next;
+            let logged = write_op(conn, seq, op)?;
+            if logged {
+                *next += 1;
+            }
+            Ok(logged.then_some(seq))
+        })
+        .collect()
 }
 
 /// The content digest (see [`KvStore::digest`]), read in one transaction on `conn`, the

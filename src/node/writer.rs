@@ -1,0 +1,205 @@
+//! Group commit: a primary's one write path. Every write — from the shell, clients and
+//! pipelines alike — is a request on a bounded queue read by one dedicated writer thread
+//! (a plain `std::thread`: SQLite is blocking and must not run on the async runtime).
+//!
+//! The thread blocks for a request, then takes every request already waiting (up to
+//! [`MAX_BATCH_REQUESTS`] requests or about [`MAX_BATCH_OPS`] ops) and commits them all
+//! with [`KvStore::append_batch`]: one transaction, one fsync. Seqs follow the queue's
+//! order, and a request's ops (an MSET) get consecutive seqs in the same transaction. A
+//! lone writer is committed at once, with no timer: batches form only from writes that
+//! arrive while the previous transaction is committing, so grouping adds no latency.
+//!
+//! Each request is answered only after its transaction committed, and the head watch is
+//! advanced before the answers go out, so a caller that got its seq also sees the head
+//! at or past it. If the transaction fails, every request in it gets the error: none of
+//! them was stored. The queue is bounded ([`QUEUE_CAPACITY`]), so a flood of writers
+//! waits instead of growing memory. The thread ends when the [`Writer`] is dropped (its
+//! queue closes) after committing what was queued; the drop waits for it, so the thread's
+//! handle on the store is gone once the node is (a SQLite file then closes cleanly).
+
+use super::advance_head;
+use crate::error::{Error, Result};
+use crate::store::{BatchSeqs, KvStore, Op};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tokio::sync::{oneshot, watch};
+use tracing::error;
+
+/// Requests that may wait for the writer before senders have to wait too.
+pub const QUEUE_CAPACITY: usize = 4096;
+
+/// Most requests committed in one transaction.
+pub const MAX_BATCH_REQUESTS: usize = 1000;
+
+/// A batch stops taking requests once it holds this many ops (a request is never split,
+/// so one large request may exceed it).
+pub const MAX_BATCH_OPS: usize = 10_000;
+
+/// Each op's seq (`None`: a delete of an absent key), or why nothing was stored.
+type Reply = Result<Vec<Option<u64>>>;
+
+/// One caller's write: ops committed together, and where to answer.
+struct Request {
+    ops: Vec<Op>,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// What the writer thread works with.
+struct Committer {
+    store: Arc<dyn KvStore>,
+    head: watch::Sender<u64>,
+    commits: Arc<AtomicU64>,
+}
+
+/// The handle of a running writer thread: submits requests and counts commits.
+pub struct Writer {
+    /// `None` only while dropping, to close the queue before joining the thread.
+    queue: Option<SyncSender<Request>>,
+    thread: Option<JoinHandle<()>>,
+    commits: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Starts the writer thread for `store`, advancing `head` after each commit. If the
+    /// thread cannot be started, the failure is logged and every write is refused.
+    pub fn start(store: Arc<dyn KvStore>, head: watch::Sender<u64>) -> Self {
+        let (queue, requests) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let commits = Arc::new(AtomicU64::new(0));
+        let committer = Committer {
+            store,
+            head,
+            commits: Arc::clone(&commits),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("kv-writer".into())
+            .spawn(move || committer.run(requests));
+        // On failure the closure, and the receiving end with it, is dropped: the queue is
+        // closed and every write gets `Error::Shutdown`.
+        let thread = spawned
+            .inspect_err(|e| error!("cannot start the writer thread; writes are refused: {e}"))
+            .ok();
+        Writer {
+            queue: Some(queue),
+            thread,
+            commits,
+        }
+    }
+
+    /// Commits `ops` atomically, grouped with whatever other writes are waiting, and
+    /// returns each op's seq once the transaction is durable.
+    pub async fn submit(&self, ops: Vec<Op>) -> Result<Vec<Option<u64>>> {
+        let (reply, replied) = oneshot::channel();
+        self.enqueue(Request { ops, reply }).await?;
+        // No answer means the writer thread is gone: the node is shutting down.
+        replied.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// How many transactions the writer has committed.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    async fn enqueue(&self, request: Request) -> Result<()> {
+        let Some(queue) = &self.queue else {
+            return Err(Error::Shutdown);
+        };
+        match queue.try_send(request) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(request)) => {
+                // Backpressure: wait for room on the blocking pool, not on a runtime thread.
+                let queue = queue.clone();
+                tokio::task::spawn_blocking(move || queue.send(request))
+                    .await?
+                    .map_err(|_| Error::Shutdown)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(Error::Shutdown),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once it has committed what was queued.
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            // The thread never panics (a panicking store is caught in `append`).
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Committer {
+    /// The thread's loop: until the queue closes, commit whatever is waiting.
+    fn run(self, requests: Receiver<Request>) {
+        while let Ok(first) = requests.recv() {
+            let batch = gather(&requests, first);
+            self.commit(batch);
+        }
+    }
+
+    /// Commits `batch` in one transaction, advances the head, then answers every request.
+    fn commit(&self, batch: Vec<Request>) {
+        let (ops, replies): (Vec<Vec<Op>>, Vec<oneshot::Sender<Reply>>) =
+            batch.into_iter().map(|r| (r.ops, r.reply)).unzip();
+        match self.append(&ops) {
+            Ok(seqs) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                if let Some(&max) = seqs.iter().flatten().flatten().max() {
+                    advance_head(&self.head, max);
+                }
+                // A caller that went away (a cancelled write) still had its write stored.
+                for (reply, seqs) in replies.into_iter().zip(seqs) {
+                    let _ = reply.send(Ok(seqs));
+                }
+            }
+            Err(err) => {
+                for reply in replies {
+                    let _ = reply.send(Err(copy_error(&err)));
+                }
+            }
+        }
+    }
+
+    /// `append_batch`, with a panic in the store turned into an error for the batch (its
+    /// transaction rolled back while unwinding), so the writer thread survives it.
+    fn append(&self, ops: &[Vec<Op>]) -> Result<BatchSeqs> {
+        catch_unwind(AssertUnwindSafe(|| self.store.append_batch(ops))).unwrap_or_else(|_| {
+            Err(Error::Io(std::io::Error::other(
+                "the store failed unexpectedly during a write",
+            )))
+        })
+    }
+}
+
+/// `first` and every request already queued behind it, up to the batch limits.
+fn gather(requests: &Receiver<Request>, first: Request) -> Vec<Request> {
+    let mut ops = first.ops.len();
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH_REQUESTS && ops < MAX_BATCH_OPS {
+        let Ok(next) = requests.try_recv() else {
+            break;
+        };
+        ops += next.ops.len();
+        batch.push(next);
+    }
+    batch
+}
+
+/// A copy of `err` for each request of a failed batch (`Error` is not `Clone`): the same
+/// variant where it holds plain data, otherwise an I/O error with the same message.
+fn copy_error(err: &Error) -> Error {
+    match err {
+        Error::Unwritable { path, reason } => Error::Unwritable {
+            path: path.clone(),
+            reason: reason.clone(),
+        },
+        Error::Invalid(message) => Error::Invalid(message.clone()),
+        Error::Corrupt(message) => Error::Corrupt(message.clone()),
+        Error::ReadOnly(message) => Error::ReadOnly(message.clone()),
+        Error::Shutdown => Error::Shutdown,
+        other => Error::Io(std::io::Error::other(other.to_string())),
+    }
+}
