@@ -45,6 +45,10 @@ pub struct NodeArgs {
     /// Address for the replication port. Loopback by default; port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Serve Redis clients (RESP2: redis-cli, client libraries) on this address. Off unless
+    /// given; loopback is advised (there is no authentication).
+    #[arg(long, value_name = "ADDR")]
+    pub resp: Option<String>,
     /// Run without the interactive shell (service mode): log to stderr, stop on SIGINT/SIGTERM.
     #[arg(long)]
     pub no_shell: bool,
@@ -139,6 +143,15 @@ pub fn run(cli: Cli) -> Result<()> {
     ));
     runtime.spawn(crate::primary::serve(Arc::clone(&node), listener));
     runtime.spawn(retention::run(Arc::clone(&node), args.log_retain));
+    let clients_port = match &args.resp {
+        Some(addr) => {
+            let clients = runtime.block_on(bind(addr))?;
+            let port = clients.local_addr()?.port();
+            runtime.spawn(crate::resp::serve(Arc::clone(&node), clients));
+            Some(port)
+        }
+        None => None,
+    };
     let link = (role == Role::Replica).then(|| {
         Arc::new(ReplicaLink::new(
             Arc::clone(&node),
@@ -152,10 +165,12 @@ pub fn run(cli: Cli) -> Result<()> {
         true => Some(runtime.block_on(async { StopSignals::install() })?),
         false => None,
     };
-    let banner = shell::banner(role, local.port());
-    match args.no_shell {
-        false => println!("{banner}"),
-        true => println!("{}", banner.lines().next().unwrap_or_default()),
+    println!("{}", shell::ready_line(role, local.port()));
+    if let Some(port) = clients_port {
+        println!("Clients (Redis protocol) on port {port}");
+    }
+    if !args.no_shell {
+        println!("{}", shell::command_help(role));
     }
     info!("{role} ready on {local}, data in {}", store.location());
     if let (Some(link), Some(upstream)) = (&link, join) {

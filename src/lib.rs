@@ -17,6 +17,7 @@ pub mod primary;
 pub mod protocol;
 pub mod replica;
 pub mod replication;
+pub mod resp;
 pub mod shell;
 pub mod store;
 

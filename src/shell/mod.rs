@@ -71,17 +71,26 @@ fn command_list(role: Role) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// The book's ready line, `Primary server ready (port 8080)` or `Replica ready (port 8081)`.
+pub fn ready_line(role: Role, port: u16) -> String {
+    match role {
+        Role::Primary => format!("Primary server ready (port {port})"),
+        Role::Replica => format!("Replica ready (port {port})"),
+    }
+}
+
+/// The command list printed under the ready line when a shell runs.
+pub fn command_help(role: Role) -> String {
+    let mut text = String::from("Commands:");
+    for (usage, _) in command_list(role) {
+        let _ = write!(text, "\n- {usage}");
+    }
+    text
+}
+
 /// The ready banner and command list the book prints at start-up.
 pub fn banner(role: Role, port: u16) -> String {
-    let mut text = match role {
-        Role::Primary => format!("Primary server ready (port {port})\nCommands:\n"),
-        Role::Replica => format!("Replica ready (port {port})\nCommands:\n"),
-    };
-    for (usage, _) in command_list(role) {
-        let _ = writeln!(text, "- {usage}");
-    }
-    text.pop();
-    text
+    format!("{}\n{}", ready_line(role, port), command_help(role))
 }
 
 /// A node's shell: executes command lines against the node.

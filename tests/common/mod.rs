@@ -26,6 +26,8 @@ pub struct KvProcess {
     stderr: Arc<Mutex<Vec<String>>>,
     /// The replication port from the ready banner.
     pub port: u16,
+    /// The client (Redis protocol) port, when started with `--resp`.
+    pub resp_port: Option<u16>,
 }
 
 /// Path of the binary under test.
@@ -60,6 +62,7 @@ impl KvProcess {
             stdout,
             stderr,
             port: 0,
+            resp_port: None,
         };
         let banner = process.next_line();
         process.port = parse_port(&banner).unwrap_or_else(|| {
@@ -68,6 +71,12 @@ impl KvProcess {
                 process.stderr_text()
             )
         });
+        if args.contains(&"--resp") {
+            let line = process.next_line();
+            let port = line.strip_prefix("Clients (Redis protocol) on port ");
+            process.resp_port = port.and_then(|p| p.parse().ok());
+            assert!(process.resp_port.is_some(), "no client port in {line:?}");
+        }
         if !args.contains(&"--no-shell") {
             while process.next_line() != "- HELP" {}
         }
@@ -77,6 +86,14 @@ impl KvProcess {
     /// The `127.0.0.1:PORT` address of the replication port.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The `redis://127.0.0.1:PORT` URL of the client port.
+    pub fn redis_url(&self) -> String {
+        format!(
+            "redis://127.0.0.1:{}/",
+            self.resp_port.expect("started with --resp")
+        )
     }
 
     /// Writes one line to the shell.

@@ -1,0 +1,98 @@
+//! The `INFO` reply: Redis's section and field names where they apply, so tools that read
+//! `INFO replication` (role, connected replicas and their offsets, link status) work
+//! against kv. Offsets are kv's seqs.
+
+use crate::error::Result;
+use crate::node::{LinkState, Node};
+use crate::store::Role;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+/// The version of Redis whose protocol and field names kv follows, for clients that
+/// look at `redis_version`.
+const REDIS_COMPATIBLE_VERSION: &str = "7.0.0";
+
+/// What `INFO` needs besides the node.
+pub struct ServerFacts {
+    /// When the node started.
+    pub started: Instant,
+    /// The client port.
+    pub port: u16,
+}
+
+/// Renders `INFO [section]`; `None` or `all`/`everything`/`default` give every section.
+pub fn render(node: &Node, facts: &ServerFacts, section: Option<&str>) -> Result<String> {
+    let section = section.map(str::to_ascii_lowercase);
+    let wanted = |name: &str| match section.as_deref() {
+        None | Some("all" | "everything" | "default") => true,
+        Some(s) => s == name,
+    };
+    let mut text = String::new();
+    if wanted("server") {
+        server(&mut text, facts);
+    }
+    if wanted("replication") {
+        replication(&mut text, node)?;
+    }
+    if wanted("keyspace") {
+        let keys = node.store().count("")?;
+        let _ = write!(
+            text,
+            "# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n\r\n"
+        );
+    }
+    Ok(text.trim_end().to_string() + "\r\n")
+}
+
+fn server(text: &mut String, facts: &ServerFacts) {
+    let _ = write!(
+        text,
+        "# Server\r\nredis_version:{REDIS_COMPATIBLE_VERSION}\r\nkv_version:{}\r\n\
+         redis_mode:standalone\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\n\r\n",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        facts.port,
+        facts.started.elapsed().as_secs()
+    );
+}
+
+fn replication(text: &mut String, node: &Node) -> Result<()> {
+    let head = node.store().head_seq()?;
+    text.push_str("# Replication\r\n");
+    if node.role() == Role::Replica {
+        let link = node.link();
+        let (host, port) = link
+            .upstream
+            .as_deref()
+            .and_then(|u| u.rsplit_once(':'))
+            .unwrap_or(("", "0"));
+        let up = link.state == LinkState::Streaming;
+        let syncing = link.state == LinkState::Syncing;
+        let _ = write!(
+            text,
+            "role:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\n\
+             master_link_status:{}\r\nmaster_sync_in_progress:{}\r\nslave_repl_offset:{head}\r\n\
+             slave_read_only:1\r\n",
+            if up { "up" } else { "down" },
+            u8::from(syncing)
+        );
+    } else {
+        text.push_str("role:master\r\n");
+    }
+    let replicas = node.downstreams();
+    let _ = write!(text, "connected_slaves:{}\r\n", replicas.len());
+    for (i, replica) in replicas.iter().enumerate() {
+        let (ip, port) = replica
+            .replica_addr
+            .rsplit_once(':')
+            .unwrap_or((replica.replica_addr.as_str(), "0"));
+        let _ = write!(
+            text,
+            "slave{i}:ip={ip},port={port},state=online,offset={},lag={}\r\n",
+            replica.acked_seq,
+            replica.last_ack.elapsed().as_secs()
+        );
+    }
+    let _ = write!(text, "master_repl_offset:{head}\r\n\r\n");
+    Ok(())
+}

@@ -1,0 +1,310 @@
+//! The client port with a real Redis client (the `redis` crate): the data commands, SCAN,
+//! INFO and WAIT on a primary, reads and `READONLY` on a replica, a 1,000-command
+//! pipeline, 200 concurrent writers, 1,000 concurrent connections, and malformed or
+//! oversized requests, which close their connection while the node stays up.
+
+mod common;
+
+use common::{wait_until, KvProcess, PATIENCE};
+use redis::{Commands, Connection, RedisResult};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+use tempfile::TempDir;
+
+fn connect(node: &KvProcess) -> Connection {
+    let client = redis::Client::open(node.redis_url()).expect("client");
+    client.get_connection().expect("connect")
+}
+
+fn primary(dir: &TempDir) -> KvProcess {
+    let db = dir.path().join("p.db").display().to_string();
+    KvProcess::start(&[
+        "primary",
+        "--db",
+        &db,
+        "--listen",
+        "127.0.0.1:0",
+        "--resp",
+        "127.0.0.1:0",
+    ])
+}
+
+fn replica_of(dir: &TempDir, upstream: &KvProcess) -> KvProcess {
+    let db = dir.path().join("r1.db").display().to_string();
+    let join = upstream.addr();
+    let mut replica = KvProcess::start(&[
+        "replica",
+        "--db",
+        &db,
+        "--listen",
+        "127.0.0.1:0",
+        "--resp",
+        "127.0.0.1:0",
+        "--join",
+        &join,
+    ]);
+    replica.expect_line("Snapshot received");
+    replica
+}
+
+#[test]
+fn data_commands_on_the_primary() {
+    let dir = TempDir::new().expect("tempdir");
+    let node = primary(&dir);
+    let mut con = connect(&node);
+    let _: () = con.set("greeting", "hello world").expect("SET");
+    assert_eq!(
+        con.get::<_, Option<String>>("greeting").expect("GET"),
+        Some("hello world".into())
+    );
+    assert_eq!(con.get::<_, Option<String>>("missing").expect("GET"), None);
+    let _: () = redis::cmd("MSET")
+        .arg("a")
+        .arg("1")
+        .arg("b")
+        .arg("2")
+        .query(&mut con)
+        .expect("MSET");
+    let values: Vec<Option<String>> = redis::cmd("MGET")
+        .arg("a")
+        .arg("nope")
+        .arg("b")
+        .query(&mut con)
+        .expect("MGET");
+    assert_eq!(values, vec![Some("1".into()), None, Some("2".into())]);
+    assert_eq!(
+        redis::cmd("EXISTS")
+            .arg("a")
+            .arg("b")
+            .arg("nope")
+            .query::<i64>(&mut con)
+            .expect("EXISTS"),
+        2
+    );
+    assert_eq!(
+        redis::cmd("DEL")
+            .arg("a")
+            .arg("nope")
+            .query::<i64>(&mut con)
+            .expect("DEL"),
+        1
+    );
+    assert_eq!(
+        redis::cmd("DBSIZE").query::<i64>(&mut con).expect("DBSIZE"),
+        2
+    );
+    assert_eq!(
+        redis::cmd("PING").query::<String>(&mut con).expect("PING"),
+        "PONG"
+    );
+    assert_eq!(
+        redis::cmd("ECHO")
+            .arg("hi")
+            .query::<String>(&mut con)
+            .expect("ECHO"),
+        "hi"
+    );
+    let _: () = redis::cmd("SELECT")
+        .arg(0)
+        .query(&mut con)
+        .expect("SELECT 0");
+    let _: () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("tester")
+        .query(&mut con)
+        .expect("SETNAME");
+
+    // Unsupported options, non-UTF-8 data and unknown commands are errors, not crashes.
+    let ex: RedisResult<()> = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .arg("EX")
+        .arg(10)
+        .query(&mut con);
+    assert!(ex.unwrap_err().to_string().contains("not supported"));
+    let binary: RedisResult<()> = redis::cmd("SET")
+        .arg("k")
+        .arg(&[0xffu8, 0xfe][..])
+        .query(&mut con);
+    assert!(binary.unwrap_err().to_string().contains("UTF-8"));
+    let unknown: RedisResult<()> = redis::cmd("FLUSHALL").query(&mut con);
+    assert!(unknown.unwrap_err().to_string().contains("unknown command"));
+    assert_eq!(con.get::<_, Option<String>>("k").expect("GET"), None);
+
+    // KEYS and SCAN with glob patterns.
+    for i in 0..25 {
+        let _: () = con.set(format!("user:{i:02}"), i).expect("SET");
+    }
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("user:1?")
+        .query(&mut con)
+        .expect("KEYS");
+    keys.sort();
+    assert_eq!(keys.len(), 10);
+    assert_eq!(keys[0], "user:10");
+    let mut scanned: Vec<String> = con
+        .scan_match("user:*")
+        .expect("SCAN")
+        .collect::<RedisResult<_>>()
+        .expect("SCAN pages");
+    scanned.sort();
+    assert_eq!(scanned.len(), 25);
+    assert_eq!(scanned[24], "user:24");
+}
+
+#[test]
+fn replica_serves_reads_refuses_writes_and_info_and_wait_see_it() {
+    let dir = TempDir::new().expect("tempdir");
+    let node = primary(&dir);
+    let mut con = connect(&node);
+    let _: () = con.set("a", "1").expect("SET");
+    let replica = replica_of(&dir, &node);
+    let mut rcon = connect(&replica);
+    assert_eq!(
+        rcon.get::<_, Option<String>>("a").expect("GET"),
+        Some("1".into())
+    );
+    let refused: RedisResult<()> = rcon.set("b", "2");
+    let message = refused.unwrap_err().to_string();
+    // The client names the READONLY code its own way; the text is Redis's.
+    assert!(
+        message.contains("You can't write against a read only replica."),
+        "{message}"
+    );
+
+    let raw = send_raw(replica.resp_port.expect("resp port"), b"SET b 2\r\n");
+    assert_eq!(
+        raw,
+        "-READONLY You can't write against a read only replica.\r\n"
+    );
+
+    let _: () = con.set("b", "2").expect("SET");
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(1000)
+        .query(&mut con)
+        .expect("WAIT");
+    assert_eq!(acked, 1, "one replica acked the last write");
+    assert!(wait_until(PATIENCE, || rcon
+        .get::<_, Option<String>>("b")
+        .ok()
+        .flatten()
+        .as_deref()
+        == Some("2")));
+
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut con)
+        .expect("INFO");
+    assert!(info.contains("role:master"), "{info}");
+    assert!(info.contains("connected_slaves:1"), "{info}");
+    assert!(info.contains("slave0:ip=127.0.0.1,port="), "{info}");
+    assert!(info.contains("state=online,offset=2"), "{info}");
+    assert!(info.contains("master_repl_offset:2"), "{info}");
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut rcon)
+        .expect("INFO");
+    assert!(info.contains("role:slave"), "{info}");
+    assert!(
+        info.contains(&format!("master_port:{}", node.port)),
+        "{info}"
+    );
+    assert!(info.contains("master_link_status:up"), "{info}");
+}
+
+#[test]
+fn pipelines_and_many_concurrent_clients() {
+    let dir = TempDir::new().expect("tempdir");
+    let node = primary(&dir);
+    let mut con = connect(&node);
+    let mut pipe = redis::pipe();
+    for i in 0..1000 {
+        pipe.cmd("SET").arg(format!("p{i:04}")).arg(i).ignore();
+    }
+    pipe.cmd("GET").arg("p0999").cmd("DBSIZE");
+    let (last, size): (String, i64) = pipe.query(&mut con).expect("pipeline");
+    assert_eq!((last.as_str(), size), ("999", 1000));
+
+    let writers: Vec<_> = (0..200)
+        .map(|w| {
+            let url = node.redis_url();
+            std::thread::spawn(move || {
+                let mut con = redis::Client::open(url)
+                    .and_then(|c| c.get_connection())
+                    .expect("connect");
+                for i in 0..5 {
+                    let _: () = con
+                        .set(format!("w{w:03}:{i}"), format!("{w}-{i}"))
+                        .expect("SET");
+                }
+            })
+        })
+        .collect();
+    writers.into_iter().for_each(|t| t.join().expect("writer"));
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("w*").query(&mut con).expect("KEYS");
+    keys.sort();
+    assert_eq!(keys.len(), 1000, "every writer's keys are present");
+    assert_eq!(con.get::<_, String>("w123:4").expect("GET"), "123-4");
+
+    // A thousand connections open at once, each answered.
+    let port = node.resp_port.expect("resp port");
+    let mut sockets: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    for socket in &mut sockets {
+        socket.write_all(b"PING\r\n").expect("send");
+    }
+    for socket in &mut sockets {
+        socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        let mut reply = [0u8; 7];
+        socket.read_exact(&mut reply).expect("reply");
+        assert_eq!(&reply, b"+PONG\r\n");
+    }
+}
+
+/// Sends `bytes` on a fresh connection; returns what came back before the node closed it.
+fn send_raw(port: u16, bytes: &[u8]) -> String {
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let _ = socket.write_all(bytes);
+    let _ = socket.shutdown(std::net::Shutdown::Write);
+    let mut reply = Vec::new();
+    let _ = socket.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[test]
+fn malformed_and_oversized_requests_close_only_their_connection() {
+    let dir = TempDir::new().expect("tempdir");
+    let node = primary(&dir);
+    let port = node.resp_port.expect("resp port");
+    let mut con = connect(&node);
+    let _: () = con.set("kept", "yes").expect("SET");
+
+    let malformed = send_raw(port, b"*2\r\n$3\r\nGET\r\nxxkept\r\n");
+    assert!(malformed.starts_with("-ERR Protocol error"), "{malformed}");
+    let oversized = send_raw(port, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$999999999999\r\n");
+    assert!(oversized.starts_with("-ERR Protocol error"), "{oversized}");
+    assert!(oversized.contains("larger than"), "{oversized}");
+    let unterminated = send_raw(port, b"*2\r\n$3\r\nGET\r\n$4\r\nke");
+    assert!(
+        unterminated.contains("-ERR Protocol error: unterminated request"),
+        "{unterminated}"
+    );
+    let too_many = send_raw(port, b"*99999999\r\n");
+    assert!(too_many.starts_with("-ERR Protocol error"), "{too_many}");
+    // Requests before the bad one are answered; nothing after it runs.
+    let mixed = send_raw(port, b"PING\r\n*1\r\n$4\r\nPINGx\r\nSET after bad\r\n");
+    assert!(mixed.starts_with("+PONG\r\n-ERR Protocol error"), "{mixed}");
+
+    assert_eq!(
+        con.get::<_, Option<String>>("kept").expect("GET"),
+        Some("yes".into())
+    );
+    assert_eq!(con.get::<_, Option<String>>("after").expect("GET"), None);
+    let quit = send_raw(port, b"QUIT\r\nPING\r\n");
+    assert_eq!(quit, "+OK\r\n");
+    std::thread::sleep(Duration::from_millis(0));
+}
