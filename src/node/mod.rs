@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+pub use writer::PendingWrite;
 use writer::Writer;
 
 /// State of a replica's link to its upstream.
@@ -186,6 +187,15 @@ impl Node {
     /// moment, and returns once they are durable and the senders are woken. Returns each
     /// op's seq, `None` for a delete of a key absent at that point. Replicas refuse.
     pub async fn write_all(&self, ops: Vec<Op>) -> Result<Vec<Option<u64>>> {
+        if ops.is_empty() && self.role == Role::Primary {
+            return Ok(Vec::new());
+        }
+        self.start_write(ops).await?.durable().await
+    }
+
+    /// Queues an atomic write without waiting for it: a client pipelining writes queues
+    /// them all, so they share one commit, and collects the results in order later.
+    pub async fn start_write(&self, ops: Vec<Op>) -> Result<PendingWrite> {
         if self.role != Role::Primary {
             return Err(Error::ReadOnly(
                 "replicas do not accept writes; write on the primary".into(),
@@ -195,9 +205,6 @@ impl Node {
         let Some(writer) = &self.writer else {
             return Err(Error::Shutdown);
         };
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
         writer.submit(ops).await
     }
 

@@ -54,6 +54,18 @@ struct Committer {
     commits: Arc<AtomicU64>,
 }
 
+/// A queued write: resolves to each op's seq once its transaction is durable.
+#[derive(Debug)]
+pub struct PendingWrite(oneshot::Receiver<Reply>);
+
+impl PendingWrite {
+    /// Waits until the write is durable (or failed, storing nothing).
+    pub async fn durable(self) -> Result<Vec<Option<u64>>> {
+        // No answer means the writer thread is gone: the node is shutting down.
+        self.0.await.map_err(|_| Error::Shutdown)?
+    }
+}
+
 /// The handle of a running writer thread: submits requests and counts commits.
 pub struct Writer {
     /// `None` only while dropping, to close the queue before joining the thread.
@@ -88,13 +100,13 @@ impl Writer {
         }
     }
 
-    /// Commits `ops` atomically, grouped with whatever other writes are waiting, and
-    /// returns each op's seq once the transaction is durable.
-    pub async fn submit(&self, ops: Vec<Op>) -> Result<Vec<Option<u64>>> {
+    /// Queues `ops` to be committed atomically, grouped with whatever other writes are
+    /// waiting; the returned [`PendingWrite`] resolves once the transaction is durable.
+    /// Writes queued one after another commit in that order.
+    pub async fn submit(&self, ops: Vec<Op>) -> Result<PendingWrite> {
         let (reply, replied) = oneshot::channel();
         self.enqueue(Request { ops, reply }).await?;
-        // No answer means the writer thread is gone: the node is shutting down.
-        replied.await.map_err(|_| Error::Shutdown)?
+        Ok(PendingWrite(replied))
     }
 
     /// How many transactions the writer has committed.

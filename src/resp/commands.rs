@@ -5,11 +5,11 @@
 use super::codec::{reply, Request};
 use super::glob;
 use super::info::ServerFacts;
+use super::writes::{self, WriteReply};
 use crate::error::Error;
-use crate::node::Node;
-use crate::store::Op;
+use crate::node::{Node, PendingWrite};
 use bytes::BytesMut;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// What the connection does after a command.
@@ -33,6 +33,8 @@ pub struct Session {
     pub(super) next_cursor: u64,
     /// This connection's id (`CLIENT ID`).
     pub(super) id: u64,
+    /// Writes queued but not yet answered, in request order.
+    pub(super) pending: VecDeque<(PendingWrite, WriteReply)>,
 }
 
 /// A command's failure, sent as the error reply (code and message).
@@ -55,11 +57,11 @@ pub(super) fn text(arg: &[u8]) -> Result<String, String> {
         .map_err(|_| err("keys and values must be valid UTF-8 (kv stores them as SQLite TEXT)"))
 }
 
-fn texts(args: &[Vec<u8>]) -> Result<Vec<String>, String> {
+pub(super) fn texts(args: &[Vec<u8>]) -> Result<Vec<String>, String> {
     args.iter().map(|a| text(a)).collect()
 }
 
-fn store_error(e: Error) -> String {
+pub(super) fn store_error(e: Error) -> String {
     match e {
         Error::ReadOnly(_) => "READONLY You can't write against a read only replica.".into(),
         other => err(other.to_string()),
@@ -77,15 +79,24 @@ impl Session {
             last_write: 0,
             cursors: BTreeMap::new(),
             next_cursor: 1,
+            pending: VecDeque::new(),
         }
     }
 
-    /// Executes one request, appending its reply to `out`.
+    /// Executes one request, appending its reply to `out` (a write's reply is appended
+    /// when it is durable: by the next request that is not a write, or [`Session::settle`]).
     pub async fn execute(&mut self, request: Request, out: &mut BytesMut) -> Flow {
         let Some((name, args)) = request.split_first() else {
             return Flow::Continue;
         };
         let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+        // Writes are queued, not awaited: a pipeline of them shares one commit.
+        if let Some(write) = writes::parse(&name, args) {
+            self.queue_write(write, out).await;
+            return Flow::Continue;
+        }
+        // Every reply goes out in request order: the queued writes' first.
+        self.settle(out).await;
         if name == "QUIT" {
             reply::simple(out, "OK");
             return Flow::Close;
@@ -108,9 +119,6 @@ impl Session {
             }
             ("GET", 1) => self.get(args, false, out).await,
             ("MGET", n) if n > 0 => self.get(args, true, out).await,
-            ("SET", n) if n >= 2 => self.set(args, out).await,
-            ("MSET", n) if n > 0 && n % 2 == 0 => self.mset(args, out).await,
-            ("DEL", n) if n > 0 => self.del(args, out).await,
             ("EXISTS", n) if n > 0 => self.exists(args, out).await,
             ("DBSIZE", 0) => self.dbsize(out).await,
             ("KEYS", 1) => self.keys(&args[0], out).await,
@@ -166,51 +174,6 @@ impl Session {
         for value in &values {
             reply::bulk(out, value.as_deref().map(str::as_bytes));
         }
-        Ok(())
-    }
-
-    async fn write(&mut self, ops: Vec<Op>) -> Result<Vec<Option<u64>>, String> {
-        let seqs = self.node.write_all(ops).await.map_err(store_error)?;
-        if let Some(last) = seqs.iter().flatten().max() {
-            self.last_write = self.last_write.max(*last);
-        }
-        Ok(seqs)
-    }
-
-    async fn set(&mut self, args: &[Vec<u8>], out: &mut BytesMut) -> Reply {
-        if let Some(option) = args.get(2) {
-            return Err(err(format!(
-                "SET option '{}' is not supported by kv (keys do not expire; use SET key value)",
-                String::from_utf8_lossy(option)
-            )));
-        }
-        let (key, value) = (text(&args[0])?, text(&args[1])?);
-        self.write(vec![Op::Put { key, value }]).await?;
-        reply::simple(out, "OK");
-        Ok(())
-    }
-
-    async fn mset(&mut self, args: &[Vec<u8>], out: &mut BytesMut) -> Reply {
-        let words = texts(args)?;
-        let ops = words
-            .chunks_exact(2)
-            .map(|pair| Op::Put {
-                key: pair[0].clone(),
-                value: pair[1].clone(),
-            })
-            .collect();
-        self.write(ops).await?;
-        reply::simple(out, "OK");
-        Ok(())
-    }
-
-    async fn del(&mut self, args: &[Vec<u8>], out: &mut BytesMut) -> Reply {
-        let ops = texts(args)?
-            .into_iter()
-            .map(|key| Op::Delete { key })
-            .collect();
-        let seqs = self.write(ops).await?;
-        reply::integer(out, seqs.iter().flatten().count() as i64);
         Ok(())
     }
 

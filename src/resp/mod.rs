@@ -9,6 +9,7 @@ pub mod codec;
 pub mod commands;
 pub mod glob;
 pub mod info;
+pub mod writes;
 
 use crate::node::Node;
 use bytes::BytesMut;
@@ -104,14 +105,19 @@ async fn serve_client(mut session: Session, stream: TcpStream) -> Result<(), Pro
         let next = match requests.next().now_or_never() {
             Some(next) => next,
             None => {
+                session.settle(&mut out).await;
                 flush(&mut write, &mut out).await?;
                 next_request(&mut requests).await
             }
         };
         let request = match next {
-            None => return flush(&mut write, &mut out).await,
+            None => {
+                session.settle(&mut out).await;
+                return flush(&mut write, &mut out).await;
+            }
             Some(Ok(request)) => request,
             Some(Err(e)) => {
+                session.settle(&mut out).await;
                 reply::error(&mut out, &format!("ERR {e}"));
                 flush(&mut write, &mut out).await?;
                 return Err(e);
