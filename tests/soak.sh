@@ -36,7 +36,7 @@ END {
     printf "%-20s %8d %8d %9d %13d %6d %10d\n", "total", total["rounds"], total["kills"], total["faults"], total["acknowledged"], total["lost"], total["divergent"]
     if (total["lost"] > 0 || total["divergent"] > 0) exit 1
 }' "$log" || status=1
-expected=4
+expected=5
 found=$(grep -c '^SOAK ' "$log" || true)
 if [ "$found" -ne "$expected" ]; then
     echo "expected $expected SOAK lines, found $found" >&2
