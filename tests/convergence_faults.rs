@@ -7,10 +7,10 @@
 mod common;
 
 use common::proxy::Proxy;
-use common::soak::{rounds, Summary};
+use common::soak::{rounds, seeded_rng, Summary};
 use common::{wait_until, KvProcess, PATIENCE};
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 use std::thread;
 use std::time::Duration;
 use tempfile::TempDir;
@@ -63,12 +63,7 @@ fn random_writes(rng: &mut StdRng, round: usize) -> Vec<String> {
 
 #[test]
 fn replica_converges_after_every_round_of_faults() {
-    let seed = std::env::var("KV_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("convergence_faults seed {seed} (set KV_FAULT_SEED to replay)");
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = seeded_rng("convergence_faults");
     let dir = TempDir::new().expect("tempdir");
     let p = dir.path().join("p.db").display().to_string();
     let r = dir.path().join("r1.db").display().to_string();

@@ -8,11 +8,11 @@
 mod common;
 
 use common::proxy::Proxy;
-use common::soak::{rounds, Summary};
+use common::soak::{rounds, seeded_rng, Summary};
 use common::{kv_rows, seed_primary, wait_until, KvProcess, PATIENCE};
 use kv::store::ContentHasher;
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -146,12 +146,7 @@ fn write_round(
 
 #[test]
 fn killed_replicas_converge_and_readers_never_see_a_mix() {
-    let seed = std::env::var("KV_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("replica_crash seed {seed} (set KV_FAULT_SEED to replay)");
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = seeded_rng("replica_crash");
     let dir = TempDir::new().expect("tempdir");
     let p = dir.path().join("p.db");
     let r = dir.path().join("r1.db");

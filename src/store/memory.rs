@@ -3,7 +3,7 @@
 
 use super::{
     check_continues, fill_chunk, new_history_id, prefix_upper_bound, BatchSeqs, ChunkSource,
-    KvStore, LogEntry, Op, Pair, Position, Role, Snapshot, MAX_SEQ,
+    KvStore, LogEntry, Op, Pair, Position, Role, Snapshot, SnapshotInfo, MAX_SEQ,
 };
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -223,10 +223,12 @@ impl KvStore for MemoryStore {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Ok(Box::new(MemorySnapshot {
-            history_id: inner.meta.get("history_id").cloned(),
-            seq: inner.head,
+            info: SnapshotInfo {
+                history_id: inner.meta.get("history_id").cloned(),
+                seq: inner.head,
+                keys: inner.data.len() as u64,
+            },
             entries: entries.into_iter(),
-            total: inner.data.len() as u64,
         }))
     }
 
@@ -266,23 +268,13 @@ impl KvStore for MemoryStore {
 }
 
 struct MemorySnapshot {
-    history_id: Option<String>,
-    seq: u64,
+    info: SnapshotInfo,
     entries: std::vec::IntoIter<Pair>,
-    total: u64,
 }
 
 impl Snapshot for MemorySnapshot {
-    fn history_id(&self) -> Option<&str> {
-        self.history_id.as_deref()
-    }
-
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    fn key_count(&self) -> u64 {
-        self.total
+    fn info(&self) -> &SnapshotInfo {
+        &self.info
     }
 
     fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Pair>> {

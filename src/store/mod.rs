@@ -85,15 +85,34 @@ impl fmt::Display for Role {
 /// A consistent, read-only view of the whole key space at one seq, read in key order in
 /// bounded chunks while writes continue.
 pub trait Snapshot: Send {
+    /// Where the view stands: history, seq and size, read with the data.
+    fn info(&self) -> &SnapshotInfo;
     /// The history the view belongs to, read in the same transaction as the data.
-    fn history_id(&self) -> Option<&str>;
+    fn history_id(&self) -> Option<&str> {
+        self.info().history_id.as_deref()
+    }
     /// The seq the view is at: it holds exactly the writes `1..=seq`.
-    fn seq(&self) -> u64;
+    fn seq(&self) -> u64 {
+        self.info().seq
+    }
     /// How many keys the view holds.
-    fn key_count(&self) -> u64;
+    fn key_count(&self) -> u64 {
+        self.info().keys
+    }
     /// The next chunk in key order, at most `max_entries` pairs and roughly `max_bytes`
     /// of keys and values (always at least one pair while any remain). Empty when done.
     fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Pair>>;
+}
+
+/// What a [`Snapshot`] is a view of.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The history id (`None`: a replica that never synced).
+    pub history_id: Option<String>,
+    /// The view holds exactly the writes `1..=seq`.
+    pub seq: u64,
+    /// How many keys it holds.
+    pub keys: u64,
 }
 
 /// Where a store's history stands; see [`KvStore::position`].

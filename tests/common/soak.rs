@@ -13,6 +13,19 @@ pub fn rounds(ci_rounds: usize) -> usize {
         .unwrap_or(ci_rounds)
 }
 
+/// A random generator for `test`, seeded from `KV_FAULT_SEED` if set, else at random;
+/// the seed is printed so a failing run can be replayed. Returns the seed too, for
+/// failure messages.
+pub fn seeded_rng(test: &str) -> (u64, rand::rngs::StdRng) {
+    use rand::SeedableRng;
+    let seed = std::env::var("KV_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("{test} seed {seed} (set KV_FAULT_SEED to replay)");
+    (seed, rand::rngs::StdRng::seed_from_u64(seed))
+}
+
 /// What one fault or crash test did; printed as one `SOAK` line on stderr.
 #[derive(Debug, Default)]
 pub struct Summary {

@@ -4,16 +4,14 @@
 
 use super::rows::{get_meta, head};
 use crate::error::{Error, Result};
-use crate::store::{fill_chunk, Pair, Snapshot};
+use crate::store::{fill_chunk, Pair, Snapshot, SnapshotInfo};
 use rusqlite::{params, Connection};
 
 /// A snapshot held open as a read transaction on its own connection; chunks are read by
 /// key ranges (`key > last`), so memory is bounded by the chunk size.
 pub(super) struct SqliteSnapshot {
     conn: Connection,
-    history_id: Option<String>,
-    seq: u64,
-    total: u64,
+    info: SnapshotInfo,
     last_key: Option<String>,
 }
 
@@ -22,30 +20,23 @@ impl SqliteSnapshot {
     pub(super) fn begin(conn: Connection) -> Result<Self> {
         // The read transaction starts at the first read and pins this view until dropped.
         conn.execute_batch("BEGIN DEFERRED")?;
-        let seq = head(&conn)?;
-        let history_id = get_meta(&conn, "history_id")?;
-        let total: i64 = conn.query_row("SELECT count(*) FROM kv", [], |row| row.get(0))?;
+        let keys: i64 = conn.query_row("SELECT count(*) FROM kv", [], |row| row.get(0))?;
+        let info = SnapshotInfo {
+            history_id: get_meta(&conn, "history_id")?,
+            seq: head(&conn)?,
+            keys: keys.max(0) as u64,
+        };
         Ok(SqliteSnapshot {
             conn,
-            history_id,
-            seq,
-            total: total.max(0) as u64,
+            info,
             last_key: None,
         })
     }
 }
 
 impl Snapshot for SqliteSnapshot {
-    fn history_id(&self) -> Option<&str> {
-        self.history_id.as_deref()
-    }
-
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    fn key_count(&self) -> u64 {
-        self.total
+    fn info(&self) -> &SnapshotInfo {
+        &self.info
     }
 
     fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Pair>> {
