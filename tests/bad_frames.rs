@@ -40,17 +40,7 @@ fn bad_frames_close_one_connection_and_nothing_else() {
     let mut primary = KvProcess::start(&["primary", "--db", &p_arg, "--listen", "127.0.0.1:0"]);
     assert_eq!(primary.command("PUT before 1"), "OK before = 1");
     let addr = primary.addr();
-    let r1 = dir.path().join("r1.db").display().to_string();
-    let mut replica = KvProcess::start(&[
-        "replica",
-        "--db",
-        &r1,
-        "--listen",
-        "127.0.0.1:0",
-        "--join",
-        &addr,
-    ]);
-    replica.expect_line("Snapshot received");
+    let mut replica = KvProcess::synced_replica(&dir.path().join("r1.db"), &addr, &[]);
 
     // Silent peers are cut off by the handshake timeout; run them alongside the rest.
     let silent = {
@@ -113,16 +103,6 @@ fn bad_frames_close_one_connection_and_nothing_else() {
     let live = wait_until(PATIENCE, || replica.command("GET after") == "after -> 2");
     assert!(live, "the existing replica stopped receiving writes");
     let r2 = dir.path().join("r2.db");
-    let r2_arg = r2.display().to_string();
-    let mut late = KvProcess::start(&[
-        "replica",
-        "--db",
-        &r2_arg,
-        "--listen",
-        "127.0.0.1:0",
-        "--join",
-        &addr,
-    ]);
-    late.expect_line("Snapshot received");
+    let _late = KvProcess::synced_replica(&r2, &addr, &[]);
     assert!(wait_until(PATIENCE, || kv_rows(&r2) == kv_rows(&p)));
 }

@@ -85,18 +85,8 @@ fn bare_join_flag_syncs_at_start_up() {
         primary.command("PUT greeting hello world"),
         "OK greeting = hello world"
     );
-    let r1 = dir.path().join("r1.db").display().to_string();
     let join = primary.addr();
-    let mut replica = KvProcess::start(&[
-        "replica",
-        "--db",
-        &r1,
-        "--listen",
-        "127.0.0.1:0",
-        "--join",
-        &join,
-    ]);
-    replica.expect_line("Snapshot received");
+    let mut replica = KvProcess::synced_replica(&dir.path().join("r1.db"), &join, &[]);
     assert_eq!(replica.command("GET greeting"), "greeting -> hello world");
     let status = replica.command_lines("STATUS");
     assert!(status.contains(&format!("primary: {join}")), "{status:?}");

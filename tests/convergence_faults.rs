@@ -66,19 +66,9 @@ fn replica_converges_after_every_round_of_faults() {
     let (seed, mut rng) = seeded_rng("convergence_faults");
     let dir = TempDir::new().expect("tempdir");
     let p = dir.path().join("p.db").display().to_string();
-    let r = dir.path().join("r1.db").display().to_string();
     let mut primary = KvProcess::start(&["primary", "--db", &p, "--listen", "127.0.0.1:0"]);
     let proxy = Proxy::new(&primary.addr());
-    let mut replica = KvProcess::start(&[
-        "replica",
-        "--db",
-        &r,
-        "--listen",
-        "127.0.0.1:0",
-        "--join",
-        &proxy.addr,
-    ]);
-    replica.expect_line("Snapshot received");
+    let mut replica = KvProcess::synced_replica(&dir.path().join("r1.db"), &proxy.addr, &[]);
 
     let mut summary = Summary {
         rounds: rounds(10),

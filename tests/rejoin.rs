@@ -35,17 +35,7 @@ impl Cluster {
 
     /// A replica joined to `upstream` at start-up; waits for its first sync line.
     fn replica(&self, db: &str, upstream: &str, expect: &str) -> KvProcess {
-        let db = self.db(db).display().to_string();
-        let args = [
-            "replica",
-            "--db",
-            &db,
-            "--listen",
-            "127.0.0.1:0",
-            "--join",
-            upstream,
-        ];
-        let mut replica = KvProcess::start(&args);
+        let mut replica = KvProcess::replica(&self.db(db), upstream, &[]);
         let line = replica.next_line();
         assert!(
             line.starts_with(expect),

@@ -31,21 +31,8 @@ fn primary(dir: &TempDir) -> KvProcess {
 }
 
 fn replica_of(dir: &TempDir, upstream: &KvProcess) -> KvProcess {
-    let db = dir.path().join("r1.db").display().to_string();
-    let join = upstream.addr();
-    let mut replica = KvProcess::start(&[
-        "replica",
-        "--db",
-        &db,
-        "--listen",
-        "127.0.0.1:0",
-        "--resp",
-        "127.0.0.1:0",
-        "--join",
-        &join,
-    ]);
-    replica.expect_line("Snapshot received");
-    replica
+    let db = dir.path().join("r1.db");
+    KvProcess::synced_replica(&db, &upstream.addr(), &["--resp", "127.0.0.1:0"])
 }
 
 #[test]

@@ -83,6 +83,29 @@ impl KvProcess {
         process
     }
 
+    /// `kv replica --db DB --listen 127.0.0.1:0 --join UPSTREAM EXTRA...`.
+    pub fn replica(db: &Path, upstream: &str, extra: &[&str]) -> KvProcess {
+        let db = db.display().to_string();
+        let mut args = vec![
+            "replica",
+            "--db",
+            &db,
+            "--listen",
+            "127.0.0.1:0",
+            "--join",
+            upstream,
+        ];
+        args.extend_from_slice(extra);
+        KvProcess::start(&args)
+    }
+
+    /// [`KvProcess::replica`], once its first snapshot is applied.
+    pub fn synced_replica(db: &Path, upstream: &str, extra: &[&str]) -> KvProcess {
+        let mut replica = KvProcess::replica(db, upstream, extra);
+        replica.expect_line("Snapshot received");
+        replica
+    }
+
     /// The `127.0.0.1:PORT` address of the replication port.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
