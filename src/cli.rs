@@ -146,7 +146,11 @@ pub fn run(cli: Cli) -> Result<()> {
     let clients_port = match &args.resp {
         Some(addr) => {
             let clients = runtime.block_on(bind(addr))?;
-            let port = clients.local_addr()?.port();
+            let client_addr = clients.local_addr()?;
+            if !client_addr.ip().is_loopback() {
+                warn!("clients on {client_addr}: the Redis port has no authentication; keep it on a trusted network");
+            }
+            let port = client_addr.port();
             runtime.spawn(crate::resp::serve(Arc::clone(&node), clients));
             Some(port)
         }
