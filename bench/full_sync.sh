@@ -18,40 +18,14 @@ if ! [[ $KEYS =~ ^[1-9][0-9]*$ ]]; then
 fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# cleanup, log, die, alive, free_port, wait_for_line
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-full-sync.XXXXXX")
 PIDS=()
-
-cleanup() {
-    local status=$?
-    # Finish the cleanup even if another signal arrives meanwhile (it is bounded).
-    trap - EXIT
-    trap '' INT TERM
-    local pid
-    for pid in ${PIDS[@]+"${PIDS[@]}"}; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in ${PIDS[@]+"${PIDS[@]}"}; do
-        # Give each process up to 5 s to stop cleanly, then kill it.
-        local i
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-    exit "$status"
-}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-log() { printf '%s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
 
 now_ns() { date +%s%N; }
 # Seconds between two now_ns readings, 2 decimals.
@@ -64,43 +38,6 @@ growth() { awk -v a="$1" -v b="$2" 'BEGIN { d = b - a; if (d < 0) d = 0; printf 
 proc_kb() {
     awk -v f="$2:" '$1 == f { print $2; found = 1 } END { if (!found) print 0 }' \
         "/proc/$1/status" 2>/dev/null || echo 0
-}
-alive() { kill -0 "$1" 2>/dev/null; }
-
-# A free TCP port on 127.0.0.1 (the kernel's choice; a tiny race before it is bound).
-free_port() {
-    if command -v python3 >/dev/null; then
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-    else
-        local port
-        for _ in $(seq 100); do
-            port=$((20000 + RANDOM % 30000))
-            if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-                echo "$port"
-                return
-            fi
-        done
-        die "no free port found"
-    fi
-}
-
-# Waits until FILE has a line matching REGEX (or PID dies, or the deadline passes);
-# prints the matching line.
-wait_for_line() {
-    local file=$1 regex=$2 pid=$3 what=$4
-    local end=$((SECONDS + DEADLINE)) line
-    while ((SECONDS < end)); do
-        if line=$(grep -m1 -E "$regex" "$file" 2>/dev/null); then
-            printf '%s\n' "$line"
-            return 0
-        fi
-        alive "$pid" || {
-            tail -n 20 "$file" "$file.err" >&2 2>/dev/null || true
-            die "$what exited before printing /$regex/"
-        }
-        sleep 0.01
-    done
-    die "$what: no /$regex/ within ${DEADLINE}s"
 }
 
 # --- SQLite access: the sqlite3 CLI, installed if missing and root, else python3 -------

@@ -1,0 +1,380 @@
+#!/usr/bin/env bash
+# Client-port benchmark: kv over the Redis protocol against Redis 7 with the same
+# durability (appendonly yes, appendfsync always), and Redis appendfsync everysec for
+# reference; replication lag under a steady write rate; single-client write latency
+# against a floor of one fsync plus one loopback round trip. See bench/README.md.
+#
+#   bash bench/resp.sh
+#   REQUESTS=200000 LAG_SECS=20 bash bench/resp.sh
+#
+# Everything runs on 127.0.0.1 with free ports, in one mktemp -d directory (kv's and
+# Redis's data on the same filesystem) that is removed at exit together with every
+# process started here. Progress goes to stderr, results to stdout.
+set -euo pipefail
+
+REQUESTS=${REQUESTS:-100000}       # per redis-benchmark row
+REQUESTS_C1=${REQUESTS_C1:-$REQUESTS} # SET/GET -c 1 rows (1 fsync per SET: the slow ones)
+KEYSPACE=${KEYSPACE:-100000}       # -r: random keys key:000000000000 .. KEYSPACE-1
+LAG_RATE=${LAG_RATE:-5000}         # writes/s during the lag measurement
+LAG_SECS=${LAG_SECS:-10}
+LAG_CONNS=${LAG_CONNS:-16}
+LAG_POLL_US=${LAG_POLL_US:-0}      # pause between INFO polls of the replica (0: back to back)
+DEADLINE=${DEADLINE:-300}          # seconds, for every wait and every benchmark run
+for var in REQUESTS REQUESTS_C1 KEYSPACE LAG_RATE LAG_SECS LAG_CONNS LAG_POLL_US DEADLINE; do
+    [[ ${!var} =~ ^[0-9]+$ && ( ${!var} != 0 || $var == LAG_POLL_US ) ]] || {
+        echo "$var must be a positive integer (got '${!var}')" >&2
+        exit 2
+    }
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# cleanup, log, die, alive, free_port, wait_for_line
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-resp.XXXXXX")
+PIDS=()
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Runs a command with the deadline (then TERM, and KILL 5 s later).
+bounded() { timeout --kill-after=5 "$DEADLINE" "$@"; }
+
+command -v python3 >/dev/null || die "python3 is needed (free ports, the fsync floor)"
+
+# --- Redis tools: installed when missing (root, apt-get) --------------------------------
+REDIS_WHY=""
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null ||
+    ! command -v redis-benchmark >/dev/null; then
+    if [[ $(id -u) != 0 ]]; then
+        REDIS_WHY="redis-server/redis-tools missing and not root (cannot apt-get install)"
+    elif ! command -v apt-get >/dev/null; then
+        REDIS_WHY="redis-server/redis-tools missing and no apt-get"
+    else
+        log "== installing redis-server redis-tools (apt-get)"
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools \
+            >"$WORK/apt.log" 2>&1; then
+            REDIS_WHY="apt-get install redis-server redis-tools failed: $(tail -n 1 "$WORK/apt.log")"
+        fi
+    fi
+fi
+HAVE_BENCH=0 HAVE_REDIS=0
+command -v redis-benchmark >/dev/null && command -v redis-cli >/dev/null && HAVE_BENCH=1
+((HAVE_BENCH)) && command -v redis-server >/dev/null && HAVE_REDIS=1
+if ((!HAVE_REDIS)); then
+    REDIS_WHY=${REDIS_WHY:-"redis-server not found after installing"}
+    log "!! Redis rows skipped: $REDIS_WHY"
+fi
+((HAVE_BENCH)) || log "!! redis-benchmark is not available: no throughput rows at all"
+
+# --- 1. build ------------------------------------------------------------------------------
+log "== building (cargo build --release; --example lag)"
+(cd "$ROOT" && cargo build --release --quiet && cargo build --release --quiet --example lag)
+KV="$ROOT/target/release/kv"
+LAG="$ROOT/target/release/examples/lag"
+[[ -x $KV && -x $LAG ]] || die "the build did not produce $KV and $LAG"
+
+FS_DEV=$(df -PT "$WORK" | awk 'NR == 2 { print $1 " on " $7 }')
+FS_TYPE=$(df -PT "$WORK" | awk 'NR == 2 { print $2 }')
+log "   data dirs under $WORK ($FS_DEV, $FS_TYPE), kv and Redis alike"
+
+# --- 2. servers -----------------------------------------------------------------------------
+mkdir -p "$WORK/kv"
+log "== kv primary and replica"
+"$KV" primary --db "$WORK/kv/p.db" --listen 127.0.0.1:0 --resp 127.0.0.1:0 --no-shell \
+    >"$WORK/kv/primary.out" 2>"$WORK/kv/primary.out.err" </dev/null &
+KP_PID=$!
+PIDS+=("$KP_PID")
+line=$(wait_for_line "$WORK/kv/primary.out" '^Primary server ready \(port [0-9]+\)' "$KP_PID" "kv primary")
+KP_REPL=$(sed -E 's/.*\(port ([0-9]+)\).*/\1/' <<<"$line")
+line=$(wait_for_line "$WORK/kv/primary.out" '^Clients \(Redis protocol\) on port [0-9]+' "$KP_PID" "kv primary")
+KP_PORT=${line##* }
+"$KV" replica --db "$WORK/kv/r.db" --listen 127.0.0.1:0 --resp 127.0.0.1:0 \
+    --join "127.0.0.1:$KP_REPL" --no-shell \
+    >"$WORK/kv/replica.out" 2>"$WORK/kv/replica.out.err" </dev/null &
+KR_PID=$!
+PIDS+=("$KR_PID")
+line=$(wait_for_line "$WORK/kv/replica.out" '^Clients \(Redis protocol\) on port [0-9]+' "$KR_PID" "kv replica")
+KR_PORT=${line##* }
+wait_for_line "$WORK/kv/replica.out" '^Snapshot received' "$KR_PID" "kv replica" >/dev/null
+log "   primary: replication $KP_REPL, clients $KP_PORT; replica: clients $KR_PORT"
+
+# Starts redis-server NAME on a free port with extra args; sets R_PID and R_PORT.
+start_redis() {
+    local name=$1 attempt end
+    shift
+    for attempt in 1 2 3; do
+        R_PORT=$(free_port)
+        mkdir -p "$WORK/$name"
+        redis-server --bind 127.0.0.1 --port "$R_PORT" --protected-mode yes \
+            --dir "$WORK/$name" --save '' --daemonize no \
+            --logfile "$WORK/$name/redis.log" "$@" </dev/null >/dev/null 2>&1 &
+        R_PID=$!
+        PIDS+=("$R_PID")
+        end=$((SECONDS + 30))
+        while ((SECONDS < end)) && alive "$R_PID"; do
+            if [[ $(redis-cli -h 127.0.0.1 -p "$R_PORT" PING 2>/dev/null) == PONG ]]; then
+                return 0
+            fi
+            sleep 0.05
+        done
+        kill -KILL "$R_PID" 2>/dev/null || true
+        wait "$R_PID" 2>/dev/null || true
+        log "   redis $name did not start on port $R_PORT (attempt $attempt)"
+        tail -n 5 "$WORK/$name/redis.log" >&2 2>/dev/null || true
+    done
+    return 1
+}
+RA_PORT="" RE_PORT=""
+if ((HAVE_REDIS)); then
+    REDIS_VERSION=$(redis-server --version | sed -E 's/.* v=([^ ]+).*/\1/')
+    log "== redis $REDIS_VERSION: appendfsync always, appendfsync everysec"
+    start_redis redis-always --appendonly yes --appendfsync always ||
+        die "redis (appendfsync always) did not start"
+    RA_PORT=$R_PORT
+    start_redis redis-everysec --appendonly yes --appendfsync everysec ||
+        die "redis (appendfsync everysec) did not start"
+    RE_PORT=$R_PORT
+fi
+
+# --- 3. redis-benchmark rows -------------------------------------------------------------------
+declare -A RPS P50 # [row,server] -> requests/s, p50 latency (ms)
+
+# bench ROW SERVER PORT TEST N ARGS...: one redis-benchmark run, CSV parsed.
+bench() {
+    local row=$1 server=$2 port=$3 test=$4 n=$5
+    shift 5
+    local out="$WORK/bench.csv" t0=$SECONDS
+    if ! bounded redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -n "$n" -d 16 --csv "$@" \
+        >"$out" 2>"$out.err"; then
+        cat "$out.err" >&2
+        die "redis-benchmark $test $* against $server failed or passed ${DEADLINE}s"
+    fi
+    # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
+    local data
+    data=$(grep -v '^"test"' "$out" | tail -n 1 | tr -d '"')
+    [[ -n $data ]] || die "no CSV result from redis-benchmark against $server: $(cat "$out")"
+    RPS[$row,$server]=$(cut -d, -f2 <<<"$data")
+    P50[$row,$server]=$(cut -d, -f5 <<<"$data")
+    log "   $(printf '%-22s %-15s %10s rps  p50 %s ms  (%d s)' "$row" "$server" \
+        "${RPS[$row,$server]}" "${P50[$row,$server]}" $((SECONDS - t0)))"
+}
+
+# bench_all ROW TEST N ARGS...: the same run against kv's primary and both Redis.
+bench_all() {
+    local row=$1 test=$2 n=$3
+    shift 3
+    bench "$row" kv "$KP_PORT" "$test" "$n" "$@"
+    if ((HAVE_REDIS)); then
+        bench "$row" redis-always "$RA_PORT" "$test" "$n" "$@"
+        bench "$row" redis-everysec "$RE_PORT" "$test" "$n" "$@"
+    fi
+}
+
+info_field() { # PORT FIELD: a numeric field of INFO replication
+    redis-cli -h 127.0.0.1 -p "$1" INFO replication 2>/dev/null | tr -d '\r' |
+        awk -F: -v f="$2" '$1 == f { print $2 }'
+}
+# Waits until the kv replica has applied everything the primary has.
+wait_caught_up() {
+    local end=$((SECONDS + DEADLINE)) head applied
+    while ((SECONDS < end)); do
+        head=$(info_field "$KP_PORT" master_repl_offset)
+        applied=$(info_field "$KR_PORT" slave_repl_offset)
+        if [[ -n $head && $head == "$applied" ]]; then
+            log "   replica caught up at seq $applied"
+            return 0
+        fi
+        sleep 0.05
+    done
+    die "the kv replica did not catch up within ${DEADLINE}s (primary $head, replica $applied)"
+}
+
+# p50 (us) of 1,000 x (4 KiB write + fdatasync) on the data filesystem: the fsync floor.
+fsync_probe() {
+    bounded python3 - "$WORK/fsync.probe" <<'PY'
+import os, sys, time
+path = sys.argv[1]
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+size = 4 << 20
+os.write(fd, b"\0" * size)  # preallocated: overwrites, as SQLite reuses its WAL
+os.fsync(fd)
+buf = b"x" * 4096
+lat = []
+for i in range(1000):
+    os.lseek(fd, (i * 4096) % size, 0)
+    t = time.perf_counter_ns()
+    os.write(fd, buf)
+    os.fdatasync(fd)
+    lat.append(time.perf_counter_ns() - t)
+os.close(fd)
+os.unlink(path)
+lat.sort()
+print(f"{lat[len(lat) // 2] / 1000:.0f}")
+PY
+}
+
+ROWS=()
+FSYNC_BEFORE="" FSYNC_AFTER=""
+if ((HAVE_BENCH)); then
+    log "== redis-benchmark: -d 16, $REQUESTS requests per row (-c 1 rows: $REQUESTS_C1), -r $KEYSPACE"
+    SET_C1="SET -c 1"
+    ((REQUESTS_C1 != REQUESTS)) && SET_C1="SET -c 1 (n=$REQUESTS_C1)"
+    GET_C1="GET -c 1"
+    ((REQUESTS_C1 != REQUESTS)) && GET_C1="GET -c 1 (n=$REQUESTS_C1)"
+    # The floor's parts next to kv's single-client SET, as the disk's speed drifts: an
+    # fsync probe before and after, and the round trip through kv (PING, one client).
+    log "   fsync probe (1,000 x 4 KiB write + fdatasync in $WORK)"
+    FSYNC_BEFORE=$(fsync_probe)
+    bench "PING -c 1" kv "$KP_PORT" ping_mbulk 20000 -c 1
+    bench "$SET_C1" kv "$KP_PORT" set "$REQUESTS_C1" -c 1 -r "$KEYSPACE"
+    FSYNC_AFTER=$(fsync_probe)
+    log "   fsync p50: $FSYNC_BEFORE us before, $FSYNC_AFTER us after"
+    if ((HAVE_REDIS)); then
+        bench "$SET_C1" redis-always "$RA_PORT" set "$REQUESTS_C1" -c 1 -r "$KEYSPACE"
+        bench "$SET_C1" redis-everysec "$RE_PORT" set "$REQUESTS_C1" -c 1 -r "$KEYSPACE"
+    fi
+    bench_all "SET -c 50" set "$REQUESTS" -c 50 -r "$KEYSPACE"
+    bench_all "SET -c 50 -P 16" set "$REQUESTS" -c 50 -P 16 -r "$KEYSPACE"
+    # GETs read the keys the SET rows wrote (same -r key space).
+    bench_all "$GET_C1" get "$REQUESTS_C1" -c 1 -r "$KEYSPACE"
+    bench_all "GET -c 50" get "$REQUESTS" -c 50 -r "$KEYSPACE"
+    bench_all "GET -c 50 -P 16" get "$REQUESTS" -c 50 -P 16 -r "$KEYSPACE"
+    wait_caught_up
+    bench "GET -c 50 replica" kv "$KR_PORT" get "$REQUESTS" -c 50 -r "$KEYSPACE"
+    ROWS=("$SET_C1" "SET -c 50" "SET -c 50 -P 16" "$GET_C1" "GET -c 50" "GET -c 50 -P 16"
+        "GET -c 50 replica")
+fi
+
+# --- 4. replication lag -------------------------------------------------------------------------
+wait_caught_up
+log "== replication lag: $LAG_RATE writes/s for $LAG_SECS s on $LAG_CONNS connections"
+bounded "$LAG" --primary "127.0.0.1:$KP_PORT" --replica "127.0.0.1:$KR_PORT" \
+    --primary-db "$WORK/kv/p.db" --rate "$LAG_RATE" --secs "$LAG_SECS" \
+    --conns "$LAG_CONNS" --poll-us "$LAG_POLL_US" >"$WORK/lag.out" || die "the lag measurement failed"
+declare -A LAGR
+while IFS='=' read -r k v; do
+    LAGR[$k]=$v
+done <"$WORK/lag.out"
+
+# --- 5. the floor: a bare loopback round trip (python echo server in its own process,
+# 5,000 pings), for reference next to the round trip through kv ---------------------------
+log "== floor: loopback ping-pong"
+((HAVE_BENCH)) || FSYNC_BEFORE=$(fsync_probe)
+LOOP_P50=$(bounded python3 - <<'PY'
+import os, socket, time
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(1)
+port = srv.getsockname()[1]
+if os.fork() == 0:
+    c, _ = srv.accept()
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while True:
+        d = c.recv(64)
+        if not d:
+            os._exit(0)
+        c.sendall(d)
+srv.close()
+s = socket.create_connection(("127.0.0.1", port))
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+lat = []
+for _ in range(5000):
+    t = time.perf_counter_ns()
+    s.sendall(b"PING\r\n")
+    s.recv(64)
+    lat.append(time.perf_counter_ns() - t)
+s.close()
+os.wait()
+lat.sort()
+print(f"{lat[len(lat) // 2] / 1000:.0f}")
+PY
+)
+
+# --- 6. report --------------------------------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+us() { awk -v m="$1" 'BEGIN { printf "%.0f", m * 1000 }'; }
+verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a >= b) ? "met" : "NOT met" }'; }
+rps() { printf '%s' "${RPS[$1,$2]:--}"; }
+p50() { printf '%s' "${P50[$1,$2]:--}"; }
+
+echo
+echo "kv over the Redis protocol vs Redis $([[ $HAVE_REDIS == 1 ]] && echo "$REDIS_VERSION" || echo "(not run)")"
+echo "machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(uname -r)"
+echo "data: kv and Redis under $WORK ($FS_DEV, $FS_TYPE); loopback only"
+echo "redis-benchmark -d 16, -r $KEYSPACE on SET and GET rows, $REQUESTS requests per row ($REQUESTS_C1 for -c 1)"
+echo "kv: primary with one replica attached (it streams every write); Redis: no replica"
+((HAVE_REDIS)) || echo "Redis rows skipped: $REDIS_WHY"
+echo
+fmt='%-20s | %10s | %16s | %11s | %18s | %10s | %14s | %16s\n'
+# shellcheck disable=SC2059
+printf "$fmt" row "kv rps" "Redis always rps" "kv/Redis" "Redis everysec rps" "kv p50 ms" "always p50 ms" "everysec p50 ms"
+# shellcheck disable=SC2059
+printf "$fmt" -------------------- ---------- ---------------- ----------- ------------------ ---------- -------------- ----------------
+if ((HAVE_BENCH)); then
+    for row in "${ROWS[@]}"; do
+        ref=$row
+        [[ $row == "GET -c 50 replica" ]] && ref="GET -c 50" # vs Redis's GET -c 50
+        kv_rps=$(rps "$row" kv)
+        ra_rps=$(rps "$ref" redis-always)
+        # shellcheck disable=SC2059
+        printf "$fmt" "$row" "$kv_rps" "$ra_rps" \
+            "$([[ $ra_rps != - ]] && ratio "$kv_rps" "$ra_rps" || echo -)" \
+            "$(rps "$ref" redis-everysec)" "$(p50 "$row" kv)" \
+            "$(p50 "$ref" redis-always)" "$(p50 "$ref" redis-everysec)"
+    done
+    echo "(the replica row's Redis columns repeat Redis's GET -c 50: Redis primary, no replica)"
+else
+    echo "no rows: redis-benchmark is not available"
+fi
+
+echo
+echo "replication lag, ack on the primary -> applied on the replica"
+echo "  writes: ${LAGR[writes]} SETs on ${LAGR[conns]} connections, target ${LAGR[target_rate]}/s," \
+    "achieved ${LAGR[achieved_rate]}/s (schedule slip p99 ${LAGR[slip_p99_us]} us)"
+echo "  lag us (upper bound): p50 ${LAGR[lag_p50_us]}, p99 ${LAGR[lag_p99_us]}, max ${LAGR[lag_max_us]}"
+echo "  lag us (lower bound): p50 ${LAGR[lag_low_p50_us]}, p99 ${LAGR[lag_low_p99_us]}, max ${LAGR[lag_low_max_us]}"
+echo "  resolution: INFO replication polled $( ((LAG_POLL_US == 0)) && echo "back to back" ||
+    echo "every $LAG_POLL_US us + round trip"), ${LAGR[polls]} polls," \
+    "round trip p50 ${LAGR[poll_p50_us]} us, p99 ${LAGR[poll_p99_us]} us"
+
+echo
+echo "single-client write latency vs the floor (one fsync + one round trip)"
+FSYNC_P50=$FSYNC_BEFORE
+[[ -n $FSYNC_AFTER && $FSYNC_AFTER -lt $FSYNC_P50 ]] && FSYNC_P50=$FSYNC_AFTER
+echo "  fsync (4 KiB write + fdatasync, same filesystem) p50: ${FSYNC_BEFORE} us before kv's SET -c 1," \
+    "${FSYNC_AFTER:--} us after; the floor uses the lower, $FSYNC_P50 us"
+echo "  bare loopback round trip (python echo) p50: $LOOP_P50 us"
+FLOOR="" KV_SET_P50=""
+if ((HAVE_BENCH)); then
+    PING_P50=$(us "${P50[PING -c 1,kv]}")
+    FLOOR=$((FSYNC_P50 + PING_P50))
+    KV_SET_P50=$(us "${P50[$SET_C1,kv]}")
+    echo "  kv PING -c 1 round trip p50: $PING_P50 us"
+    echo "  floor = fsync + kv PING: $FLOOR us; kv SET -c 1 p50: $KV_SET_P50 us;" \
+        "ratio $(ratio "$KV_SET_P50" "$FLOOR")" \
+        "(vs fsync + bare loopback $((FSYNC_P50 + LOOP_P50)) us: $(ratio "$KV_SET_P50" $((FSYNC_P50 + LOOP_P50))))"
+fi
+
+echo
+echo "targets"
+tfmt='  %-46s %-22s %s\n'
+if ((HAVE_BENCH && HAVE_REDIS)); then
+    r=$(ratio "${RPS[SET -c 50,kv]}" "${RPS[SET -c 50,redis-always]}")
+    # shellcheck disable=SC2059
+    printf "$tfmt" "SET -c 50 >= 1.5x Redis appendfsync always" "${r}x" "$(verdict "$r" 1.5)"
+    r=$(ratio "${RPS[GET -c 50 replica,kv]}" "${RPS[GET -c 50,redis-always]}")
+    # shellcheck disable=SC2059
+    printf "$tfmt" "GET from a replica -c 50 >= 1.0x Redis GET" "${r}x" "$(verdict "$r" 1.0)"
+else
+    # shellcheck disable=SC2059
+    printf "$tfmt" "SET -c 50 >= 1.5x Redis; replica GET >= 1.0x" "not measured" "(no Redis)"
+fi
+# shellcheck disable=SC2059
+printf "$tfmt" "replication lag p99 <= 1000 us (upper bound)" "${LAGR[lag_p99_us]} us" \
+    "$(verdict 1000 "${LAGR[lag_p99_us]}")"
+if [[ -n $FLOOR ]]; then
+    r=$(ratio "$KV_SET_P50" "$FLOOR")
+    # shellcheck disable=SC2059
+    printf "$tfmt" "single-client write p50 <= 1.3x the floor" "${r}x" "$(verdict 1.3 "$r")"
+fi
