@@ -1,0 +1,154 @@
+//! Random valid messages: every [`Message`] variant with seqs at msgpack width boundaries
+//! and the store's limits, strings at str width boundaries, and a valid encoding of each
+//! (the protocol's own, or rmp-serde's compact form). Also the variant and field names the
+//! junk generator in `mutate` builds on.
+
+use crate::Rng;
+use kv::protocol::{self, Message, PROTOCOL_VERSION};
+use kv::store::MAX_SEQ;
+use rand::RngExt;
+
+pub const VARIANTS: usize = 10;
+pub const VARIANT_NAMES: [&str; VARIANTS] = [
+    "Join",
+    "Continue",
+    "SnapshotBegin",
+    "Snapshot",
+    "SnapshotEnd",
+    "Put",
+    "Delete",
+    "Ack",
+    "Ping",
+    "Error",
+];
+pub const FIELD_NAMES: [&str; 13] = [
+    "node_id",
+    "replica_addr",
+    "history_id",
+    "last_seq",
+    "protocol_version",
+    "from_seq",
+    "seq",
+    "keys",
+    "reason",
+    "entries",
+    "key",
+    "value",
+    "message",
+];
+/// Seqs at every msgpack integer width boundary and at the store's limits.
+pub const SEQS: [u64; 16] = [
+    0,
+    1,
+    2,
+    127,
+    128,
+    255,
+    256,
+    65_535,
+    65_536,
+    u32::MAX as u64,
+    u32::MAX as u64 + 1,
+    MAX_SEQ - 1,
+    MAX_SEQ,
+    MAX_SEQ + 1,
+    u64::MAX - 1,
+    u64::MAX,
+];
+
+pub fn random_seq(rng: &mut Rng) -> u64 {
+    match rng.random_range(0..4) {
+        0 => SEQS[rng.random_range(0..SEQS.len())],
+        1 => rng.random(),
+        _ => rng.random_range(0..1000),
+    }
+}
+
+fn random_char(rng: &mut Rng) -> char {
+    match rng.random_range(0..20) {
+        0 => '\0',
+        1 => 'é',
+        2 => '\u{10FFFF}',
+        3 => '\n',
+        4 => ' ',
+        5 => '€',
+        _ => char::from(rng.random_range(b'!'..=b'~')),
+    }
+}
+
+/// A string whose length often sits at a msgpack str width boundary (31/32, 255/256).
+pub fn random_string(rng: &mut Rng) -> String {
+    let len = match rng.random_range(0..20) {
+        0..=1 => 0,
+        2..=11 => rng.random_range(1..8),
+        12..=16 => rng.random_range(8..40),
+        17..=18 => rng.random_range(29..35),
+        _ => rng.random_range(250..262),
+    };
+    (0..len).map(|_| random_char(rng)).collect()
+}
+
+pub fn message_of(variant: usize, rng: &mut Rng) -> Message {
+    match variant {
+        0 => Message::Join {
+            node_id: random_string(rng),
+            replica_addr: random_string(rng),
+            history_id: rng.random_bool(0.5).then(|| random_string(rng)),
+            last_seq: random_seq(rng),
+            protocol_version: if rng.random_bool(0.25) {
+                rng.random()
+            } else {
+                PROTOCOL_VERSION
+            },
+        },
+        1 => Message::Continue {
+            history_id: random_string(rng),
+            from_seq: random_seq(rng),
+        },
+        2 => Message::SnapshotBegin {
+            history_id: random_string(rng),
+            seq: random_seq(rng),
+            keys: random_seq(rng),
+            reason: random_string(rng),
+        },
+        3 => {
+            let n = rng.random_range(0..20);
+            Message::Snapshot {
+                entries: (0..n)
+                    .map(|_| (random_string(rng), random_string(rng)))
+                    .collect(),
+            }
+        }
+        4 => Message::SnapshotEnd {
+            seq: random_seq(rng),
+        },
+        5 => Message::Put {
+            seq: random_seq(rng),
+            key: random_string(rng),
+            value: random_string(rng),
+        },
+        6 => Message::Delete {
+            seq: random_seq(rng),
+            key: random_string(rng),
+        },
+        7 => Message::Ack {
+            seq: random_seq(rng),
+        },
+        8 => Message::Ping {
+            seq: random_seq(rng),
+        },
+        _ => Message::Error {
+            message: random_string(rng),
+        },
+    }
+}
+
+/// A valid encoding: the protocol's own (fields by name), or now and then rmp-serde's
+/// compact form (fields as arrays), which the decoder also accepts.
+pub fn encoding_of(message: &Message, rng: &mut Rng) -> Vec<u8> {
+    if rng.random_bool(0.8) {
+        protocol::encode(message).expect("encode")
+    } else {
+        rmp_serde::to_vec(message).expect("encode compact")
+    }
+}
