@@ -65,6 +65,11 @@ impl Session {
                 err("invalid cursor (kv's SCAN cursors belong to the connection that made them)")
             })?),
         };
+        let pattern = scan
+            .pattern
+            .as_deref()
+            .map(glob::Pattern::new)
+            .transpose()?;
         let prefix = scan
             .pattern
             .as_deref()
@@ -72,18 +77,23 @@ impl Session {
             .unwrap_or("")
             .to_string();
         let count = scan.count;
-        let page = self
-            .blocking(move |store| store.scan(&prefix, after.as_deref(), count))
+        // Matching is CPU work proportional to the page: done off the runtime too.
+        let (last, keys) = self
+            .blocking(move |store| {
+                let page = store.scan(&prefix, after.as_deref(), count)?;
+                let last = (page.len() == count).then(|| page.last().map(|(k, _)| k.clone()));
+                let keys: Vec<String> = page
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .filter(|k| pattern.as_ref().is_none_or(|p| p.matches(k)))
+                    .collect();
+                Ok((last.flatten(), keys))
+            })
             .await?;
-        let next = match page.last() {
-            Some((last, _)) if page.len() == count => self.new_cursor(last.clone()),
-            _ => 0,
+        let next = match last {
+            Some(last) => self.new_cursor(last),
+            None => 0,
         };
-        let keys: Vec<&String> = page
-            .iter()
-            .map(|(k, _)| k)
-            .filter(|k| scan.pattern.as_deref().is_none_or(|p| glob::matches(p, k)))
-            .collect();
         reply::array_header(out, 2);
         reply::bulk(out, Some(next.to_string().as_bytes()));
         reply::array_header(out, keys.len());

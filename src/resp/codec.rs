@@ -15,8 +15,10 @@ use tokio_util::codec::Decoder;
 pub const MAX_REQUEST: usize = 16 * 1024 * 1024;
 /// Most arguments in one request.
 pub const MAX_ARGS: usize = 1024 * 1024;
-/// Longest inline command or length line.
+/// Longest inline command.
 const MAX_INLINE: usize = 64 * 1024;
+/// Longest `*N` or `$N` header line: a sign and 19 digits, with room to spare.
+const MAX_HEADER: usize = 32;
 
 /// One request: the command name and its arguments, as raw bytes.
 pub type Request = Vec<Vec<u8>>;
@@ -91,16 +93,19 @@ impl Decoder for RequestDecoder {
     }
 }
 
-/// The line starting at `from` (without its CRLF) and the offset after it, if complete.
+/// The header line (`*N` or `$N`) starting at `from`, without its CRLF, and the offset
+/// after it, if complete. Only [`MAX_HEADER`] bytes are searched: a header that long is
+/// not a length.
 fn line(buffer: &[u8], from: usize) -> Result<Option<(&[u8], usize)>, ProtocolError> {
     let rest = &buffer[from.min(buffer.len())..];
-    match rest.iter().position(|&b| b == b'\n') {
+    let window = &rest[..rest.len().min(MAX_HEADER + 2)];
+    match window.iter().position(|&b| b == b'\n') {
         Some(end) if end > 0 && rest[end - 1] == b'\r' => {
             Ok(Some((&rest[..end - 1], from + end + 1)))
         }
         Some(_) => Err(ProtocolError::Malformed("expected CRLF".into())),
-        None if rest.len() > MAX_INLINE => {
-            Err(ProtocolError::TooLarge("line longer than 64 KiB".into()))
+        None if rest.len() > MAX_HEADER + 2 => {
+            Err(ProtocolError::Malformed("length line too long".into()))
         }
         None => Ok(None),
     }

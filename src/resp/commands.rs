@@ -200,6 +200,7 @@ impl Session {
 
     async fn keys(&self, pattern: &[u8], out: &mut BytesMut) -> Reply {
         let pattern = text(pattern)?;
+        let matcher = glob::Pattern::new(&pattern)?;
         let keys = self
             .blocking(move |store| {
                 let prefix = glob::literal_prefix(&pattern);
@@ -214,7 +215,7 @@ impl Session {
                     keys.extend(
                         page.into_iter()
                             .map(|(k, _)| k)
-                            .filter(|k| glob::matches(&pattern, k)),
+                            .filter(|k| matcher.matches(k)),
                     );
                 }
             })

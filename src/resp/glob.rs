@@ -3,9 +3,44 @@
 //! Matching is by character, iterative (no recursion, so no pattern can exhaust the stack),
 //! and linear-space.
 
+/// Longest pattern accepted, in characters: matching costs up to pattern × key length.
+pub const MAX_PATTERN: usize = 4096;
+
+/// A pattern prepared once for matching many keys.
+pub struct Pattern {
+    chars: Vec<char>,
+}
+
+impl Pattern {
+    /// Prepares `pattern` (runs of `*` collapse to one, as in Redis), or refuses one
+    /// longer than [`MAX_PATTERN`].
+    pub fn new(pattern: &str) -> Result<Pattern, String> {
+        let mut chars: Vec<char> = Vec::new();
+        for c in pattern.chars() {
+            if chars.len() >= MAX_PATTERN {
+                return Err(format!("ERR pattern longer than {MAX_PATTERN} characters"));
+            }
+            let escaped = chars.len() >= 2 && chars[chars.len() - 2] == '\\';
+            if !(c == '*' && chars.last() == Some(&'*') && !escaped) {
+                chars.push(c);
+            }
+        }
+        Ok(Pattern { chars })
+    }
+
+    /// Whether `text` matches.
+    pub fn matches(&self, text: &str) -> bool {
+        matches_chars(&self.chars, text)
+    }
+}
+
 /// Whether `text` matches `pattern`.
 pub fn matches(pattern: &str, text: &str) -> bool {
     let pattern: Vec<char> = pattern.chars().collect();
+    matches_chars(&pattern, text)
+}
+
+fn matches_chars(pattern: &[char], text: &str) -> bool {
     let text: Vec<char> = text.chars().collect();
     let (mut p, mut t) = (0, 0);
     // Where to resume after the last `*`: (pattern index after it, text index it covers to).
@@ -18,7 +53,7 @@ pub fn matches(pattern: &str, text: &str) -> bool {
                 continue;
             }
             Some(_) => {
-                if let Some(next) = match_one(&pattern, p, text[t]) {
+                if let Some(next) = match_one(pattern, p, text[t]) {
                     p = next;
                     t += 1;
                     continue;
@@ -111,6 +146,19 @@ mod tests {
         ] {
             assert_eq!(matches(pattern, text), expected, "{pattern} ~ {text}");
         }
+    }
+
+    #[test]
+    fn prepared_patterns_collapse_stars_and_refuse_huge_ones() {
+        let pattern = Pattern::new("a***b").expect("pattern");
+        assert_eq!(pattern.chars, vec!['a', '*', 'b']);
+        assert!(pattern.matches("axxb"));
+        assert!(Pattern::new("a\\**").expect("escaped").matches("a*x"));
+        assert!(
+            Pattern::new(&"*".repeat(MAX_PATTERN * 2)).is_ok(),
+            "stars collapse first"
+        );
+        assert!(Pattern::new(&"a".repeat(MAX_PATTERN + 1)).is_err());
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub const MAX_CLIENTS: usize = 10_000;
 const PARTIAL_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replies are sent once this many bytes are queued, even mid-pipeline.
 const FLUSH_AT: usize = 64 * 1024;
+/// A reply buffer grown beyond this by a large reply is released once flushed.
+const KEEP_BUFFER: usize = 1024 * 1024;
 
 /// Serves Redis clients on `listener` until `node` shuts down.
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
@@ -91,6 +93,10 @@ async fn flush(write: &mut OwnedWriteHalf, out: &mut BytesMut) -> Result<(), Pro
         write.write_all(out).await?;
         out.clear();
     }
+    // One large reply must not pin its buffer for the rest of the connection.
+    if out.capacity() > KEEP_BUFFER {
+        *out = BytesMut::new();
+    }
     Ok(())
 }
 
@@ -132,16 +138,24 @@ async fn serve_client(mut session: Session, stream: TcpStream) -> Result<(), Pro
     }
 }
 
-/// Waits for the next request; an idle connection may wait forever, but one that has
-/// sent part of a request must finish it within [`PARTIAL_REQUEST_TIMEOUT`].
+/// Waits for the next request. An idle connection may wait forever, but part of a request
+/// left unfinished through a whole [`PARTIAL_REQUEST_TIMEOUT`] interval (so for one to two
+/// intervals) is an error: a stalled client cannot hold a buffer and a slot for good.
 async fn next_request(
     requests: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, RequestDecoder>,
 ) -> Option<Result<codec::Request, ProtocolError>> {
-    if requests.read_buffer().is_empty() {
-        return requests.next().await;
-    }
-    match tokio::time::timeout(PARTIAL_REQUEST_TIMEOUT, requests.next()).await {
-        Ok(next) => next,
-        Err(_) => Some(Err(ProtocolError::Unterminated)),
+    let mut partial_at_last_check = false;
+    loop {
+        // `next` is cancel-safe: bytes already read stay in the reader's buffer.
+        match tokio::time::timeout(PARTIAL_REQUEST_TIMEOUT, requests.next()).await {
+            Ok(next) => return next,
+            Err(_) => {
+                let partial = !requests.read_buffer().is_empty();
+                if partial && partial_at_last_check {
+                    return Some(Err(ProtocolError::Unterminated));
+                }
+                partial_at_last_check = partial;
+            }
+        }
     }
 }
