@@ -174,7 +174,9 @@ fn parse_multibulk(buffer: &[u8]) -> Result<Option<(usize, Request)>, ProtocolEr
     Ok(Some((at, args)))
 }
 
-/// An inline command: one line of space-separated words.
+/// An inline command: one line of words, split as Redis does (`sdssplitargs`): words
+/// are separated by spaces; `"..."` may hold spaces and the escapes `\n \r \t \b \a \\ \"`
+/// and `\xHH`; `'...'` may hold spaces and `\'`.
 fn parse_inline(buffer: &[u8]) -> Result<Option<(usize, Request)>, ProtocolError> {
     let Some(end) = buffer.iter().position(|&b| b == b'\n') else {
         if buffer.len() > MAX_INLINE {
@@ -185,12 +187,89 @@ fn parse_inline(buffer: &[u8]) -> Result<Option<(usize, Request)>, ProtocolError
         return Ok(None);
     };
     let text = buffer[..end].strip_suffix(b"\r").unwrap_or(&buffer[..end]);
-    let words = text
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|w| !w.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect();
-    Ok(Some((end + 1, words)))
+    Ok(Some((end + 1, split_args(text)?)))
+}
+
+fn split_args(mut text: &[u8]) -> Result<Request, ProtocolError> {
+    let unbalanced = || ProtocolError::Malformed("unbalanced quotes in request".into());
+    let mut words = Vec::new();
+    loop {
+        text = text.trim_ascii_start();
+        let Some(&first) = text.first() else {
+            return Ok(words);
+        };
+        let (word, rest) = match first {
+            b'"' => double_quoted(&text[1..]).ok_or_else(unbalanced)?,
+            b'\'' => single_quoted(&text[1..]).ok_or_else(unbalanced)?,
+            _ => {
+                let end = text
+                    .iter()
+                    .position(u8::is_ascii_whitespace)
+                    .unwrap_or(text.len());
+                (text[..end].to_vec(), &text[end..])
+            }
+        };
+        // A closing quote must end the word.
+        if rest.first().is_some_and(|b| !b.is_ascii_whitespace()) {
+            return Err(unbalanced());
+        }
+        words.push(word);
+        text = rest;
+    }
+}
+
+/// The word inside `"..."` (after the opening quote) and what follows the closing one.
+fn double_quoted(text: &[u8]) -> Option<(Vec<u8>, &[u8])> {
+    let mut word = Vec::new();
+    let mut i = 0;
+    loop {
+        match *text.get(i)? {
+            b'"' => return Some((word, &text[i + 1..])),
+            b'\\' => {
+                let escaped = *text.get(i + 1)?;
+                let hex = text
+                    .get(i + 2..i + 4)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                match (escaped, hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+                    (b'x', Some(byte)) => {
+                        word.push(byte);
+                        i += 4;
+                        continue;
+                    }
+                    (b'n', _) => word.push(b'\n'),
+                    (b'r', _) => word.push(b'\r'),
+                    (b't', _) => word.push(b'\t'),
+                    (b'b', _) => word.push(0x08),
+                    (b'a', _) => word.push(0x07),
+                    (other, _) => word.push(other),
+                }
+                i += 2;
+            }
+            byte => {
+                word.push(byte);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// The word inside `'...'` (after the opening quote) and what follows the closing one.
+fn single_quoted(text: &[u8]) -> Option<(Vec<u8>, &[u8])> {
+    let mut word = Vec::new();
+    let mut i = 0;
+    loop {
+        match *text.get(i)? {
+            b'\'' => return Some((word, &text[i + 1..])),
+            b'\\' if text.get(i + 1) == Some(&b'\'') => {
+                word.push(b'\'');
+                i += 2;
+            }
+            byte => {
+                word.push(byte);
+                i += 1;
+            }
+        }
+    }
 }
 
 /// Encodes replies.
@@ -268,6 +347,30 @@ mod tests {
                 words(&["PING", "hi"])
             ]
         );
+    }
+
+    #[test]
+    fn inline_commands_split_like_redis() {
+        let ok = |line: &str| decode_all(format!("{line}\r\n").as_bytes()).expect("valid");
+        assert_eq!(
+            ok(r#"SET k "hello world""#),
+            vec![words(&["SET", "k", "hello world"])]
+        );
+        assert_eq!(
+            ok(r#"SET k 'it\'s' "a\"b\x41\n""#),
+            vec![words(&["SET", "k", "it's", "a\"bA\n"])]
+        );
+        assert_eq!(ok("  GET   spaced  "), vec![words(&["GET", "spaced"])]);
+        assert_eq!(ok(r#"SET k ab"c"#), vec![words(&["SET", "k", "ab\"c"])]);
+        for bad in [r#"SET k "open"#, r#"SET k "a"b"#, "SET k 'open"] {
+            assert!(
+                matches!(
+                    decode_all(format!("{bad}\r\n").as_bytes()),
+                    Err(ProtocolError::Malformed(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
