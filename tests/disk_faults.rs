@@ -213,6 +213,14 @@ impl Writes {
         }
     }
 
+    /// The node's last checks: it never panicked; after `kill -9`, every acknowledged
+    /// write is stored in `db` and no refused one is.
+    fn kill_and_check(&self, mut node: KvProcess, db: &Path) {
+        assert_no_panic(&node);
+        node.kill();
+        self.assert_stored_in(db);
+    }
+
     /// `db` holds every acknowledged write and none of the refused ones.
     fn assert_stored_in(&self, db: &Path) {
         let stored: BTreeMap<String, String> = kv_rows(db).into_iter().collect();
@@ -300,9 +308,7 @@ fn full_disk_refuses_writes_keeps_reading_and_recovers_when_space_is_freed() {
         writes.put_ok(&mut node, &format!("after{i}"), &big_value(i));
     }
     assert_get(&mut node, "after2", &big_value(2));
-    assert_no_panic(&node);
-    node.kill();
-    writes.assert_stored_in(&db);
+    writes.kill_and_check(node, &db);
 }
 
 #[test]
@@ -362,9 +368,7 @@ fn filesystem_turning_read_only_under_the_node_refuses_writes_and_keeps_reading(
     let mut node = start_primary(&db);
     assert_get(&mut node, "a1", "v1");
     writes.put_ok(&mut node, "c0", "after");
-    assert_no_panic(&node);
-    node.kill();
-    writes.assert_stored_in(&db);
+    writes.kill_and_check(node, &db);
 }
 
 #[test]
@@ -490,9 +494,7 @@ fn database_moved_away_or_replaced_refuses_writes_until_it_is_back() {
         std::fs::rename(from, to).expect("mv back");
     }
     writes.put_ok(&mut node, "d", "4");
-    assert_no_panic(&node);
-    node.kill();
-    writes.assert_stored_in(&db);
+    writes.kill_and_check(node, &db);
 }
 
 #[test]

@@ -39,8 +39,9 @@ pub enum ProtocolError {
 impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProtocolError::Malformed(why) => write!(f, "Protocol error: {why}"),
-            ProtocolError::TooLarge(why) => write!(f, "Protocol error: {why}"),
+            ProtocolError::Malformed(why) | ProtocolError::TooLarge(why) => {
+                write!(f, "Protocol error: {why}")
+            }
             ProtocolError::Unterminated => write!(f, "Protocol error: unterminated request"),
             ProtocolError::Io(kind) => write!(f, "connection error: {kind}"),
         }
