@@ -18,7 +18,8 @@ if ! [[ $KEYS =~ ^[1-9][0-9]*$ ]]; then
 fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# cleanup, log, die, alive, free_port, wait_for_line
+# cleanup, log, die, alive, proc_kb, mb, free_port, wait_for_line, have_redis,
+# install_redis, start_redis
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-full-sync.XXXXXX")
@@ -30,15 +31,8 @@ trap 'exit 143' TERM
 now_ns() { date +%s%N; }
 # Seconds between two now_ns readings, 2 decimals.
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'; }
-# kB -> MB, 1 decimal.
-mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 # Growth in MB from kB readings BEFORE and AFTER, never below 0 (counters are approximate).
 growth() { awk -v a="$1" -v b="$2" 'BEGIN { d = b - a; if (d < 0) d = 0; printf "%.1f", d / 1024 }'; }
-# A field (kB) of /proc/PID/status, e.g. VmRSS or VmHWM; 0 if the process is gone.
-proc_kb() {
-    awk -v f="$2:" '$1 == f { print $2; found = 1 } END { if (!found) print 0 }' \
-        "/proc/$1/status" 2>/dev/null || echo 0
-}
 
 # --- SQLite access: the sqlite3 CLI, installed if missing and root, else python3 -------
 SQL=${BENCH_SQL:-} # "python" forces the python3 fallback
@@ -172,39 +166,8 @@ rm -f "$RDB" "$RDB-wal" "$RDB-shm" # free the disk before Redis runs
 
 # --- 5. Redis ----------------------------------------------------------------------------
 REDIS_TIME="" REDIS_RSS="" REDIS_GROWTH="" REDIS_NOTE=""
-have_redis() { command -v redis-server >/dev/null && command -v redis-cli >/dev/null; }
-if ! have_redis && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    log "== installing redis-server (apt-get)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null 2>&1 || true
-fi
-
-# Starts redis-server on a free port with extra args; sets R_PID and R_PORT.
-start_redis() {
-    local name=$1
-    shift
-    local attempt
-    for attempt in 1 2 3; do
-        R_PORT=$(free_port)
-        mkdir -p "$WORK/$name"
-        redis-server --bind 127.0.0.1 --port "$R_PORT" --protected-mode yes \
-            --dir "$WORK/$name" --save '' --appendonly no --daemonize no \
-            --logfile "$WORK/$name/redis.log" "$@" </dev/null >/dev/null 2>&1 &
-        R_PID=$!
-        PIDS+=("$R_PID")
-        local end=$((SECONDS + 30))
-        while ((SECONDS < end)) && alive "$R_PID"; do
-            if [[ $(redis-cli -h 127.0.0.1 -p "$R_PORT" PING 2>/dev/null) == PONG ]]; then
-                return 0
-            fi
-            sleep 0.05
-        done
-        kill -KILL "$R_PID" 2>/dev/null || true
-        wait "$R_PID" 2>/dev/null || true
-        log "   redis $name did not start on port $R_PORT (attempt $attempt)"
-        tail -n 5 "$WORK/$name/redis.log" >&2 2>/dev/null || true
-    done
-    return 1
-}
+# shellcheck disable=SC2119 # no tools needed beyond redis-server and redis-cli
+install_redis >/dev/null || true
 
 if ! have_redis; then
     echo "redis: not available"
@@ -212,7 +175,8 @@ if ! have_redis; then
 else
     log "== redis: $(redis-server --version | head -n1)"
     # No delay before a diskless full sync (default 5 s, to wait for more replicas).
-    start_redis primary --repl-diskless-sync-delay 0 || die "redis primary did not start"
+    start_redis primary --appendonly no --repl-diskless-sync-delay 0 ||
+        die "redis primary did not start"
     RP_PID=$R_PID RP_PORT=$R_PORT
     log "   loading $KEYS keys with redis-cli --pipe"
     awk -v n="$KEYS" -v w="$WIDTH" 'BEGIN {

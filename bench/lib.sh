@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Shell helpers shared by the benchmark scripts in bench/ (full_sync.sh, resp.sh).
-# This file is sourced, not run:
+# Shell helpers shared by the benchmark scripts in bench/ (full_sync.sh, resp.sh,
+# flood.sh). This file is sourced, not run:
 #
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 #
@@ -13,6 +13,10 @@
 #   trap cleanup EXIT
 #   trap 'exit 130' INT
 #   trap 'exit 143' TERM
+#
+# The helpers: cleanup, log, die, alive, proc_kb, mb, free_port, wait_for_line, and for
+# Redis have_redis, install_redis and start_redis (which sets R_PID and R_PORT when
+# called).
 
 # EXIT trap: stops every process in PIDS (TERM, then KILL after 5 s), removes $WORK and
 # exits with the status the script was exiting with.
@@ -43,6 +47,14 @@ die() {
     exit 1
 }
 alive() { kill -0 "$1" 2>/dev/null; }
+
+# A field (kB) of /proc/PID/status, e.g. VmRSS or VmHWM; 0 if the process is gone.
+proc_kb() {
+    awk -v f="$2:" '$1 == f { print $2; found = 1 } END { if (!found) print 0 }' \
+        "/proc/$1/status" 2>/dev/null || echo 0
+}
+# kB -> MB, 1 decimal.
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # A free TCP port on 127.0.0.1 (the kernel's choice; a tiny race before it is bound).
 free_port() {
@@ -78,4 +90,68 @@ wait_for_line() {
         sleep 0.01
     done
     die "$what: no /$regex/ within ${DEADLINE}s"
+}
+
+# --- Redis ---------------------------------------------------------------------------------
+
+# have_redis [TOOL...]: true when redis-server, redis-cli and every TOOL (e.g.
+# redis-benchmark) are on PATH.
+have_redis() {
+    local tool
+    for tool in redis-server redis-cli "$@"; do
+        command -v "$tool" >/dev/null || return 1
+    done
+}
+
+# install_redis [TOOL...]: when `have_redis TOOL...` is false, installs the system's
+# redis-server and redis-tools (apt-get install -y, non-interactive; only as root; its
+# output in $WORK/apt.log). Status 0 when nothing was missing or apt-get succeeded (check
+# have_redis afterwards); otherwise 1, with the reason on stdout.
+install_redis() {
+    have_redis "$@" && return 0
+    if [[ $(id -u) != 0 ]]; then
+        echo "redis-server/redis-tools missing and not root (cannot apt-get install)"
+        return 1
+    fi
+    if ! command -v apt-get >/dev/null; then
+        echo "redis-server/redis-tools missing and no apt-get"
+        return 1
+    fi
+    log "== installing redis-server redis-tools (apt-get)"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools \
+        >"$WORK/apt.log" 2>&1; then
+        echo "apt-get install redis-server redis-tools failed: $(tail -n 1 "$WORK/apt.log")"
+        return 1
+    fi
+}
+
+# start_redis NAME [ARGS...]: starts redis-server on a free 127.0.0.1 port (up to 3
+# tries), in its own directory $WORK/NAME (log in $WORK/NAME/redis.log), with --save '',
+# no daemon, then ARGS (later arguments override earlier ones, e.g. --appendonly yes);
+# waits up to 30 s for PING. Adds it to PIDS and sets R_PID and R_PORT; status 1 if it
+# never answered.
+start_redis() {
+    local name=$1 attempt end
+    shift
+    for attempt in 1 2 3; do
+        R_PORT=$(free_port)
+        mkdir -p "$WORK/$name"
+        redis-server --bind 127.0.0.1 --port "$R_PORT" --protected-mode yes \
+            --dir "$WORK/$name" --save '' --daemonize no \
+            --logfile "$WORK/$name/redis.log" "$@" </dev/null >/dev/null 2>&1 &
+        R_PID=$!
+        PIDS+=("$R_PID")
+        end=$((SECONDS + 30))
+        while ((SECONDS < end)) && alive "$R_PID"; do
+            if [[ $(redis-cli -h 127.0.0.1 -p "$R_PORT" PING 2>/dev/null) == PONG ]]; then
+                return 0
+            fi
+            sleep 0.05
+        done
+        kill -KILL "$R_PID" 2>/dev/null || true
+        wait "$R_PID" 2>/dev/null || true
+        log "   redis $name did not start on port $R_PORT (attempt $attempt)"
+        tail -n 5 "$WORK/$name/redis.log" >&2 2>/dev/null || true
+    done
+    return 1
 }

@@ -28,7 +28,7 @@ for var in REQUESTS REQUESTS_C1 KEYSPACE LAG_RATE LAG_SECS LAG_CONNS LAG_POLL_US
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# cleanup, log, die, alive, free_port, wait_for_line
+# cleanup, log, die, alive, free_port, wait_for_line, install_redis, start_redis
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-resp.XXXXXX")
@@ -43,21 +43,7 @@ bounded() { timeout --kill-after=5 "$DEADLINE" "$@"; }
 command -v python3 >/dev/null || die "python3 is needed (free ports, the fsync floor)"
 
 # --- Redis tools: installed when missing (root, apt-get) --------------------------------
-REDIS_WHY=""
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null ||
-    ! command -v redis-benchmark >/dev/null; then
-    if [[ $(id -u) != 0 ]]; then
-        REDIS_WHY="redis-server/redis-tools missing and not root (cannot apt-get install)"
-    elif ! command -v apt-get >/dev/null; then
-        REDIS_WHY="redis-server/redis-tools missing and no apt-get"
-    else
-        log "== installing redis-server redis-tools (apt-get)"
-        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools \
-            >"$WORK/apt.log" 2>&1; then
-            REDIS_WHY="apt-get install redis-server redis-tools failed: $(tail -n 1 "$WORK/apt.log")"
-        fi
-    fi
-fi
+REDIS_WHY=$(install_redis redis-benchmark) || true
 HAVE_BENCH=0 HAVE_REDIS=0
 command -v redis-benchmark >/dev/null && command -v redis-cli >/dev/null && HAVE_BENCH=1
 ((HAVE_BENCH)) && command -v redis-server >/dev/null && HAVE_REDIS=1
@@ -99,32 +85,6 @@ KR_PORT=${line##* }
 wait_for_line "$WORK/kv/replica.out" '^Snapshot received' "$KR_PID" "kv replica" >/dev/null
 log "   primary: replication $KP_REPL, clients $KP_PORT; replica: clients $KR_PORT"
 
-# Starts redis-server NAME on a free port with extra args; sets R_PID and R_PORT.
-start_redis() {
-    local name=$1 attempt end
-    shift
-    for attempt in 1 2 3; do
-        R_PORT=$(free_port)
-        mkdir -p "$WORK/$name"
-        redis-server --bind 127.0.0.1 --port "$R_PORT" --protected-mode yes \
-            --dir "$WORK/$name" --save '' --daemonize no \
-            --logfile "$WORK/$name/redis.log" "$@" </dev/null >/dev/null 2>&1 &
-        R_PID=$!
-        PIDS+=("$R_PID")
-        end=$((SECONDS + 30))
-        while ((SECONDS < end)) && alive "$R_PID"; do
-            if [[ $(redis-cli -h 127.0.0.1 -p "$R_PORT" PING 2>/dev/null) == PONG ]]; then
-                return 0
-            fi
-            sleep 0.05
-        done
-        kill -KILL "$R_PID" 2>/dev/null || true
-        wait "$R_PID" 2>/dev/null || true
-        log "   redis $name did not start on port $R_PORT (attempt $attempt)"
-        tail -n 5 "$WORK/$name/redis.log" >&2 2>/dev/null || true
-    done
-    return 1
-}
 RA_PORT="" RE_PORT=""
 if ((HAVE_REDIS)); then
     REDIS_VERSION=$(redis-server --version | sed -E 's/.* v=([^ ]+).*/\1/')
