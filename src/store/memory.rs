@@ -2,8 +2,9 @@
 //! log so it speaks the same protocol as the SQLite backend. Nothing survives a restart.
 
 use super::{
-    check_continues, fill_chunk, new_history_id, prefix_upper_bound, BatchSeqs, ChunkSource,
-    KvStore, LogEntry, Op, Pair, Position, Role, Snapshot, SnapshotInfo, MAX_SEQ,
+    check_continues, fill_chunk, fill_log_batch, new_history_id, prefix_upper_bound, BatchSeqs,
+    ChunkSource, CommitFence, KeyCursor, KvStore, LogEntry, Op, Pair, Position, Role, Snapshot,
+    SnapshotInfo, MAX_SEQ,
 };
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -144,6 +145,26 @@ impl KvStore for MemoryStore {
             .collect())
     }
 
+    fn scan_keys(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let inner = self.read();
+        Ok(inner
+            .prefix_range(prefix, after)
+            .take(limit)
+            .map(|(k, _)| k.clone())
+            .collect())
+    }
+
+    fn key_cursor(&self, prefix: &str) -> Result<Box<dyn KeyCursor>> {
+        // A copy of the keys, as `snapshot` copies the pairs: the view stays consistent
+        // without holding the lock while a client reads the reply.
+        let keys: Vec<String> = self
+            .read()
+            .prefix_range(prefix, None)
+            .map(|(k, _)| k.clone())
+            .collect();
+        Ok(Box::new(MemoryKeyCursor { keys, next: 0 }))
+    }
+
     fn count(&self, prefix: &str) -> Result<u64> {
         if prefix.is_empty() {
             return Ok(self.read().data.len() as u64);
@@ -162,18 +183,20 @@ impl KvStore for MemoryStore {
         Ok(seqs)
     }
 
-    fn apply(&self, entries: &[LogEntry]) -> Result<()> {
+    fn apply_fenced(&self, entries: &[LogEntry], fence: &dyn CommitFence) -> Result<()> {
         let mut inner = self.write();
         check_continues(inner.head, entries)?;
-        for entry in entries {
-            inner.commit(entry.clone());
-        }
-        if let Some(last) = entries.last() {
-            inner
-                .meta
-                .insert("applied_seq".into(), last.seq.to_string());
-        }
-        Ok(())
+        fence.commit_if_current(&mut || {
+            for entry in entries {
+                inner.commit(entry.clone());
+            }
+            if let Some(last) = entries.last() {
+                inner
+                    .meta
+                    .insert("applied_seq".into(), last.seq.to_string());
+            }
+            Ok(())
+        })
     }
 
     fn position(&self) -> Result<Position> {
@@ -189,11 +212,7 @@ impl KvStore for MemoryStore {
         Ok(self.read().head)
     }
 
-    fn oldest_log_seq(&self) -> Result<Option<u64>> {
-        Ok(self.read().log.front().map(|e| e.seq))
-    }
-
-    fn log_since(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>> {
+    fn log_batch(&self, after: u64, max_entries: usize, max_bytes: usize) -> Result<Vec<LogEntry>> {
         let inner = self.read();
         let Some(first) = inner.log.front().map(|e| e.seq) else {
             return Ok(Vec::new());
@@ -201,7 +220,8 @@ impl KvStore for MemoryStore {
         // The log is contiguous, so the entry with seq `after + 1` sits at a known index.
         let start =
             usize::try_from(after.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
-        Ok(inner.log.iter().skip(start).take(limit).cloned().collect())
+        let entries = inner.log.iter().skip(start).cloned().map(Ok);
+        fill_log_batch(entries, max_entries, max_bytes)
     }
 
     fn trim_log(&self, keep: u64, batch: usize) -> Result<u64> {
@@ -228,15 +248,19 @@ impl KvStore for MemoryStore {
                 seq: inner.head,
                 keys: inner.data.len() as u64,
             },
-            entries: entries.into_iter(),
+            entries: entries
+                .into_iter()
+                .map(Ok as fn(Pair) -> Result<Pair>)
+                .peekable(),
         }))
     }
 
-    fn install_snapshot(
+    fn install_snapshot_fenced(
         &self,
         history_id: &str,
         seq: u64,
         chunks: &mut ChunkSource<'_>,
+        fence: &dyn CommitFence,
     ) -> Result<u64> {
         // Build the new map aside, then swap: readers see the old map or the new one.
         let mut data = BTreeMap::new();
@@ -245,11 +269,15 @@ impl KvStore for MemoryStore {
         }
         let count = data.len() as u64;
         let mut inner = self.write();
-        inner.data = data;
-        inner.log.clear();
-        inner.head = seq;
-        inner.meta.insert("history_id".into(), history_id.into());
-        inner.meta.insert("applied_seq".into(), seq.to_string());
+        let mut data = Some(data);
+        fence.commit_if_current(&mut || {
+            inner.data = data.take().unwrap_or_default();
+            inner.log.clear();
+            inner.head = seq;
+            inner.meta.insert("history_id".into(), history_id.into());
+            inner.meta.insert("applied_seq".into(), seq.to_string());
+            Ok(())
+        })?;
         Ok(count)
     }
 
@@ -267,9 +295,13 @@ impl KvStore for MemoryStore {
     }
 }
 
+/// The snapshot's pairs, as the fallible source [`fill_chunk`] reads.
+type PairSource =
+    std::iter::Peekable<std::iter::Map<std::vec::IntoIter<Pair>, fn(Pair) -> Result<Pair>>>;
+
 struct MemorySnapshot {
     info: SnapshotInfo,
-    entries: std::vec::IntoIter<Pair>,
+    entries: PairSource,
 }
 
 impl Snapshot for MemorySnapshot {
@@ -278,6 +310,24 @@ impl Snapshot for MemorySnapshot {
     }
 
     fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Pair>> {
-        fill_chunk(self.entries.by_ref().map(Ok), max_entries, max_bytes)
+        fill_chunk(&mut self.entries, max_entries, max_bytes)
+    }
+}
+
+struct MemoryKeyCursor {
+    keys: Vec<String>,
+    next: usize,
+}
+
+impl KeyCursor for MemoryKeyCursor {
+    fn next_page(&mut self, max: usize) -> Result<Vec<String>> {
+        let end = self.next.saturating_add(max).min(self.keys.len());
+        let page = self.keys[self.next..end].to_vec();
+        self.next = end;
+        Ok(page)
+    }
+
+    fn rewind(&mut self) {
+        self.next = 0;
     }
 }

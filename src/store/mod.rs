@@ -39,6 +39,14 @@ pub enum Op {
     },
 }
 
+/// The longest key kv stores, in bytes (UTF-8).
+pub const MAX_KEY_BYTES: usize = 64 * 1024;
+
+/// The longest value kv stores, in bytes (UTF-8). Every frame of the replication protocol
+/// is sized to carry the largest key with the largest value, on the live stream and in a
+/// snapshot chunk (see [`crate::protocol::MAX_FRAME`]).
+pub const MAX_VALUE_BYTES: usize = 8 * 1024 * 1024;
+
 impl Op {
     /// The key this operation changes.
     pub fn key(&self) -> &str {
@@ -46,6 +54,46 @@ impl Op {
             Op::Put { key, .. } | Op::Delete { key } => key,
         }
     }
+
+    /// Bytes of key and value this operation carries.
+    pub fn size(&self) -> usize {
+        match self {
+            Op::Put { key, value } => key.len() + value.len(),
+            Op::Delete { key } => key.len(),
+        }
+    }
+
+    /// Checks the key and value against [`MAX_KEY_BYTES`] and [`MAX_VALUE_BYTES`]: a write
+    /// beyond them is refused before anything is stored, so every stored pair fits the
+    /// replication protocol's frames.
+    pub fn check_size(&self) -> Result<()> {
+        check_key_size(self.key())?;
+        match self {
+            Op::Put { value, .. } => check_value_size(value.len()),
+            Op::Delete { .. } => Ok(()),
+        }
+    }
+}
+
+/// Refuses a key longer than [`MAX_KEY_BYTES`].
+pub fn check_key_size(key: &str) -> Result<()> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(crate::error::Error::Invalid(format!(
+            "key too large: {} bytes; kv stores keys of up to {MAX_KEY_BYTES} bytes (64 KiB)",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a value of `len` bytes when it is longer than [`MAX_VALUE_BYTES`].
+pub fn check_value_size(len: usize) -> Result<()> {
+    if len > MAX_VALUE_BYTES {
+        return Err(crate::error::Error::Invalid(format!(
+            "value too large: {len} bytes; kv stores values of up to {MAX_VALUE_BYTES} bytes (8 MiB)"
+        )));
+    }
+    Ok(())
 }
 
 /// A committed operation with its sequence number in the history.
@@ -99,9 +147,41 @@ pub trait Snapshot: Send {
     fn key_count(&self) -> u64 {
         self.info().keys
     }
-    /// The next chunk in key order, at most `max_entries` pairs and roughly `max_bytes`
-    /// of keys and values (always at least one pair while any remain). Empty when done.
+    /// The next chunk in key order: at most `max_entries` pairs and at most `max_bytes` of
+    /// keys and values, except that a chunk always holds at least one pair while any
+    /// remain (so one pair larger than `max_bytes` travels alone). Empty when done.
     fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Pair>>;
+}
+
+/// A consistent, key-ordered view of the keys that start with a prefix, read in pages. It
+/// can be read again from the start and yields the same keys (one read transaction), so a
+/// reply that must announce its length first can count, then stream.
+pub trait KeyCursor: Send {
+    /// Up to `max` more keys, in order; empty when done.
+    fn next_page(&mut self, max: usize) -> Result<Vec<String>>;
+    /// Starts over from the first key of the same view.
+    fn rewind(&mut self);
+}
+
+/// Decides, at the moment a replica's write commits, whether it still may. A replica's
+/// link to its upstream can be replaced (`JOIN`, a reconnect) while a write of the old
+/// link is on its way to the store; that write must not land on top of what the new link
+/// installs. The store calls [`commit_if_current`](Self::commit_if_current) inside the
+/// write's transaction, with the commit itself as the argument.
+pub trait CommitFence: Sync {
+    /// Runs `commit` and returns its result if the write may still commit (and keeps the
+    /// fence from moving until it returns); otherwise returns an error without running it,
+    /// and the transaction rolls back.
+    fn commit_if_current(&self, commit: &mut dyn FnMut() -> Result<()>) -> Result<()>;
+}
+
+/// The fence of a write that nothing can supersede (tests, tools).
+pub struct Unfenced;
+
+impl CommitFence for Unfenced {
+    fn commit_if_current(&self, commit: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        commit()
+    }
 }
 
 /// What a [`Snapshot`] is a view of.
@@ -145,6 +225,12 @@ pub trait KvStore: Send + Sync {
     /// given), in key order. `prefix = ""` scans everything.
     fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Pair>>;
 
+    /// Like [`scan`](Self::scan), keys only: listing keys never reads their values.
+    fn scan_keys(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
+
+    /// A consistent cursor over the keys starting with `prefix` (see [`KeyCursor`]).
+    fn key_cursor(&self, prefix: &str) -> Result<Box<dyn KeyCursor>>;
+
     /// How many keys start with `prefix`.
     fn count(&self, prefix: &str) -> Result<u64>;
 
@@ -166,8 +252,14 @@ pub trait KvStore: Send + Sync {
     fn append_batch(&self, requests: &[Vec<Op>]) -> Result<BatchSeqs>;
 
     /// Replica write: apply `entries`, which must continue the history without gap or
-    /// duplicate, together with their log rows and the new applied seq, in one transaction.
-    fn apply(&self, entries: &[LogEntry]) -> Result<()>;
+    /// duplicate, together with their log rows and the new applied seq, in one transaction
+    /// that commits only if `fence` still allows it (otherwise nothing changes).
+    fn apply_fenced(&self, entries: &[LogEntry], fence: &dyn CommitFence) -> Result<()>;
+
+    /// [`apply_fenced`](Self::apply_fenced) with nothing that can supersede the write.
+    fn apply(&self, entries: &[LogEntry]) -> Result<()> {
+        self.apply_fenced(entries, &Unfenced)
+    }
 
     /// The history id, head and oldest logged seq, read together (one transaction), so
     /// that a concurrent snapshot install cannot pair one history with another's seq.
@@ -177,11 +269,15 @@ pub trait KvStore: Send + Sync {
     /// replica. 0 when nothing was ever written.
     fn head_seq(&self) -> Result<u64>;
 
-    /// The oldest seq still in the log, if the log holds anything.
-    fn oldest_log_seq(&self) -> Result<Option<u64>>;
+    /// Log entries with seq > `after`, in seq order: at most `max_entries`, and no more
+    /// than `max_bytes` of keys and values once the first entry is taken (the first is
+    /// always taken, whatever its size).
+    fn log_batch(&self, after: u64, max_entries: usize, max_bytes: usize) -> Result<Vec<LogEntry>>;
 
     /// Up to `limit` log entries with seq > `after`, in seq order.
-    fn log_since(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>>;
+    fn log_since(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>> {
+        self.log_batch(after, limit, usize::MAX)
+    }
 
     /// Delete the oldest log entries so that at most `keep` remain (never fewer than one),
     /// removing at most `batch` rows per call. Returns how many rows were removed.
@@ -191,15 +287,27 @@ pub trait KvStore: Send + Sync {
     fn snapshot(&self) -> Result<Box<dyn Snapshot>>;
 
     /// Replica: replace the whole contents with a snapshot of history `history_id` at
-    /// `seq`, read chunk by chunk from `chunks`, in one transaction. The log is emptied (its
-    /// entries belonged to the replaced state). Readers see the old contents or the new
-    /// ones, never a mix; if `chunks` fails, nothing changes. Returns the number of keys.
+    /// `seq`, read chunk by chunk from `chunks`, in one transaction that commits only if
+    /// `fence` still allows it. The log is emptied (its entries belonged to the replaced
+    /// state). Readers see the old contents or the new ones, never a mix; if `chunks` or
+    /// the fence fails, nothing changes. Returns the number of keys.
+    fn install_snapshot_fenced(
+        &self,
+        history_id: &str,
+        seq: u64,
+        chunks: &mut ChunkSource<'_>,
+        fence: &dyn CommitFence,
+    ) -> Result<u64>;
+
+    /// [`install_snapshot_fenced`](Self::install_snapshot_fenced), unfenced.
     fn install_snapshot(
         &self,
         history_id: &str,
         seq: u64,
         chunks: &mut ChunkSource<'_>,
-    ) -> Result<u64>;
+    ) -> Result<u64> {
+        self.install_snapshot_fenced(history_id, seq, chunks, &Unfenced)
+    }
 
     /// The id of the history this store's writes belong to (`None` for a replica that has
     /// never synced).
@@ -281,42 +389,74 @@ pub fn new_history_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// Checks that `entries` continue a history whose head is `head`: seqs `head+1, head+2...`,
-/// none beyond [`MAX_SEQ`].
+/// The one rule of seq continuity: `got` must be exactly the seq after `last`, and no
+/// seq goes beyond [`MAX_SEQ`]. Both stores and the replica's receiver check it.
+pub fn check_next_seq(last: u64, got: u64) -> Result<()> {
+    let expected = last.checked_add(1).filter(|&next| next <= MAX_SEQ);
+    if Some(got) != expected {
+        return Err(crate::error::Error::SeqOutOfOrder {
+            expected: expected.unwrap_or(MAX_SEQ),
+            got,
+        });
+    }
+    Ok(())
+}
+
+/// Checks that `entries` continue a history whose head is `head`: seqs `head+1, head+2...`.
 pub fn check_continues(head: u64, entries: &[LogEntry]) -> Result<()> {
     let mut last = head;
     for entry in entries {
-        let expected = last.checked_add(1).filter(|&next| next <= MAX_SEQ);
-        if Some(entry.seq) != expected {
-            return Err(crate::error::Error::SeqOutOfOrder {
-                expected: expected.unwrap_or(MAX_SEQ),
-                got: entry.seq,
-            });
-        }
+        check_next_seq(last, entry.seq)?;
         last = entry.seq;
     }
     Ok(())
 }
 
-/// Takes pairs from `pairs` into one snapshot chunk: at most `max_entries`, stopping once
-/// `max_bytes` of keys and values are reached, and always at least one pair while any
-/// remain. Pulls nothing past the chunk, so the source resumes where the chunk ended.
-pub fn fill_chunk(
-    pairs: impl Iterator<Item = Result<Pair>>,
+/// Takes pairs from `pairs` into one snapshot chunk: at most `max_entries`, and at most
+/// `max_bytes` of keys and values, except that the first pair is always taken (a pair
+/// larger than `max_bytes` travels alone). A pair that would overflow the chunk is left
+/// in `pairs` (peeked, not taken), so the source resumes exactly where the chunk ended.
+pub fn fill_chunk<I: Iterator<Item = Result<Pair>>>(
+    pairs: &mut std::iter::Peekable<I>,
     max_entries: usize,
     max_bytes: usize,
 ) -> Result<Vec<Pair>> {
     let mut chunk = Vec::new();
-    let mut bytes = 0;
-    for pair in pairs.take(max_entries.max(1)) {
-        let pair = pair?;
-        bytes += pair.0.len() + pair.1.len();
-        chunk.push(pair);
-        if bytes >= max_bytes {
+    let mut bytes = 0usize;
+    while chunk.len() < max_entries.max(1) {
+        let size = match pairs.peek() {
+            None => break,
+            Some(Ok((key, value))) => key.len() + value.len(),
+            Some(Err(_)) => 0, // taken below, to return the error
+        };
+        if !chunk.is_empty() && bytes.saturating_add(size) > max_bytes {
             break;
         }
+        let Some(pair) = pairs.next() else { break };
+        chunk.push(pair?);
+        bytes = bytes.saturating_add(size);
     }
     Ok(chunk)
+}
+
+/// Takes entries from `entries` while they fit: at most `max_entries`, and at most
+/// `max_bytes` of keys and values once the first is taken ([`KvStore::log_batch`]).
+pub fn fill_log_batch(
+    entries: impl Iterator<Item = Result<LogEntry>>,
+    max_entries: usize,
+    max_bytes: usize,
+) -> Result<Vec<LogEntry>> {
+    let mut batch = Vec::new();
+    let mut bytes = 0usize;
+    for entry in entries.take(max_entries) {
+        let entry = entry?;
+        bytes = bytes.saturating_add(entry.op.size());
+        if !batch.is_empty() && bytes > max_bytes {
+            break;
+        }
+        batch.push(entry);
+    }
+    Ok(batch)
 }
 
 /// The smallest string greater than every string starting with `prefix`, if one exists:
@@ -347,6 +487,80 @@ mod tests {
         assert_eq!(prefix_upper_bound(""), None);
         assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
         assert_eq!(prefix_upper_bound("\u{D7FF}").as_deref(), Some("\u{E000}"));
+    }
+
+    fn pair(key: &str, bytes: usize) -> Result<Pair> {
+        Ok((key.to_string(), "v".repeat(bytes)))
+    }
+
+    #[test]
+    fn a_chunk_never_outgrows_its_byte_bound_unless_one_pair_does() {
+        // ~1 MB of small pairs sorting before one maximal value: the big pair must not be
+        // added to the chunk of small ones (that chunk would not fit one frame).
+        let mut pairs = (0..1000)
+            .map(|i| pair(&format!("a{i:04}"), 1000))
+            .chain([pair("b", MAX_VALUE_BYTES)])
+            .peekable();
+        let mut chunks = Vec::new();
+        loop {
+            let chunk = fill_chunk(&mut pairs, 1000, 256 * 1024).expect("chunk");
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(chunk);
+        }
+        for chunk in &chunks {
+            let bytes: usize = chunk.iter().map(|(k, v)| k.len() + v.len()).sum();
+            assert!(
+                bytes <= 256 * 1024 || chunk.len() == 1,
+                "a chunk of {} pairs holds {bytes} bytes",
+                chunk.len()
+            );
+        }
+        let last = chunks.last().expect("chunks");
+        assert_eq!(last.len(), 1, "the maximal value travels alone");
+        assert_eq!(last[0].0, "b");
+        let total: usize = chunks.iter().map(Vec::len).sum();
+        assert_eq!(total, 1001, "nothing skipped or repeated");
+    }
+
+    #[test]
+    fn a_log_batch_stops_before_its_byte_bound_but_takes_one_entry() {
+        let entry = |seq, bytes| {
+            Ok(LogEntry {
+                seq,
+                op: Op::Put {
+                    key: "k".into(),
+                    value: "v".repeat(bytes),
+                },
+            })
+        };
+        let batch = fill_log_batch(
+            [entry(1, 10), entry(2, 10), entry(3, 10)].into_iter(),
+            10,
+            25,
+        )
+        .expect("batch");
+        assert_eq!(batch.len(), 2);
+        let batch =
+            fill_log_batch([entry(1, 100), entry(2, 1)].into_iter(), 10, 25).expect("batch");
+        assert_eq!(batch.len(), 1, "the first entry is taken whatever its size");
+    }
+
+    #[test]
+    fn sizes_beyond_the_limits_are_refused() {
+        let put = |key: String, value: String| Op::Put { key, value };
+        assert!(put("k".into(), "v".repeat(MAX_VALUE_BYTES))
+            .check_size()
+            .is_ok());
+        let too_long = put("k".into(), "v".repeat(MAX_VALUE_BYTES + 1)).check_size();
+        assert!(too_long
+            .unwrap_err()
+            .to_string()
+            .contains("value too large"));
+        let key = "k".repeat(MAX_KEY_BYTES + 1);
+        let err = Op::Delete { key }.check_size().unwrap_err();
+        assert!(err.to_string().contains("key too large"), "{err}");
     }
 
     #[test]

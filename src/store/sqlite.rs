@@ -11,20 +11,22 @@
 
 mod files;
 mod inspect;
+mod lock;
 mod rows;
 mod snapshot;
 
 use files::{storage_error, OpenFiles};
 pub use inspect::{inspect, LATEST_SCHEMA_VERSION};
+use lock::FileLock;
 use rows::{
-    append_ops, digest_on, get_meta, head, init_meta, log_entry, query_pairs, range_sql,
-    read_log_row, set_meta, sql_seq, write_op,
+    append_ops, digest_on, get_meta, head, init_meta, log_entry, query_keys, query_pairs,
+    range_sql, read_log_row, set_meta, sql_seq, write_op,
 };
-use snapshot::SqliteSnapshot;
+use snapshot::{SqliteKeyCursor, SqliteSnapshot};
 
 use super::{
-    check_continues, BatchSeqs, ChunkSource, ContentDigest, KvStore, LogEntry, Op, Pair, Position,
-    Role, Snapshot,
+    check_continues, fill_log_batch, BatchSeqs, ChunkSource, CommitFence, ContentDigest, KeyCursor,
+    KvStore, LogEntry, Op, Pair, Position, Role, Snapshot, Unfenced,
 };
 use crate::error::{Error, Result};
 use crate::locks::lock;
@@ -55,13 +57,17 @@ pub struct SqliteStore {
     writer: Mutex<Connection>,
     /// The files the writer opened, as they were when it opened them.
     files: OpenFiles,
+    /// This node's exclusive hold on the file; declared last, so it is released only
+    /// after every connection has closed (and the last one checkpointed the WAL).
+    _lock: FileLock,
 }
 
 impl SqliteStore {
-    /// Open (or create) the database at `path` for `role`: refuse foreign, newer-schema or
-    /// other-role files untouched, then migrate, switch to WAL, and give a new primary its
-    /// history id.
+    /// Open (or create) the database at `path` for `role`: take the file's lock (refused
+    /// while another node has it open), refuse foreign, newer-schema or other-role files
+    /// untouched, then migrate, switch to WAL, and give a new primary its history id.
     pub fn open(path: &Path, role: Role) -> Result<Self> {
+        let lock = FileLock::acquire(path)?;
         inspect(path, role)?;
         let cannot = |e: rusqlite::Error| {
             let hint = match e.sqlite_error_code() {
@@ -97,6 +103,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(conn),
             files,
+            _lock: lock,
         })
     }
 
@@ -138,11 +145,21 @@ impl SqliteStore {
         lock(&self.writer)
     }
 
-    /// The one write path: runs `f` in an immediate transaction on the writer and commits
-    /// it, unless [`check_files`](Self::check_files) finds the file gone (only checked when
-    /// `f` changed rows: a transaction that changes nothing acknowledges nothing). On any
-    /// error the transaction is rolled back, and a storage fault names the file.
+    /// [`write_fenced`](Self::write_fenced) for writes nothing can supersede.
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        self.write_fenced(&Unfenced, f)
+    }
+
+    /// The one write path: runs `f` in an immediate transaction on the writer and commits
+    /// it through `fence`, unless [`OpenFiles::check`] finds the file gone (only checked
+    /// when `f` changed rows: a transaction that changes nothing acknowledges nothing). On
+    /// any error, or a fence that refuses, the transaction is rolled back, and a storage
+    /// fault names the file.
+    fn write_fenced<T>(
+        &self,
+        fence: &dyn CommitFence,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
         let mut conn = self.writer();
         let before = conn.total_changes();
         let tx = conn
@@ -155,7 +172,12 @@ impl SqliteStore {
         if tx.total_changes() != before {
             self.files.check(&self.path)?;
         }
-        tx.commit().map_err(|e| storage_error(&self.path, e))?;
+        // Dropped uncommitted (rolled back) if the fence refuses.
+        let mut tx = Some(tx);
+        fence.commit_if_current(&mut || match tx.take() {
+            Some(tx) => tx.commit().map_err(|e| storage_error(&self.path, e)),
+            None => Ok(()),
+        })?;
         Ok(value)
     }
 }
@@ -178,6 +200,15 @@ impl KvStore for SqliteStore {
         self.read(|conn| query_pairs(conn, prefix, after, limit))
     }
 
+    fn scan_keys(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        self.read(|conn| query_keys(conn, prefix, after, limit))
+    }
+
+    fn key_cursor(&self, prefix: &str) -> Result<Box<dyn KeyCursor>> {
+        let conn = self.open_reader()?;
+        Ok(Box::new(SqliteKeyCursor::begin(conn, prefix)?))
+    }
+
     fn count(&self, prefix: &str) -> Result<u64> {
         let (sql, upper) = range_sql("count(*)", prefix, "");
         self.read(|conn| {
@@ -196,11 +227,11 @@ impl KvStore for SqliteStore {
         })
     }
 
-    fn apply(&self, entries: &[LogEntry]) -> Result<()> {
+    fn apply_fenced(&self, entries: &[LogEntry], fence: &dyn CommitFence) -> Result<()> {
         let Some(last) = entries.last() else {
             return Ok(());
         };
-        self.write(|tx| {
+        self.write_fenced(fence, |tx| {
             check_continues(head(tx)?, entries)?;
             for entry in entries {
                 // A replica logs every entry, including deletes of keys it does not hold,
@@ -233,21 +264,15 @@ impl KvStore for SqliteStore {
         self.read(head)
     }
 
-    fn oldest_log_seq(&self) -> Result<Option<u64>> {
-        self.read(|conn| {
-            let seq: Option<i64> = conn.query_row("SELECT min(seq) FROM log", [], |r| r.get(0))?;
-            Ok(seq.map(|s| s as u64))
-        })
-    }
-
-    fn log_since(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>> {
+    fn log_batch(&self, after: u64, max_entries: usize, max_bytes: usize) -> Result<Vec<LogEntry>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, op, key, value FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
             let after = after.min(i64::MAX as u64) as i64;
-            let rows = stmt.query_map(params![after, limit as i64], read_log_row)?;
-            rows.map(|row| log_entry(row?)).collect()
+            let limit = i64::try_from(max_entries).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![after, limit], read_log_row)?;
+            fill_log_batch(rows.map(|row| log_entry(row?)), max_entries, max_bytes)
         })
     }
 
@@ -270,14 +295,15 @@ impl KvStore for SqliteStore {
         Ok(Box::new(SqliteSnapshot::begin(conn)?))
     }
 
-    fn install_snapshot(
+    fn install_snapshot_fenced(
         &self,
         history_id: &str,
         seq: u64,
         chunks: &mut ChunkSource<'_>,
+        fence: &dyn CommitFence,
     ) -> Result<u64> {
         sql_seq(seq)?;
-        self.write(|tx| {
+        self.write_fenced(fence, |tx| {
             tx.execute_batch("DELETE FROM kv; DELETE FROM log;")?;
             let mut count = 0;
             while let Some(chunk) = chunks()? {

@@ -97,7 +97,7 @@ pub fn state<S: KvStore>(store: &S) -> State {
     State {
         contents: contents(store),
         head: store.head_seq().expect("head_seq"),
-        oldest: store.oldest_log_seq().expect("oldest_log_seq"),
+        oldest: store.position().expect("position").oldest_log,
         log: whole_log(store),
         history: store.history_id().expect("history_id"),
     }

@@ -8,7 +8,7 @@ use kv::store::{KvStore, LogEntry, Role};
 pub fn seq_increases_by_one_per_write<B: Backend>(backend: &B) {
     let store = backend.open(Role::Primary);
     assert_eq!(store.head_seq().expect("head"), 0);
-    assert_eq!(store.oldest_log_seq().expect("oldest"), None);
+    assert_eq!(store.position().expect("position").oldest_log, None);
 
     let ops = [
         put_op("a", "1"),
@@ -27,7 +27,7 @@ pub fn seq_increases_by_one_per_write<B: Backend>(backend: &B) {
             "seq of {op:?}"
         );
         assert_eq!(store.head_seq().expect("head"), expected);
-        assert_eq!(store.oldest_log_seq().expect("oldest"), Some(1));
+        assert_eq!(store.position().expect("position").oldest_log, Some(1));
     }
     let log = whole_log(&store);
     assert_eq!(
@@ -69,27 +69,27 @@ pub fn log_since_returns_entries_after_seq<B: Backend>(backend: &B) {
 pub fn trim_log_keeps_newest_in_batches<B: Backend>(backend: &B) {
     let store = backend.open(Role::Primary);
     assert_eq!(store.trim_log(0, 100).expect("trim an empty log"), 0);
-    assert_eq!(store.oldest_log_seq().expect("oldest"), None);
+    assert_eq!(store.position().expect("position").oldest_log, None);
 
     for i in 1..=10 {
         put(&store, &format!("k{i}"), "v");
     }
     let full = whole_log(&store);
-    assert_eq!(store.oldest_log_seq().expect("oldest"), Some(1));
+    assert_eq!(store.position().expect("position").oldest_log, Some(1));
 
     assert_eq!(store.trim_log(20, 100).expect("trim"), 0, "keep > len");
     assert_eq!(store.trim_log(10, 100).expect("trim"), 0, "keep == len");
     assert_eq!(store.trim_log(3, 0).expect("trim"), 0, "batch 0");
-    assert_eq!(store.oldest_log_seq().expect("oldest"), Some(1));
+    assert_eq!(store.position().expect("position").oldest_log, Some(1));
 
     // At most `batch` per call.
     assert_eq!(store.trim_log(3, 2).expect("trim"), 2);
-    assert_eq!(store.oldest_log_seq().expect("oldest"), Some(3));
+    assert_eq!(store.position().expect("position").oldest_log, Some(3));
     assert_eq!(store.trim_log(3, 2).expect("trim"), 2);
-    assert_eq!(store.oldest_log_seq().expect("oldest"), Some(5));
+    assert_eq!(store.position().expect("position").oldest_log, Some(5));
     // Then stops at `keep`.
     assert_eq!(store.trim_log(3, 100).expect("trim"), 3);
-    assert_eq!(store.oldest_log_seq().expect("oldest"), Some(8));
+    assert_eq!(store.position().expect("position").oldest_log, Some(8));
     assert_eq!(store.trim_log(3, 100).expect("trim"), 0);
     assert_eq!(whole_log(&store), &full[7..]);
     // log_since from a trimmed seq starts at the oldest retained entry.
@@ -98,7 +98,7 @@ pub fn trim_log_keeps_newest_in_batches<B: Backend>(backend: &B) {
 
     // Never fewer than one, even when asked for zero.
     assert_eq!(store.trim_log(0, 100).expect("trim"), 2);
-    assert_eq!(store.oldest_log_seq().expect("oldest"), Some(10));
+    assert_eq!(store.position().expect("position").oldest_log, Some(10));
     assert_eq!(store.trim_log(0, 100).expect("trim"), 0);
     assert_eq!(store.trim_log(1, 100).expect("trim"), 0);
     assert_eq!(whole_log(&store), &full[9..]);
@@ -106,14 +106,14 @@ pub fn trim_log_keeps_newest_in_batches<B: Backend>(backend: &B) {
     // A huge keep removes nothing.
     put(&store, "k11", "v");
     assert_eq!(store.trim_log(u64::MAX, usize::MAX).expect("trim"), 0);
-    assert_eq!(store.oldest_log_seq().expect("oldest"), Some(10));
+    assert_eq!(store.position().expect("position").oldest_log, Some(10));
 
     // Trimming touches neither the data nor the head; seqs continue.
     assert_eq!(store.count("").expect("count"), 11);
     assert_eq!(store.head_seq().expect("head"), 11);
     assert_eq!(put(&store, "k12", "v"), 12);
     assert_eq!(store.trim_log(1, usize::MAX).expect("trim"), 2);
-    assert_eq!(store.oldest_log_seq().expect("oldest"), Some(12));
+    assert_eq!(store.position().expect("position").oldest_log, Some(12));
     assert_eq!(store.head_seq().expect("head"), 12);
 
     // The same holds on a replica.
@@ -124,7 +124,7 @@ pub fn trim_log_keeps_newest_in_batches<B: Backend>(backend: &B) {
         .collect();
     replica.apply(&entries).expect("apply");
     assert_eq!(replica.trim_log(2, 100).expect("trim replica"), 3);
-    assert_eq!(replica.oldest_log_seq().expect("oldest"), Some(104));
+    assert_eq!(replica.position().expect("position").oldest_log, Some(104));
     assert_eq!(replica.head_seq().expect("head"), 105);
     assert_eq!(whole_log(&replica), &entries[3..]);
 }

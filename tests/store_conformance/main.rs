@@ -148,7 +148,7 @@ fn sqlite_reopen_keeps_data_and_head_seq() {
     let store = SqliteStore::open(&path, Role::Primary).expect("reopen");
     assert_eq!(contents(&store), pairs(&[("a", "one"), ("c", "")]));
     assert_eq!(store.head_seq().expect("head"), 5);
-    assert_eq!(store.oldest_log_seq().expect("oldest"), Some(5));
+    assert_eq!(store.position().expect("position").oldest_log, Some(5));
     assert_eq!(
         store.log_since(0, ALL).expect("log"),
         vec![entry(5, put_op("c", ""))]

@@ -57,7 +57,7 @@ pub fn delete_missing_key_consumes_no_seq<B: Backend>(backend: &B) {
     // On an empty store.
     assert_eq!(del(&store, "nothing"), None);
     assert_eq!(store.head_seq().expect("head"), 0);
-    assert_eq!(store.oldest_log_seq().expect("oldest"), None);
+    assert_eq!(store.position().expect("position").oldest_log, None);
     assert!(whole_log(&store).is_empty());
 
     assert_eq!(put(&store, "a", "1"), 1);

@@ -42,7 +42,7 @@ pub fn replica_apply_accepts_consecutive_seqs<B: Backend>(backend: &B) {
     expected_log.extend(batch2);
     expected_log.push(entry(7, put_op("d", "4")));
     assert_eq!(whole_log(&store), expected_log);
-    assert_eq!(store.oldest_log_seq().expect("oldest"), Some(1));
+    assert_eq!(store.position().expect("position").oldest_log, Some(1));
 }
 
 pub fn replica_apply_rejects_gap_and_duplicate<B: Backend>(backend: &B) {

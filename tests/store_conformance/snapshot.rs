@@ -129,7 +129,7 @@ pub fn install_snapshot_replaces_everything<B: Backend>(backend: &B) {
             entry(3, put_op("old2", "y")),
         ])
         .expect("apply");
-    assert_eq!(store.oldest_log_seq().expect("oldest"), Some(1));
+    assert_eq!(store.position().expect("position").oldest_log, Some(1));
 
     let n = install(
         &store,
@@ -157,7 +157,7 @@ pub fn install_snapshot_replaces_everything<B: Backend>(backend: &B) {
         Some("10")
     );
     assert!(whole_log(&store).is_empty(), "log emptied");
-    assert_eq!(store.oldest_log_seq().expect("oldest"), None);
+    assert_eq!(store.position().expect("position").oldest_log, None);
 
     // The history continues right after the snapshot's seq.
     assert!(matches!(
@@ -169,7 +169,7 @@ pub fn install_snapshot_replaces_everything<B: Backend>(backend: &B) {
     ));
     store.apply(&[entry(11, del_op("a"))]).expect("apply 11");
     assert_eq!(whole_log(&store), vec![entry(11, del_op("a"))]);
-    assert_eq!(store.oldest_log_seq().expect("oldest"), Some(11));
+    assert_eq!(store.position().expect("position").oldest_log, Some(11));
     assert_eq!(store.head_seq().expect("head"), 11);
 
     // A snapshot of another history at a lower seq replaces everything again, head too.

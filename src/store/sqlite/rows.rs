@@ -156,12 +156,16 @@ pub(super) fn range_sql(columns: &str, prefix: &str, tail: &str) -> (String, Opt
     (sql, upper)
 }
 
-pub(super) fn query_pairs(
+/// Up to `limit` rows (read by `row`, whose first column is the key) of the keys starting
+/// with `prefix` that sort after `after` (if given), in key order.
+fn query_range<T>(
     conn: &Connection,
+    columns: &str,
     prefix: &str,
     after: Option<&str>,
     limit: usize,
-) -> Result<Vec<Pair>> {
+    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<(String, T)>,
+) -> Result<Vec<(String, T)>> {
     if limit == 0 {
         return Ok(Vec::new());
     }
@@ -172,21 +176,44 @@ pub(super) fn query_pairs(
     // `key >= lower` also admits `after` itself; it is filtered below, hence one row more
     // than `limit` (saturating: `usize::MAX as i64 + 1` would be `LIMIT 0`).
     let rows_wanted = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
-    let (sql, upper) = range_sql("key, value", prefix, " ORDER BY key LIMIT ?3");
+    let (sql, upper) = range_sql(columns, prefix, " ORDER BY key LIMIT ?3");
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![lower, upper, rows_wanted], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-    })?;
-    let mut pairs = Vec::new();
-    for row in rows {
-        let pair = row?;
-        if Some(pair.0.as_str()) == after {
+    let rows = stmt.query_map(params![lower, upper, rows_wanted], row)?;
+    let mut found = Vec::new();
+    for item in rows {
+        let item = item?;
+        if Some(item.0.as_str()) == after {
             continue;
         }
-        pairs.push(pair);
-        if pairs.len() == limit {
+        found.push(item);
+        if found.len() == limit {
             break;
         }
     }
-    Ok(pairs)
+    Ok(found)
+}
+
+/// Pairs in a key range (see [`query_range`]).
+pub(super) fn query_pairs(
+    conn: &Connection,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Pair>> {
+    query_range(conn, "key, value", prefix, after, limit, |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })
+}
+
+/// Keys in a key range (see [`query_range`]), without reading their values.
+pub(super) fn query_keys(
+    conn: &Connection,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let keys = query_range(conn, "key", prefix, after, limit, |row| {
+        Ok((row.get::<_, String>(0)?, ()))
+    })?;
+    Ok(keys.into_iter().map(|(key, ())| key).collect())
 }

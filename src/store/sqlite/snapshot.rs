@@ -1,10 +1,11 @@
-//! A snapshot of a SQLite store: one read transaction on its own connection, pinned until
-//! the snapshot is dropped, read in key order by key ranges (`key > last`), so memory is
-//! bounded by the chunk size whatever the database's size.
+//! Consistent views of a SQLite store: a snapshot of the whole contents, and a cursor over
+//! the keys of a prefix. Each is one read transaction on its own connection, pinned until
+//! it is dropped, read in key order by key ranges (`key > last`), so memory is bounded by
+//! the chunk or page size whatever the database's size.
 
-use super::rows::{get_meta, head};
+use super::rows::{get_meta, head, query_keys};
 use crate::error::{Error, Result};
-use crate::store::{fill_chunk, Pair, Snapshot, SnapshotInfo};
+use crate::store::{fill_chunk, KeyCursor, Pair, Snapshot, SnapshotInfo};
 use rusqlite::{params, Connection};
 
 /// A snapshot held open as a read transaction on its own connection; chunks are read by
@@ -56,7 +57,9 @@ impl Snapshot for SqliteSnapshot {
                 stmt.query(params![last, limit])?
             }
         };
-        let pairs = std::iter::from_fn(|| match rows.next() {
+        // A row peeked but not taken by `fill_chunk` is read again by the next chunk's
+        // query (`key > last`).
+        let mut pairs = std::iter::from_fn(|| match rows.next() {
             Ok(Some(row)) => Some(
                 row.get(0)
                     .and_then(|k| Ok((k, row.get(1)?)))
@@ -64,11 +67,46 @@ impl Snapshot for SqliteSnapshot {
             ),
             Ok(None) => None,
             Err(e) => Some(Err(Error::from(e))),
-        });
-        let chunk = fill_chunk(pairs, max_entries, max_bytes)?;
+        })
+        .peekable();
+        let chunk = fill_chunk(&mut pairs, max_entries, max_bytes)?;
         if let Some((key, _)) = chunk.last() {
             self.last_key = Some(key.clone());
         }
         Ok(chunk)
+    }
+}
+
+/// The keys of one prefix, held open as a read transaction on its own connection.
+pub(super) struct SqliteKeyCursor {
+    conn: Connection,
+    prefix: String,
+    last_key: Option<String>,
+}
+
+impl SqliteKeyCursor {
+    /// Starts the read transaction on `conn`: the view is pinned from here on.
+    pub(super) fn begin(conn: Connection, prefix: &str) -> Result<Self> {
+        conn.execute_batch("BEGIN DEFERRED")?;
+        conn.query_row("SELECT count(*) FROM meta", [], |_| Ok(()))?;
+        Ok(SqliteKeyCursor {
+            conn,
+            prefix: prefix.to_string(),
+            last_key: None,
+        })
+    }
+}
+
+impl KeyCursor for SqliteKeyCursor {
+    fn next_page(&mut self, max: usize) -> Result<Vec<String>> {
+        let page = query_keys(&self.conn, &self.prefix, self.last_key.as_deref(), max)?;
+        if let Some(key) = page.last() {
+            self.last_key = Some(key.clone());
+        }
+        Ok(page)
+    }
+
+    fn rewind(&mut self) {
+        self.last_key = None;
     }
 }
