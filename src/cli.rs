@@ -1,22 +1,25 @@
-//! The command line (`kv primary ...`, `kv replica ...`) and the start-up sequence it
-//! drives: open the store, bind the replication port, start the node, print the ready
-//! banner, then run the shell or wait for SIGINT/SIGTERM.
+//! The command line (`kv primary ...`, `kv replica ...`): parse it, start the node through
+//! [`server::start`], print the ready banner, then run the shell or wait for
+//! SIGINT/SIGTERM, and stop the node.
+//!
+//! Where things are printed: the banner and command list go to stdout under an
+//! interactive shell and in service mode (`--no-shell`), and to stderr when the shell
+//! reads a pipe, so a script's stdout holds nothing but the results of its commands (and,
+//! with `--join`, the line reporting the first sync).
 
-use crate::error::{Error, Result};
-use crate::node::retention::{self, DEFAULT_LOG_RETAIN};
-use crate::node::Node;
-use crate::replica::ReplicaLink;
-use crate::replication::receiver::SyncReport;
+use crate::error::Result;
+use crate::node::budget::DEFAULT_CLIENT_MEMORY_MIB;
+use crate::node::retention::DEFAULT_LOG_RETAIN;
+use crate::server::{self, default_listen, Config};
 use crate::shell::{self, Shell};
-use crate::store::{KvStore, MemoryStore, Role, SqliteStore};
+use crate::store::Role;
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tracing::{info, warn};
+use tracing::info;
 
 /// kv: a replicated, durable key-value store.
 #[derive(Debug, Parser)]
@@ -55,8 +58,13 @@ pub struct NodeArgs {
     /// Keep the newest N log entries (at least 1). A replica further behind than that
     /// gets a full resync instead of the missing entries.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_LOG_RETAIN,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = at_least_one)]
     pub log_retain: u64,
+    /// Memory for client requests being received or waiting to be written, in MiB, for
+    /// the whole node. Beyond it kv stops reading from clients until writes commit.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_CLIENT_MEMORY_MIB as u64,
+          value_parser = at_least_one)]
+    pub max_client_memory: u64,
 }
 
 /// Options of `kv replica`.
@@ -70,11 +78,38 @@ pub struct ReplicaArgs {
     pub join: Option<String>,
 }
 
+/// A whole number of at least 1, in words a user can act on.
+fn at_least_one(text: &str) -> std::result::Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
+    }
+}
+
 impl Cli {
     fn parts(&self) -> (Role, &NodeArgs, Option<&str>) {
         match &self.command {
             NodeCommand::Primary(args) => (Role::Primary, args, None),
             NodeCommand::Replica(args) => (Role::Replica, &args.node, args.join.as_deref()),
+        }
+    }
+
+    /// What [`server::start`] needs.
+    pub fn config(&self) -> Config {
+        let (role, args, join) = self.parts();
+        let mib = usize::try_from(args.max_client_memory).unwrap_or(usize::MAX);
+        Config {
+            role,
+            db: args.db.clone(),
+            listen: args
+                .listen
+                .clone()
+                .unwrap_or_else(|| default_listen(role).to_string()),
+            resp: args.resp.clone(),
+            log_retain: args.log_retain,
+            client_memory: mib.saturating_mul(1024 * 1024),
+            join: join.map(String::from),
         }
     }
 }
@@ -96,112 +131,57 @@ pub fn init_logging(cli: &Cli) {
         .init();
 }
 
-fn default_listen(role: Role) -> &'static str {
-    match role {
-        Role::Primary => "127.0.0.1:8080",
-        Role::Replica => "127.0.0.1:8081",
-    }
-}
-
-/// Opens the node's store: SQLite at `db`, or memory.
-pub fn open_store(db: Option<&std::path::Path>, role: Role) -> Result<Arc<dyn KvStore>> {
-    Ok(match db {
-        Some(path) => Arc::new(SqliteStore::open(path, role)?),
-        None => Arc::new(MemoryStore::new(role)),
-    })
-}
-
-async fn bind(addr: &str) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        Error::Invalid(format!(
-            "cannot listen on {addr}: {e} (expected a free HOST:PORT)"
-        ))
-    })
-}
-
 /// Runs the node the command line describes until the shell ends or a signal arrives.
 pub fn run(cli: Cli) -> Result<()> {
-    let (role, args, join) = cli.parts();
-    if let Some(upstream) = join {
-        shell::validate_addr(upstream).map_err(|e| Error::Invalid(format!("--join: {e}")))?;
-    }
+    let config = cli.config();
+    let no_shell = cli.parts().1.no_shell;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let store = open_store(args.db.as_deref(), role)?;
-    let listen = args.listen.as_deref().unwrap_or(default_listen(role));
-    let listener = runtime.block_on(bind(listen))?;
-    let local = listener.local_addr()?;
-    if !local.ip().is_loopback() {
-        warn!("listening on {local}: replication links are not authenticated; keep this port on a trusted network");
-    }
-    let node = Arc::new(Node::new(
-        Arc::clone(&store),
-        role,
-        local,
-        store.head_seq()?,
-    ));
-    runtime.spawn(crate::primary::serve(Arc::clone(&node), listener));
-    runtime.spawn(retention::run(Arc::clone(&node), args.log_retain));
-    let clients_port = match &args.resp {
-        Some(addr) => {
-            let clients = runtime.block_on(bind(addr))?;
-            let client_addr = clients.local_addr()?;
-            if !client_addr.ip().is_loopback() {
-                warn!("clients on {client_addr}: the Redis port has no authentication; keep it on a trusted network");
-            }
-            let port = client_addr.port();
-            runtime.spawn(crate::resp::serve(Arc::clone(&node), clients));
-            Some(port)
-        }
-        None => None,
-    };
-    let link = (role == Role::Replica).then(|| {
-        Arc::new(ReplicaLink::new(
-            Arc::clone(&node),
-            runtime.handle().clone(),
-        ))
-    });
-
+    let started = server::start(&config, &runtime)?;
+    let node = started.node;
     // Service mode stops on signals; the shell leaves them at their defaults (Ctrl-C is
     // the line editor's).
-    let stop_signals = match args.no_shell {
+    let stop_signals = match no_shell {
         true => Some(runtime.block_on(async { StopSignals::install() })?),
         false => None,
     };
-    println!("{}", shell::ready_line(role, local.port()));
-    if let Some(port) = clients_port {
-        println!("Clients (Redis protocol) on port {port}");
+    let interactive = std::io::stdin().is_terminal();
+    let mut banner = shell::ready_line(config.role, started.listen_addr.port());
+    if let Some(addr) = started.client_addr {
+        banner.push_str(&format!(
+            "\nClients (Redis protocol) on port {}",
+            addr.port()
+        ));
     }
-    if !args.no_shell {
-        println!("{}", shell::command_help(role));
+    if !no_shell {
+        banner.push('\n');
+        banner.push_str(&shell::command_help(config.role));
     }
-    info!("{role} ready on {local}, data in {}", store.location());
-    if let (Some(link), Some(upstream)) = (&link, join) {
-        let first_sync = link.follow(upstream.to_string(), true);
+    match no_shell || interactive {
+        true => println!("{banner}"),
+        false => eprintln!("{banner}"),
+    }
+    // The first sync's line, printed whenever it comes (between the shell's lines).
+    let (announce, announcements) = mpsc::channel::<String>();
+    if let Some(first_sync) = started.first_sync {
         runtime.spawn(async move {
             if let Ok(Ok(report)) = first_sync.await {
-                match report {
-                    SyncReport::Snapshot { .. } => println!("Snapshot received"),
-                    SyncReport::Resumed { from_seq } => {
-                        println!("Resumed after seq {from_seq} (partial resync)")
-                    }
-                }
+                let _ = announce.send(report.line());
             }
         });
     }
-
     let outcome = if let Some(signals) = stop_signals {
+        std::thread::spawn(move || announcements.iter().for_each(|line| println!("{line}")));
         runtime.block_on(signals.wait())
     } else {
-        let interactive = std::io::stdin().is_terminal();
-        let shell = Shell::new(Arc::clone(&node), link, runtime.handle().clone())
+        let shell = Shell::new(std::sync::Arc::clone(&node), runtime.handle().clone())
             .with_progress(interactive);
-        shell::input::run(&shell, interactive)
+        shell::input::run(&shell, interactive, announcements)
     };
-    node.shutdown_token().cancel();
+    runtime.block_on(node.stop());
     runtime.shutdown_timeout(Duration::from_secs(2));
-    info!("{role} stopped");
+    info!("{} stopped", config.role);
     outcome
 }
 

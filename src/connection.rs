@@ -3,16 +3,23 @@
 //! current maximum is refused from its length prefix alone, before anything is buffered.
 //! `Ok(None)` from a read means the peer closed cleanly between frames; a close in the
 //! middle of a frame is an error.
+//!
+//! A peer is declared dead by silence, not by size: [`MessageReader::read_within`] fails
+//! only when no byte at all arrived for the whole limit, so a large frame crawling over a
+//! slow link keeps its connection alive as long as it keeps moving.
 
 use crate::error::{Error, Result};
 use crate::protocol::{self, Message, MAX_FRAME};
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::codec::{Decoder, FramedRead, FramedWrite, LengthDelimitedCodec};
 
 /// tokio-util's length-delimited codec, remembering whether a frame has begun: the codec
@@ -76,9 +83,30 @@ pub fn peer_of(stream: &TcpStream) -> SocketAddr {
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
+/// A byte stream that remembers when it last delivered bytes.
+struct Watched<R> {
+    inner: R,
+    last_bytes: Instant,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.last_bytes = Instant::now();
+        }
+        polled
+    }
+}
+
 /// Reads whole messages from a byte stream.
 pub struct MessageReader<R> {
-    frames: FramedRead<R, FrameDecoder>,
+    frames: FramedRead<Watched<R>, FrameDecoder>,
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
@@ -88,8 +116,12 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             codec: codec(max_frame),
             in_frame: false,
         };
+        let watched = Watched {
+            inner: read,
+            last_bytes: Instant::now(),
+        };
         MessageReader {
-            frames: FramedRead::new(read, decoder),
+            frames: FramedRead::new(watched, decoder),
         }
     }
 
@@ -110,9 +142,9 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         }
     }
 
-    /// Like [`read`](Self::read), but a peer silent for `limit` is an error: a half-sent
-    /// frame or an idle peer cannot hold a task forever.
-    pub async fn read_within(
+    /// Like [`read`](Self::read), but the whole message must arrive within `limit`: for a
+    /// handshake, which is small, so a stranger trickling bytes cannot hold a slot.
+    pub async fn read_before(
         &mut self,
         limit: Duration,
         waiting_for: &str,
@@ -125,15 +157,39 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             ))),
         }
     }
+
+    /// Like [`read`](Self::read), but a peer from which no byte arrives for `limit` is an
+    /// error: a half-sent frame or an idle peer cannot hold a task forever, while a large
+    /// frame that keeps arriving, however slowly, is waited for.
+    pub async fn read_within(
+        &mut self,
+        limit: Duration,
+        waiting_for: &str,
+    ) -> Result<Option<Message>> {
+        let started = Instant::now();
+        loop {
+            // Silence counts from the last byte, or from now if that was earlier.
+            let heard = self.frames.get_ref().last_bytes.max(started);
+            let deadline = heard + limit;
+            // `read` is cancel-safe: bytes of a frame already received stay buffered.
+            if let Ok(result) = tokio::time::timeout_at(deadline, self.read()).await {
+                return result;
+            }
+            if self.frames.get_ref().last_bytes.max(started) + limit <= Instant::now() {
+                return Err(Error::Timeout(format!(
+                    "nothing received for {} ms while waiting for {waiting_for}",
+                    limit.as_millis()
+                )));
+            }
+        }
+    }
 }
 
 fn framing_error(e: std::io::Error) -> Error {
-    // tokio-util reports a stream that ends inside a frame as a plain `Other` error with
-    // this text (the `Decoder::decode_eof` default); name it for what it is.
-    let truncated = e.kind() == std::io::ErrorKind::UnexpectedEof
-        || e.to_string() == "bytes remaining on stream";
     match e.kind() {
-        _ if truncated => Error::Protocol("connection closed in the middle of a frame".into()),
+        std::io::ErrorKind::UnexpectedEof => {
+            Error::Protocol("connection closed in the middle of a frame".into())
+        }
         std::io::ErrorKind::InvalidData => Error::Protocol(format!("bad frame: {e}")),
         _ => Error::Io(e),
     }
@@ -208,6 +264,32 @@ mod tests {
         drop(a);
         let err = reader.read().await.expect_err("truncated after the header");
         assert!(err.to_string().contains("middle of a frame"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_frame_is_waited_for_but_silence_is_not() {
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let mut reader = MessageReader::new(b, MAX_FRAME);
+        let frame = protocol::encode(&Message::Ack { seq: 9 }).expect("encode");
+        let mut bytes = (frame.len() as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&frame);
+        let limit = Duration::from_secs(5);
+        let trickle = async move {
+            // One byte every 3 s: the frame takes far longer than the limit to arrive.
+            for byte in bytes {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                a.write_all(&[byte]).await.expect("write");
+            }
+            a
+        };
+        let (read, a) = tokio::join!(reader.read_within(limit, "a frame"), trickle);
+        assert_eq!(read.expect("alive"), Some(Message::Ack { seq: 9 }));
+        let silent = reader.read_within(limit, "a frame").await;
+        assert!(
+            matches!(silent, Err(Error::Timeout(_))),
+            "silence must end the wait: {silent:?}"
+        );
+        drop(a);
     }
 
     #[tokio::test]

@@ -64,9 +64,14 @@ pub enum Error {
     #[error("corrupt database: {0}")]
     Corrupt(String),
 
-    /// The peer reported an error and closed.
-    #[error("peer error: {0}")]
+    /// The peer reported an error and closed (the message says which peer).
+    #[error("{0}")]
     Remote(String),
+
+    /// The peer closed the connection between messages: not a protocol error (a node
+    /// stopping closes its links this way), but the link is gone.
+    #[error("{0}")]
+    Closed(String),
 
     /// A peer stayed silent longer than allowed.
     #[error("timed out: {0}")]
@@ -80,6 +85,11 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// A replica's link was replaced (`JOIN` elsewhere, or a reconnect) while one of its
+    /// writes was on its way to the store; the write was not committed.
+    #[error("the link was replaced; its write was not committed")]
+    Superseded,
+
     /// A background task went away (the node is shutting down).
     #[error("shutting down")]
     Shutdown,
@@ -90,6 +100,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<tokio::task::JoinError> for Error {
     fn from(err: tokio::task::JoinError) -> Self {
+        // A task is cancelled only when its runtime shuts down: that is the node stopping.
+        if err.is_cancelled() {
+            return Error::Shutdown;
+        }
         Error::Io(std::io::Error::other(err.to_string()))
+    }
+}
+
+impl Error {
+    /// Whether this is the node stopping rather than something going wrong: callers log
+    /// it quietly, if at all.
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self, Error::Shutdown)
     }
 }

@@ -3,8 +3,10 @@
 //! A primary commits each write to a [`store::KvStore`] together with a numbered log
 //! entry; replicas join it over TCP ([`protocol`], [`connection`]), receive a consistent
 //! snapshot followed by the log ([`replication`]), and serve reads from their own store.
-//! [`primary`] and [`replica`] wire a store, the replication tasks and a [`shell`] into a
-//! running node; [`cli`] is the command line that builds one.
+//! A [`node::Node`] composes a store, its replication state and (on a primary) the write
+//! path; the [`shell`] and the Redis client port ([`resp`]) drive it; [`cli`] parses the
+//! command line and starts one. Lower layers never use higher ones: `store` ←
+//! `protocol`/`connection`/`net` ← `replication` ← `node` ← `shell`/`resp` ← `cli`.
 
 #![warn(missing_docs)]
 
@@ -12,12 +14,12 @@ pub mod cli;
 pub mod connection;
 pub mod error;
 mod locks;
+pub mod net;
 pub mod node;
-pub mod primary;
 pub mod protocol;
-pub mod replica;
 pub mod replication;
 pub mod resp;
+pub mod server;
 pub mod shell;
 pub mod store;
 

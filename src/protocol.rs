@@ -12,7 +12,7 @@
 //! | `SnapshotEnd { seq }` | upstream → replica | the snapshot is complete; log entries after `seq` follow |
 //! | `Put { seq, key, value }` / `Delete { seq, key }` | upstream → replica | log entries, seq strictly increasing by one |
 //! | `Ack { seq }` | replica → upstream | everything up to `seq` is durable on the replica |
-//! | `Ping { seq }` | both | heartbeat carrying the sender's head seq |
+//! | `Ping { seq, head }` | both | heartbeat: `seq` is the last entry the sender sent, `head` its head |
 //! | `Error { message }` | both | the reason, sent before closing |
 //!
 //! Join with a full resync, then live streaming; a partial resync replaces the snapshot
@@ -36,7 +36,7 @@
 //! ```
 
 use crate::error::Result;
-use crate::store::{LogEntry, Op, Pair};
+use crate::store::{LogEntry, Op, Pair, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks; a `Join` with another version is refused.
@@ -51,8 +51,21 @@ pub const HANDSHAKE_MAX_FRAME: usize = 64 * 1024;
 
 /// Snapshot chunk bounds: at most this many pairs...
 pub const SNAPSHOT_CHUNK_ENTRIES: usize = 1000;
-/// ...and about this many bytes of keys and values per `Snapshot` message.
+/// ...and at most this many bytes of keys and values per `Snapshot` message, unless one
+/// pair is larger: it then travels alone.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// MessagePack's framing around one pair or entry, with room to spare: a string header
+/// is at most 5 bytes, an array header 5, a map key a few bytes more.
+const PAIR_OVERHEAD: usize = 64;
+
+// Every frame an upstream sends must fit MAX_FRAME, or a replica would refuse it and
+// retry forever: the largest entry (largest key and value) and the largest chunk (a
+// full chunk of small pairs, or one largest pair alone).
+const _: () = assert!(MAX_KEY_BYTES + MAX_VALUE_BYTES + 4 * PAIR_OVERHEAD <= MAX_FRAME);
+const _: () = assert!(
+    SNAPSHOT_CHUNK_BYTES + SNAPSHOT_CHUNK_ENTRIES * PAIR_OVERHEAD + PAIR_OVERHEAD <= MAX_FRAME
+);
 
 /// One replication message; see the module documentation for the table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,10 +134,15 @@ pub enum Message {
         /// The replica's applied seq.
         seq: u64,
     },
-    /// Heartbeat with the sender's head seq.
+    /// Heartbeat. From an upstream, `seq` is the last entry it sent on this connection (a
+    /// replica that has not received that far lost entries) and `head` its head (how far
+    /// behind the replica is); from a replica, both are its applied seq.
     Ping {
-        /// The sender's head.
+        /// The last entry sent (upstream), or the applied seq (replica).
         seq: u64,
+        /// The sender's head. Absent from older senders, so it defaults to 0.
+        #[serde(default)]
+        head: u64,
     },
     /// Why the sender is closing the connection.
     Error {
@@ -236,7 +254,7 @@ mod tests {
                 key: "a".into(),
             },
             Message::Ack { seq: 11 },
-            Message::Ping { seq: 11 },
+            Message::Ping { seq: 11, head: 20 },
             Message::Error {
                 message: "bye".into(),
             },
@@ -245,6 +263,36 @@ mod tests {
             let frame = encode(&message).expect("encode");
             assert_eq!(decode(&frame).expect("decode"), message);
         }
+    }
+
+    #[test]
+    fn the_largest_entry_and_chunk_fit_a_frame() {
+        let put = Message::Put {
+            seq: u64::MAX,
+            key: "k".repeat(MAX_KEY_BYTES),
+            value: "v".repeat(MAX_VALUE_BYTES),
+        };
+        assert!(encode(&put).expect("encode").len() <= MAX_FRAME);
+        let alone = Message::Snapshot {
+            entries: vec![("k".repeat(MAX_KEY_BYTES), "v".repeat(MAX_VALUE_BYTES))],
+        };
+        assert!(encode(&alone).expect("encode").len() <= MAX_FRAME);
+        let per_pair = SNAPSHOT_CHUNK_BYTES / SNAPSHOT_CHUNK_ENTRIES;
+        let full = Message::Snapshot {
+            entries: (0..SNAPSHOT_CHUNK_ENTRIES)
+                .map(|i| (format!("{i}"), "v".repeat(per_pair)))
+                .collect(),
+        };
+        assert!(encode(&full).expect("encode").len() <= MAX_FRAME);
+    }
+
+    #[test]
+    fn a_ping_without_head_from_an_older_sender_decodes() {
+        let old = b"\x81\xa4Ping\x81\xa3seq\x07";
+        assert_eq!(
+            decode(old).expect("decode"),
+            Message::Ping { seq: 7, head: 0 }
+        );
     }
 
     #[test]

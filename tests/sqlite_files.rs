@@ -17,12 +17,7 @@ fn script(db: &Path, input: &str) -> Vec<String> {
         input.as_bytes(),
     );
     assert_eq!(code, Some(0), "stderr: {stderr}");
-    stdout
-        .lines()
-        .skip_while(|l| *l != "- HELP")
-        .skip(1)
-        .map(String::from)
-        .collect()
+    stdout.lines().map(String::from).collect()
 }
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {

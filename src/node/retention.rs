@@ -3,7 +3,7 @@
 //! trimming never holds the writer for long. A replica that needs trimmed entries gets a
 //! full resync instead of a partial one.
 
-use super::Node;
+use crate::replication::Replication;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, warn};
@@ -19,7 +19,7 @@ const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Trims `node`'s log to the newest `keep` entries until the node shuts down: after every
 /// burst of writes (at most once per [`TRIM_INTERVAL`]), batch by batch.
-pub async fn run(node: Arc<Node>, keep: u64) {
+pub async fn run(node: Arc<Replication>, keep: u64) {
     let shutdown = node.shutdown_token().clone();
     loop {
         loop {
@@ -33,6 +33,8 @@ pub async fn run(node: Arc<Node>, keep: u64) {
                     tokio::task::yield_now().await;
                 }
                 Ok(_) => break,
+                // The node is stopping: not a failure.
+                Err(e) if e.is_shutdown() => return,
                 Err(e) => {
                     warn!("log trimming failed (will retry): {e}");
                     break;

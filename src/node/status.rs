@@ -1,8 +1,9 @@
 //! The `STATUS` report of a node: what it is, where its data lives, where its history
 //! stands, and how its replication links are doing.
 
-use super::{LinkState, Node};
+use super::Node;
 use crate::error::Result;
+use crate::replication::{LinkState, LinkStatus};
 use crate::store::Role;
 use std::fmt::Write as _;
 
@@ -29,9 +30,9 @@ pub fn render(node: &Node) -> Result<String> {
     line("keys", &store.count("")?);
     let digest = store.digest()?;
     line("digest", &format!("{} (seq {})", digest.hex, digest.seq));
-    line("listening", &node.listen_addr());
+    line("listening", &node.replication().listen_addr());
     if node.role() == Role::Replica {
-        let link = node.link();
+        let link = node.replication().link();
         line(
             "primary",
             &link
@@ -41,10 +42,7 @@ pub fn render(node: &Node) -> Result<String> {
         );
         line("link", &link.state.as_str());
         if link.state != LinkState::Idle {
-            line(
-                "lag",
-                &format!("{} entries", link.upstream_seq.saturating_sub(head)),
-            );
+            line("lag", &lag(&link, head));
         }
         if let Some(resync) = &link.last_resync {
             line("last_resync", resync);
@@ -53,19 +51,33 @@ pub fn render(node: &Node) -> Result<String> {
             line("last_error", error);
         }
     }
-    let downstreams = node.downstreams();
+    let downstreams = node.replication().downstreams().list();
     line("replicas", &downstreams.len());
     for replica in downstreams {
         let _ = writeln!(
             text,
-            "- {} (from {}): acked_seq {}, lag {} entries, last ack {:.1} s ago",
-            replica.replica_addr,
-            replica.peer,
+            "- {} (from {}): acked_seq {}, lag {} entries, last heard {:.1} s ago",
+            replica.identity.replica_addr,
+            replica.identity.peer,
             replica.acked_seq,
             head.saturating_sub(replica.acked_seq),
-            replica.last_ack.elapsed().as_secs_f64()
+            replica.last_heard.elapsed().as_secs_f64()
         );
     }
     text.pop();
     Ok(text)
+}
+
+/// `N entries (last entry received T s ago)`, or why the lag is not known yet.
+fn lag(link: &LinkStatus, applied: u64) -> String {
+    let Some(entries) = link.lag(applied) else {
+        return "unknown (the upstream has not told its head yet)".into();
+    };
+    match link.last_entry_at {
+        Some(at) => format!(
+            "{entries} entries (last entry received {:.1} s ago)",
+            at.elapsed().as_secs_f64()
+        ),
+        None => format!("{entries} entries (no entry received on this connection yet)"),
+    }
 }

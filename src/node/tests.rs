@@ -9,8 +9,9 @@ use super::*;
 use crate::store::{LogEntry, MemoryStore, SqliteStore};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
@@ -22,9 +23,16 @@ fn runtime() -> Runtime {
         .expect("runtime")
 }
 
+/// A runtime for the node's own tasks (a replica's link), apart from each test's.
+fn node_runtime() -> tokio::runtime::Handle {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(runtime).handle().clone()
+}
+
 fn node_on(store: Arc<dyn KvStore>, role: Role) -> Arc<Node> {
     let addr = "127.0.0.1:0".parse().expect("addr");
-    Arc::new(Node::new(store, role, addr, 0))
+    let node = Node::new(store, role, addr, node_runtime(), 64 << 20).expect("node");
+    Arc::new(node)
 }
 
 /// A primary on a fresh SQLite file; the directory must outlive it.
@@ -115,7 +123,10 @@ fn assert_logged_in_seq_order(node: &Node, results: Vec<(Op, Result<Option<u64>>
     assert_eq!(seqs, (1..=expected.len() as u64).collect::<Vec<_>>());
     let log = node.store().log_since(0, usize::MAX).expect("log");
     assert_eq!(log, expected);
-    assert_eq!(*node.subscribe_head().borrow(), expected.len() as u64);
+    assert_eq!(
+        *node.replication().subscribe_head().borrow(),
+        expected.len() as u64
+    );
 }
 
 #[test]
@@ -184,7 +195,7 @@ fn a_reply_comes_only_after_its_write_is_committed() {
                         .expect("write")
                         .expect("a put gets a seq");
                     assert!(
-                        *node.subscribe_head().borrow() >= seq,
+                        *node.replication().subscribe_head().borrow() >= seq,
                         "head behind a reply"
                     );
                     let logged: Option<(String, String)> = reader
@@ -290,7 +301,7 @@ fn a_failed_transaction_answers_every_request_in_it_and_stores_none() {
     assert_eq!(node.commits(), 1, "only the write before the removal");
     assert_eq!(node.store().head_seq().expect("head"), 1);
     assert_eq!(node.store().count("").expect("count"), 1);
-    assert_eq!(*node.subscribe_head().borrow(), 1);
+    assert_eq!(*node.replication().subscribe_head().borrow(), 1);
 }
 
 #[test]

@@ -12,19 +12,22 @@
 //! Each request is answered only after its transaction committed, and the head watch is
 //! advanced before the answers go out, so a caller that got its seq also sees the head
 //! at or past it. If the transaction fails, every request in it gets the error: none of
-//! them was stored. The queue is bounded ([`QUEUE_CAPACITY`]), so a flood of writers
-//! waits instead of growing memory. The thread ends when the [`Writer`] is dropped (its
-//! queue closes) after committing what was queued; the drop waits for it, so the thread's
-//! handle on the store is gone once the node is (a SQLite file then closes cleanly).
+//! them was stored. The queue is bounded in requests ([`QUEUE_CAPACITY`]), and each
+//! client request carries its [`Charge`] on the node's memory budget until it is
+//! committed, so a flood of writers waits (asynchronously) instead of growing memory. The
+//! thread ends when the [`Writer`] is dropped (its queue closes) after committing what was
+//! queued; the drop waits for it, so the thread's handle on the store is gone once the
+//! node is (a SQLite file then closes cleanly).
 
-use super::advance_head;
+use super::budget::Charge;
 use crate::error::{Error, Result};
+use crate::replication::advance_head;
 use crate::store::{BatchSeqs, KvStore, Op};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use tokio::sync::mpsc::{self, Receiver, Sender};
 use tokio::sync::{oneshot, watch};
 use tracing::error;
 
@@ -41,10 +44,12 @@ pub const MAX_BATCH_OPS: usize = 10_000;
 /// Each op's seq (`None`: a delete of an absent key), or why nothing was stored.
 type Reply = Result<Vec<Option<u64>>>;
 
-/// One caller's write: ops committed together, and where to answer.
+/// One caller's write: ops committed together, where to answer, and the memory it holds
+/// (released once it is committed).
 struct Request {
     ops: Vec<Op>,
     reply: oneshot::Sender<Reply>,
+    charge: Charge,
 }
 
 /// What the writer thread works with.
@@ -69,7 +74,7 @@ impl PendingWrite {
 /// The handle of a running writer thread: submits requests and counts commits.
 pub struct Writer {
     /// `None` only while dropping, to close the queue before joining the thread.
-    queue: Option<SyncSender<Request>>,
+    queue: Option<Sender<Request>>,
     thread: Option<JoinHandle<()>>,
     commits: Arc<AtomicU64>,
 }
@@ -78,7 +83,7 @@ impl Writer {
     /// Starts the writer thread for `store`, advancing `head` after each commit. If the
     /// thread cannot be started, the failure is logged and every write is refused.
     pub fn start(store: Arc<dyn KvStore>, head: watch::Sender<u64>) -> Self {
-        let (queue, requests) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
         let commits = Arc::new(AtomicU64::new(0));
         let committer = Committer {
             store,
@@ -101,34 +106,22 @@ impl Writer {
     }
 
     /// Queues `ops` to be committed atomically, grouped with whatever other writes are
-    /// waiting; the returned [`PendingWrite`] resolves once the transaction is durable.
-    /// Writes queued one after another commit in that order.
-    pub async fn submit(&self, ops: Vec<Op>) -> Result<PendingWrite> {
+    /// waiting, holding `charge` until then; the returned [`PendingWrite`] resolves once
+    /// the transaction is durable. Writes queued one after another commit in that order.
+    /// Waits (without blocking a thread) while the queue is full.
+    pub async fn submit(&self, ops: Vec<Op>, charge: Charge) -> Result<PendingWrite> {
         let (reply, replied) = oneshot::channel();
-        self.enqueue(Request { ops, reply }).await?;
+        let Some(queue) = &self.queue else {
+            return Err(Error::Shutdown);
+        };
+        let request = Request { ops, reply, charge };
+        queue.send(request).await.map_err(|_| Error::Shutdown)?;
         Ok(PendingWrite(replied))
     }
 
     /// How many transactions the writer has committed.
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
-    }
-
-    async fn enqueue(&self, request: Request) -> Result<()> {
-        let Some(queue) = &self.queue else {
-            return Err(Error::Shutdown);
-        };
-        match queue.try_send(request) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(request)) => {
-                // Backpressure: wait for room on the blocking pool, not on a runtime thread.
-                let queue = queue.clone();
-                tokio::task::spawn_blocking(move || queue.send(request))
-                    .await?
-                    .map_err(|_| Error::Shutdown)
-            }
-            Err(TrySendError::Disconnected(_)) => Err(Error::Shutdown),
-        }
     }
 }
 
@@ -145,18 +138,28 @@ impl Drop for Writer {
 
 impl Committer {
     /// The thread's loop: until the queue closes, commit whatever is waiting.
-    fn run(self, requests: Receiver<Request>) {
-        while let Ok(first) = requests.recv() {
-            let batch = gather(&requests, first);
+    fn run(self, mut requests: Receiver<Request>) {
+        while let Some(first) = requests.blocking_recv() {
+            let batch = gather(&mut requests, first);
             self.commit(batch);
         }
     }
 
     /// Commits `batch` in one transaction, advances the head, then answers every request.
     fn commit(&self, batch: Vec<Request>) {
-        let (ops, replies): (Vec<Vec<Op>>, Vec<oneshot::Sender<Reply>>) =
-            batch.into_iter().map(|r| (r.ops, r.reply)).unzip();
-        match self.append(&ops) {
+        let mut ops = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut charges = Vec::with_capacity(batch.len());
+        for request in batch {
+            ops.push(request.ops);
+            replies.push(request.reply);
+            charges.push(request.charge);
+        }
+        let appended = self.append(&ops);
+        // Committed (or failed): the requests' memory goes back to the budget.
+        drop(ops);
+        drop(charges);
+        match appended {
             Ok(seqs) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 if let Some(&max) = seqs.iter().flatten().flatten().max() {
@@ -187,7 +190,7 @@ impl Committer {
 }
 
 /// `first` and every request already queued behind it, up to the batch limits.
-fn gather(requests: &Receiver<Request>, first: Request) -> Vec<Request> {
+fn gather(requests: &mut Receiver<Request>, first: Request) -> Vec<Request> {
     let mut ops = first.ops.len();
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH_REQUESTS && ops < MAX_BATCH_OPS {

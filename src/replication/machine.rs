@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::protocol::Message;
-use crate::store::{LogEntry, Pair, MAX_SEQ};
+use crate::store::{check_next_seq, LogEntry, Pair, MAX_SEQ};
 
 /// What a replica must do with one message from its upstream.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,10 +34,10 @@ pub enum Step {
     },
     /// Apply this entry (the next in order).
     Apply(LogEntry),
-    /// The upstream's head, from a heartbeat.
+    /// A heartbeat: the upstream is alive and its head is `head`.
     Heartbeat {
         /// The upstream's head seq.
-        seq: u64,
+        head: u64,
     },
 }
 
@@ -83,8 +83,10 @@ impl Receiver {
             Error::Protocol(format!("unexpected {} while {:?}", m.name(), phase))
         };
         match (&self.phase, message) {
-            (_, Message::Error { message }) => Err(Error::Remote(message)),
-            (Phase::Streaming, Message::Ping { seq }) if seq > self.last_seq => {
+            (_, Message::Error { message }) => {
+                Err(Error::Remote(format!("the upstream says: {message}")))
+            }
+            (Phase::Streaming, Message::Ping { seq, .. }) if seq > self.last_seq => {
                 // The upstream pings with the last seq it sent, after sending it: if that
                 // is beyond what arrived, entries went missing on the way.
                 Err(Error::Protocol(format!(
@@ -92,7 +94,10 @@ impl Receiver {
                     self.last_seq
                 )))
             }
-            (_, Message::Ping { seq }) => Ok(Step::Heartbeat { seq }),
+            // Older upstreams send no head: their last sent seq is the best estimate.
+            (_, Message::Ping { seq, head }) => Ok(Step::Heartbeat {
+                head: head.max(seq),
+            }),
             (
                 Phase::AwaitingStart,
                 Message::SnapshotBegin {
@@ -155,13 +160,7 @@ impl Receiver {
                 let Some(entry) = message.into_entry() else {
                     return Err(Error::Protocol("not a log entry".into()));
                 };
-                let expected = self.last_seq.checked_add(1).filter(|&s| s <= MAX_SEQ);
-                if Some(entry.seq) != expected {
-                    return Err(Error::SeqOutOfOrder {
-                        expected: expected.unwrap_or(MAX_SEQ),
-                        got: entry.seq,
-                    });
-                }
+                check_next_seq(self.last_seq, entry.seq)?;
                 self.last_seq = entry.seq;
                 Ok(Step::Apply(entry))
             }

@@ -1,178 +1,198 @@
-//! Replication: the decisions, as plain code that tests call without sockets
-//! ([`plan_sync`], [`Receiver`]), and the two tasks that drive them over TCP:
-//! [`sender`] (an upstream serving one replica: snapshot or log, then live entries) and
-//! [`receiver`] (a replica's link to its upstream).
+//! Replication: the state a node keeps about it ([`Replication`]), the decisions as plain
+//! code that tests call without sockets ([`plan_sync`], the replica's [`Receiver`], the
+//! upstream's [`InFlight`] window, the [`LinkFence`]), and the tasks that drive them over
+//! TCP: [`sender`] (an upstream serving one replica: snapshot or log, then live entries)
+//! and [`receiver`] (a replica's link to its upstream), started by a [`ReplicaLink`].
+//!
+//! A node is an upstream to the replicas connected to it ([`Downstreams`]) whatever its
+//! role, and a replica follows at most one upstream ([`LinkStatus`]).
 
+mod backoff;
+pub mod downstreams;
+pub mod fence;
+pub mod link;
 mod machine;
+mod plan;
 pub mod receiver;
 pub mod sender;
+pub mod window;
 
+pub use backoff::Backoff;
+pub use downstreams::{DownstreamStatus, Downstreams};
+pub use fence::LinkFence;
+pub use link::{LinkState, LinkStatus, ReplicaLink};
 pub use machine::{Receiver, Step};
+pub use plan::{plan_sync, FullResyncReason, SyncPlan, UpstreamState};
+pub use window::InFlight;
 
-use std::fmt;
+use crate::error::Result;
+use crate::locks::lock;
+use crate::store::KvStore;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// How an upstream brings a joining replica up to date.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SyncPlan {
-    /// Same history and the next entry is still logged: send the log after `from_seq`.
-    Partial {
-        /// The replica's applied seq.
-        from_seq: u64,
-    },
-    /// Send a snapshot, then the log after it.
-    Full(FullResyncReason),
+/// How long a new connection may take to send its `Join`.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// An idle link carries a heartbeat this often, in both directions: a replica acks its
+/// applied seq at least this often, and an upstream tells its head at least this often.
+pub const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// A peer from which nothing at all arrives for this long is treated as dead.
+pub const DEAD_PEER: Duration = Duration::from_secs(5);
+/// How long a replica waits for its upstream to accept a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most log entries read from the store, or applied, in one go...
+pub const LOG_BATCH: usize = 1000;
+/// ...and at most about this many bytes of them (one larger entry goes alone).
+pub const LOG_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// A node's replication state, shared by its upstream side (the replicas it serves) and
+/// its replica side (the link it follows): the store both sides read and write, the head
+/// watch that wakes senders, the registry of downstream replicas, the upstream link's
+/// status and fence, and the tasks to wait for when the node stops.
+pub struct Replication {
+    store: Arc<dyn KvStore>,
+    node_id: String,
+    listen_addr: SocketAddr,
+    head: watch::Sender<u64>,
+    history_reset: Mutex<CancellationToken>,
+    downstreams: Downstreams,
+    link: Mutex<LinkStatus>,
+    fence: LinkFence,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
 }
 
-/// Why a joining replica needs a full resync.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FullResyncReason {
-    /// The replica has no data yet.
-    NewReplica,
-    /// The replica's data belongs to another history (the upstream's database was replaced,
-    /// or the replica followed another primary).
-    NewHistory {
-        /// The replica's history id.
-        replica: String,
-        /// The upstream's history id.
-        upstream: String,
-    },
-    /// The entries the replica needs were trimmed from the upstream's log.
-    LogTrimmed {
-        /// The first seq the replica needs.
-        need: u64,
-        /// The oldest seq the upstream still has (`None`: its log is empty).
-        oldest: Option<u64>,
-    },
-    /// The replica has writes the upstream does not (e.g. the primary lost its tail).
-    ReplicaAhead {
-        /// The replica's applied seq.
-        replica: u64,
-        /// The upstream's head.
-        upstream: u64,
-    },
-}
-
-fn short(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
-}
-
-impl fmt::Display for FullResyncReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FullResyncReason::NewReplica => write!(f, "new replica (it has no data)"),
-            FullResyncReason::NewHistory { replica, upstream } => write!(
-                f,
-                "new history (replica had {}…, primary is {}…)",
-                short(replica),
-                short(upstream)
-            ),
-            FullResyncReason::LogTrimmed { need, oldest } => match oldest {
-                Some(oldest) => write!(f, "log trimmed (need seq {need}, oldest kept {oldest})"),
-                None => write!(f, "log trimmed (need seq {need}, the log is empty)"),
-            },
-            FullResyncReason::ReplicaAhead { replica, upstream } => write!(
-                f,
-                "replica is ahead of the primary (replica at seq {replica}, primary at {upstream})"
-            ),
-        }
-    }
-}
-
-impl fmt::Display for SyncPlan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SyncPlan::Partial { from_seq } => write!(f, "partial resync: from seq {from_seq}"),
-            SyncPlan::Full(reason) => write!(f, "full resync: {reason}"),
-        }
-    }
-}
-
-/// Where an upstream's history stands, as far as a joining replica is concerned.
-#[derive(Clone, Debug)]
-pub struct UpstreamState {
-    /// The upstream's history id.
-    pub history_id: String,
-    /// Its head seq.
-    pub head: u64,
-    /// The oldest seq in its log.
-    pub oldest_log: Option<u64>,
-}
-
-/// Decides between partial and full resync for a replica at (`replica_history`,
-/// `replica_seq`).
-pub fn plan_sync(up: &UpstreamState, replica_history: Option<&str>, replica_seq: u64) -> SyncPlan {
-    let Some(replica_history) = replica_history else {
-        return SyncPlan::Full(FullResyncReason::NewReplica);
-    };
-    if replica_history != up.history_id {
-        return SyncPlan::Full(FullResyncReason::NewHistory {
-            replica: replica_history.to_string(),
-            upstream: up.history_id.clone(),
-        });
-    }
-    if replica_seq > up.head {
-        return SyncPlan::Full(FullResyncReason::ReplicaAhead {
-            replica: replica_seq,
-            upstream: up.head,
-        });
-    }
-    let need = replica_seq + 1;
-    let retained = replica_seq == up.head || up.oldest_log.is_some_and(|oldest| oldest <= need);
-    if retained {
-        SyncPlan::Partial {
-            from_seq: replica_seq,
-        }
-    } else {
-        SyncPlan::Full(FullResyncReason::LogTrimmed {
-            need,
-            oldest: up.oldest_log,
+impl Replication {
+    /// The replication state of a node serving `store`, whose replication listener is
+    /// bound to `listen_addr`; the head watch starts at the store's head.
+    pub fn new(store: Arc<dyn KvStore>, listen_addr: SocketAddr) -> Result<Self> {
+        let head = watch::Sender::new(store.head_seq()?);
+        Ok(Replication {
+            store,
+            node_id: format!("{:016x}", rand::random::<u64>()),
+            listen_addr,
+            head,
+            history_reset: Mutex::new(CancellationToken::new()),
+            downstreams: Downstreams::default(),
+            link: Mutex::new(LinkStatus::default()),
+            fence: LinkFence::default(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
         })
     }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn KvStore> {
+        &self.store
+    }
+
+    /// A random id for this process, sent in `Join`.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The bound replication address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+
+    /// Cancelled when the node shuts down.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// The node's connection tasks: waited for (briefly) when it stops, so that links can
+    /// say goodbye.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    /// Runs `f` on the store in the blocking pool, off the async runtime's threads.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn KvStore) -> Result<T> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(store.as_ref())).await?
+    }
+
+    /// The head watch's sender, for the primary's writer.
+    pub fn head_sender(&self) -> watch::Sender<u64> {
+        self.head.clone()
+    }
+
+    /// Records that the store's head reached `seq`, waking senders waiting at the head.
+    pub fn notify_head(&self, seq: u64) {
+        advance_head(&self.head, seq);
+    }
+
+    /// Sets the head after the store's history was replaced (a snapshot install), where
+    /// it may move backwards.
+    pub fn reset_head(&self, seq: u64) {
+        self.head.send_replace(seq);
+    }
+
+    /// A receiver of the head seq, for senders waiting at the head.
+    pub fn subscribe_head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    /// A token cancelled when this node's contents are replaced by a snapshot: connections
+    /// streaming the old history to chained replicas must then end.
+    pub fn history_reset_token(&self) -> CancellationToken {
+        lock(&self.history_reset).child_token()
+    }
+
+    /// Ends every downstream stream of the old history (after a snapshot install).
+    pub fn reset_history(&self) {
+        let old = std::mem::replace(&mut *lock(&self.history_reset), CancellationToken::new());
+        old.cancel();
+    }
+
+    /// The replicas connected to this node.
+    pub fn downstreams(&self) -> &Downstreams {
+        &self.downstreams
+    }
+
+    /// The upstream link's status (replica).
+    pub fn link(&self) -> LinkStatus {
+        lock(&self.link).clone()
+    }
+
+    /// Changes the upstream link's status.
+    pub fn update_link(&self, change: impl FnOnce(&mut LinkStatus)) {
+        change(&mut lock(&self.link));
+    }
+
+    /// The fence that keeps a replaced link from writing.
+    pub fn fence(&self) -> &LinkFence {
+        &self.fence
+    }
+
+    /// Stops the node's replication: cancels every link and connection, and waits up to
+    /// `grace` for them to end (an upstream tells its replicas it is stopping).
+    pub async fn stop(&self, grace: Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
+    }
+}
+
+/// Moves `head` forward to `seq` (never back), waking its receivers if it moved.
+pub fn advance_head(head: &watch::Sender<u64>, seq: u64) {
+    head.send_if_modified(|head| {
+        let newer = seq > *head;
+        if newer {
+            *head = seq;
+        }
+        newer
+    });
 }
 
 #[cfg(test)]
 mod tests;
-
-/// How long a new connection may take to send its `Join`.
-pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-/// An idle link carries a heartbeat this often.
-pub const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-/// A peer silent for this long is treated as dead.
-pub const DEAD_PEER: std::time::Duration = std::time::Duration::from_secs(5);
-/// How long a replica waits for its upstream to accept a connection.
-pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-/// Most log entries read from the store or applied in one go.
-pub const LOG_BATCH: usize = 1000;
-
-/// Capped exponential backoff with jitter, for reconnecting.
-#[derive(Debug)]
-pub struct Backoff {
-    base: std::time::Duration,
-    cap: std::time::Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    /// Delays start at `base` and double up to `cap`.
-    pub fn new(base: std::time::Duration, cap: std::time::Duration) -> Self {
-        Backoff {
-            base,
-            cap,
-            attempt: 0,
-        }
-    }
-
-    /// The next delay: the capped exponential value scaled by a random factor in
-    /// [0.5, 1.0), so replicas that lost the same primary do not return in lockstep.
-    pub fn next_delay(&mut self) -> std::time::Duration {
-        let exp = self.base.saturating_mul(1 << self.attempt.min(16));
-        self.attempt = self.attempt.saturating_add(1);
-        let capped = exp.min(self.cap);
-        capped.mul_f64(0.5 + rand::random::<f64>() / 2.0)
-    }
-
-    /// Start again from `base` (after a successful connection).
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}

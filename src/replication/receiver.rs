@@ -1,17 +1,22 @@
 //! The replica side of replication: a link that dials the upstream, sends `Join`, installs
 //! a snapshot in one transaction or resumes from its applied seq, then applies log entries
 //! in order (batched: whatever has already arrived goes into one transaction), acking each
-//! durable batch. On failure the link reconnects with capped, jittered backoff.
+//! durable batch and, when idle, acking its applied seq every [`PING_INTERVAL`]. On failure
+//! the link reconnects with capped, jittered backoff. Every write it makes commits through
+//! the [`LinkFence`](super::LinkFence) with its connection's generation.
 
-use super::{Backoff, Receiver, Step, CONNECT_TIMEOUT, DEAD_PEER, LOG_BATCH, PING_INTERVAL};
+use super::{
+    Backoff, Receiver, Replication, Step, CONNECT_TIMEOUT, DEAD_PEER, LOG_BATCH, LOG_BATCH_BYTES,
+    PING_INTERVAL,
+};
 use crate::connection::{self, MessageReader, MessageWriter};
 use crate::error::{Error, Result};
-use crate::node::{LinkState, Node};
 use crate::protocol::{Message, MAX_FRAME, PROTOCOL_VERSION};
+use crate::replication::LinkState;
 use crate::store::{LogEntry, Pair};
 use futures::FutureExt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -35,35 +40,59 @@ pub enum SyncReport {
     },
 }
 
+impl SyncReport {
+    /// The line the shell prints for it (the book's `Snapshot received`).
+    pub fn line(&self) -> String {
+        match self {
+            SyncReport::Snapshot { .. } => "Snapshot received".into(),
+            SyncReport::Resumed { from_seq } => {
+                format!("Resumed after seq {from_seq} (partial resync)")
+            }
+        }
+    }
+}
+
 /// Reports the first successful sync (or the failure that prevented it) to whoever
 /// started the link.
 pub type FirstSync = oneshot::Sender<Result<SyncReport>>;
 
-/// Runs a replica's link to `upstream` until `cancel` fires. If `first_sync` is given and
-/// `retry_before_sync` is false, a failure before the first sync is reported there and the
-/// link stops (a mistyped `JOIN` should fail, not retry forever); after a first sync, every
-/// failure is followed by a reconnect.
+/// Runs a replica's link to `upstream` until `cancel` fires or another link supersedes
+/// `generation`. If `first_sync` is given and `retry_before_sync` is false, a failure
+/// before the first sync is reported there and the link stops (a mistyped `JOIN` should
+/// fail, not retry forever); after a first sync, every failure is followed by a reconnect.
 pub async fn run_link(
-    node: Arc<Node>,
+    repl: Arc<Replication>,
     upstream: String,
     mut first_sync: Option<FirstSync>,
     retry_before_sync: bool,
     cancel: CancellationToken,
+    mut generation: u64,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut ever_synced = false;
     loop {
+        // Each connection supersedes the link's previous one, whose writes may still be
+        // on their way to the store.
+        let Some(connection) = repl.fence().renew(generation) else {
+            return;
+        };
+        generation = connection;
         let mut synced = false;
         let result = tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
-            result = sync_once(&node, &upstream, &mut first_sync, &mut synced) => result,
+            result = sync_once(&repl, &upstream, connection, &mut first_sync, &mut synced) => result,
         };
+        if cancel.is_cancelled() {
+            // Stopping, or replaced by another link: nothing went wrong.
+            return;
+        }
         ever_synced |= synced;
         let reason = match result {
-            Ok(()) => "the upstream closed the connection".to_string(),
+            Ok(()) => closed().to_string(),
             Err(e) => e.to_string(),
         };
-        node.update_link(|link| {
+        repl.update_link(|link| {
             link.state = LinkState::Down;
             link.last_error = Some(reason.clone());
             link.snapshot = None;
@@ -91,14 +120,18 @@ pub async fn run_link(
 
 /// One connection: dial, join, sync, stream until an error or close.
 async fn sync_once(
-    node: &Arc<Node>,
+    repl: &Arc<Replication>,
     upstream: &str,
+    generation: u64,
     first_sync: &mut Option<FirstSync>,
     synced: &mut bool,
 ) -> Result<()> {
-    node.update_link(|link| {
+    repl.update_link(|link| {
         link.upstream = Some(upstream.to_string());
         link.state = LinkState::Connecting;
+        // What the previous connection heard says nothing about this one.
+        link.upstream_head = None;
+        link.last_entry_at = None;
     });
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
         Ok(Ok(stream)) => stream,
@@ -106,23 +139,25 @@ async fn sync_once(
         Err(_) => return Err(Error::Timeout(format!("connecting to {upstream}"))),
     };
     let (mut reader, mut writer) = connection::split(stream, MAX_FRAME);
-    let position = node.blocking(|store| store.position()).await?;
+    let position = repl.blocking(|store| store.position()).await?;
     let (history_id, applied) = (position.history_id, position.head);
     let join = Message::Join {
-        node_id: node.node_id().to_string(),
-        replica_addr: node.listen_addr().to_string(),
+        node_id: repl.node_id().to_string(),
+        replica_addr: repl.listen_addr().to_string(),
         history_id: history_id.clone(),
         last_seq: applied,
         protocol_version: PROTOCOL_VERSION,
     };
     writer.send(&join).await?;
-    node.update_link(|link| link.state = LinkState::Syncing);
-    let machine = Receiver::new(history_id, applied);
-    let (applied_tx, applied_rx) = watch::channel(applied);
+    repl.update_link(|link| link.state = LinkState::Syncing);
+    // Nothing is acked until this connection has synced: the replica's seq may belong to
+    // another history, and acking it would tell the upstream it holds writes it does not.
+    let (applied_tx, applied_rx) = watch::channel(None);
     let mut link = Link {
-        node,
+        repl,
         upstream,
-        machine,
+        generation,
+        machine: Receiver::new(history_id, applied),
         applied: applied_tx,
         first_sync,
         synced,
@@ -133,12 +168,15 @@ async fn sync_once(
     }
 }
 
-/// Acks every newly durable seq (a watch: bursts coalesce into one ack) and pings when idle.
+/// Acks every newly durable seq (a watch: bursts coalesce into one ack), and acks the
+/// applied seq again every [`PING_INTERVAL`] when nothing changed (a heartbeat the
+/// upstream can count as the replica being current); before the first sync, it only pings.
 async fn send_acks<W: AsyncWrite + Unpin>(
     writer: &mut MessageWriter<W>,
-    mut applied: watch::Receiver<u64>,
+    mut applied: watch::Receiver<Option<u64>>,
 ) -> Result<()> {
     let mut heartbeat = tokio::time::interval(PING_INTERVAL);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             changed = applied.changed() => {
@@ -146,12 +184,19 @@ async fn send_acks<W: AsyncWrite + Unpin>(
                     // The receiving side ended; its result decides the outcome.
                     std::future::pending::<()>().await;
                 }
-                let seq = *applied.borrow_and_update();
-                writer.send(&Message::Ack { seq }).await?;
+                let applied = *applied.borrow_and_update();
+                if let Some(seq) = applied {
+                    writer.send(&Message::Ack { seq }).await?;
+                    heartbeat.reset();
+                }
             }
             _ = heartbeat.tick() => {
-                let seq = *applied.borrow();
-                writer.send(&Message::Ping { seq }).await?;
+                let applied = *applied.borrow();
+                let message = match applied {
+                    Some(seq) => Message::Ack { seq },
+                    None => Message::Ping { seq: 0, head: 0 },
+                };
+                writer.send(&message).await?;
             }
         }
     }
@@ -159,10 +204,12 @@ async fn send_acks<W: AsyncWrite + Unpin>(
 
 /// The receiving half of one connection.
 struct Link<'a> {
-    node: &'a Arc<Node>,
+    repl: &'a Arc<Replication>,
     upstream: &'a str,
+    /// This connection's fence generation.
+    generation: u64,
     machine: Receiver,
-    applied: watch::Sender<u64>,
+    applied: watch::Sender<Option<u64>>,
     first_sync: &'a mut Option<FirstSync>,
     synced: &'a mut bool,
 }
@@ -189,25 +236,26 @@ impl Link<'_> {
                         "{resync}; receiving a snapshot of {keys} keys at seq {seq} from {}",
                         self.upstream
                     );
-                    self.node
-                        .update_link(|link| link.snapshot = Some((0, keys)));
+                    self.repl.update_link(|link| {
+                        link.snapshot = Some((0, keys));
+                        link.upstream_head = Some(link.upstream_head.unwrap_or(0).max(seq));
+                    });
                     let installed = self.receive_snapshot(reader, history_id, seq).await;
-                    self.node.update_link(|link| link.snapshot = None);
+                    self.repl.update_link(|link| link.snapshot = None);
                     let report = SyncReport::Snapshot {
                         seq,
                         keys: installed?,
                     };
-                    self.on_synced(report, resync).await?;
+                    self.on_synced(report, resync);
                 }
                 Step::Resume { from_seq } => {
                     let resync =
                         format!("partial resync: same history, resuming after seq {from_seq}");
                     info!("{resync} from {}", self.upstream);
-                    self.on_synced(SyncReport::Resumed { from_seq }, resync)
-                        .await?;
+                    self.on_synced(SyncReport::Resumed { from_seq }, resync);
                 }
                 Step::Apply(entry) => self.apply_batch(reader, entry).await?,
-                Step::Heartbeat { seq } => self.node.update_link(|link| link.upstream_seq = seq),
+                Step::Heartbeat { head } => self.heard_head(head),
                 step => {
                     return Err(Error::Protocol(format!(
                         "unexpected {step:?} outside a snapshot"
@@ -217,24 +265,25 @@ impl Link<'_> {
         }
     }
 
-    async fn on_synced(&mut self, report: SyncReport, resync: String) -> Result<()> {
-        let upstream = self.upstream.to_string();
-        self.node
-            .blocking(move |store| store.set_meta("primary_addr", &upstream))
-            .await?;
+    fn heard_head(&self, head: u64) {
+        self.repl.update_link(|link| {
+            link.upstream_head = Some(link.upstream_head.unwrap_or(0).max(head));
+        });
+    }
+
+    fn on_synced(&mut self, report: SyncReport, resync: String) {
         let seq = self.machine.last_seq();
-        self.node.update_link(|link| {
+        self.repl.update_link(|link| {
             link.state = LinkState::Streaming;
             link.last_resync = Some(resync);
             link.last_error = None;
-            link.upstream_seq = link.upstream_seq.max(seq);
+            link.upstream_head = Some(link.upstream_head.unwrap_or(0).max(seq));
         });
-        self.applied.send_replace(seq);
+        self.applied.send_replace(Some(seq));
         *self.synced = true;
         if let Some(first) = self.first_sync.take() {
             let _ = first.send(Ok(report));
         }
-        Ok(())
     }
 
     /// Feeds snapshot chunks to a blocking install that holds one transaction open; if the
@@ -246,21 +295,22 @@ impl Link<'_> {
         seq: u64,
     ) -> Result<u64> {
         let (pieces, mut incoming) = mpsc::channel::<Piece>(2);
-        let node = Arc::clone(self.node);
+        let repl = Arc::clone(self.repl);
+        let ticket = repl.fence().ticket(self.generation);
         let install = tokio::task::spawn_blocking(move || {
             let mut source = || match incoming.blocking_recv() {
                 Some(Piece::Chunk(chunk)) => Ok(Some(chunk)),
                 Some(Piece::End) => Ok(None),
                 None => Err(Error::Protocol("the snapshot stream broke off".into())),
             };
-            let keys = node
-                .store()
-                .install_snapshot(&history_id, seq, &mut source)?;
+            let keys =
+                repl.store()
+                    .install_snapshot_fenced(&history_id, seq, &mut source, &ticket)?;
             // Here, not after the await: the install commits even if this link is torn
             // down meanwhile, and the new history must never reach chained replicas
             // through a stream of the old one.
-            node.reset_history();
-            node.reset_head(seq);
+            repl.reset_history();
+            repl.reset_head(seq);
             Ok::<u64, Error>(keys)
         });
         let fed = self.feed_snapshot(reader, pieces).await;
@@ -282,7 +332,7 @@ impl Link<'_> {
             let piece = match self.machine.on_message(message)? {
                 Step::SnapshotChunk(chunk) => {
                     let received = chunk.len() as u64;
-                    self.node.update_link(|link| {
+                    self.repl.update_link(|link| {
                         if let Some((done, _)) = &mut link.snapshot {
                             *done += received;
                         }
@@ -290,7 +340,10 @@ impl Link<'_> {
                     Piece::Chunk(chunk)
                 }
                 Step::FinishSnapshot { .. } => Piece::End,
-                Step::Heartbeat { .. } => continue,
+                Step::Heartbeat { head } => {
+                    self.heard_head(head);
+                    continue;
+                }
                 step => {
                     return Err(Error::Protocol(format!(
                         "unexpected {step:?} in a snapshot"
@@ -307,21 +360,25 @@ impl Link<'_> {
     }
 
     /// Applies `first` and every entry that has already arrived behind it (up to
-    /// [`LOG_BATCH`]) in one transaction, then acks.
+    /// [`LOG_BATCH`] entries or about [`LOG_BATCH_BYTES`]) in one transaction, then acks.
     async fn apply_batch<R: AsyncRead + Unpin>(
         &mut self,
         reader: &mut MessageReader<R>,
         first: LogEntry,
     ) -> Result<()> {
+        let mut bytes = first.op.size();
         let mut batch = vec![first];
         let mut failure = None;
-        while batch.len() < LOG_BATCH {
+        while batch.len() < LOG_BATCH && bytes < LOG_BATCH_BYTES {
             // `read` is cancel-safe: a frame half-received stays buffered in the reader.
             let Some(next) = reader.read().now_or_never() else {
                 break;
             };
             match self.entry_from(next) {
-                Ok(Some(entry)) => batch.push(entry),
+                Ok(Some(entry)) => {
+                    bytes += entry.op.size();
+                    batch.push(entry);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     // Apply the valid entries before it, then drop the link.
@@ -331,11 +388,16 @@ impl Link<'_> {
             }
         }
         let last = self.machine.last_seq();
-        self.node.blocking(move |store| store.apply(&batch)).await?;
-        self.node.notify_head(last);
-        self.applied.send_replace(last);
-        self.node
-            .update_link(|link| link.upstream_seq = link.upstream_seq.max(last));
+        let ticket = self.repl.fence().ticket(self.generation);
+        self.repl
+            .blocking(move |store| store.apply_fenced(&batch, &ticket))
+            .await?;
+        self.repl.notify_head(last);
+        self.applied.send_replace(Some(last));
+        self.repl.update_link(|link| {
+            link.last_entry_at = Some(Instant::now());
+            link.upstream_head = Some(link.upstream_head.unwrap_or(0).max(last));
+        });
         failure.map_or(Ok(()), Err)
     }
 
@@ -343,7 +405,10 @@ impl Link<'_> {
     fn entry_from(&mut self, read: Result<Option<Message>>) -> Result<Option<LogEntry>> {
         match self.machine.on_message(read?.ok_or_else(closed)?)? {
             Step::Apply(entry) => Ok(Some(entry)),
-            Step::Heartbeat { .. } => Ok(None),
+            Step::Heartbeat { head } => {
+                self.heard_head(head);
+                Ok(None)
+            }
             step => Err(Error::Protocol(format!(
                 "unexpected {step:?} in the log stream"
             ))),
@@ -352,12 +417,12 @@ impl Link<'_> {
 }
 
 fn closed() -> Error {
-    Error::Protocol("the upstream closed the connection".into())
+    Error::Closed("the upstream closed the connection".into())
 }
 
 async fn next_message<R: AsyncRead + Unpin>(reader: &mut MessageReader<R>) -> Result<Message> {
     reader
-        .read_within(DEAD_PEER, "message from the upstream")
+        .read_within(DEAD_PEER, "a message from the upstream")
         .await?
         .ok_or_else(closed)
 }

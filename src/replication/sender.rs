@@ -2,92 +2,91 @@
 //! accept connections on the replication port and serve each replica "the log from seq
 //! X": a snapshot first when a partial resync is impossible, then log entries read from
 //! the store, then, at the head, wait on the head-seq watch. There is no in-memory queue
-//! per replica: the log table is the source, so a slow replica costs nothing but a cursor.
+//! per replica: the log table is the source, so a slow replica costs nothing but a cursor
+//! and at most a window ([`InFlight`]) of unacknowledged entries in its socket buffers.
+//! The replica is told the head at least every [`PING_INTERVAL`], also while the window
+//! is full, so it always knows how far behind it is.
 
+use super::downstreams::{Registration, ReplicaIdentity};
+use super::window::WINDOW_BYTES;
 use super::{
-    plan_sync, SyncPlan, UpstreamState, DEAD_PEER, HANDSHAKE_TIMEOUT, LOG_BATCH, PING_INTERVAL,
+    plan_sync, InFlight, Replication, SyncPlan, UpstreamState, DEAD_PEER, HANDSHAKE_TIMEOUT,
+    LOG_BATCH, PING_INTERVAL,
 };
 use crate::connection::{self, MessageReader, MessageWriter};
 use crate::error::{Error, Result};
-use crate::node::{DownstreamStatus, Node};
+use crate::net::{accept_loop, Listener, REFUSE_TIMEOUT};
 use crate::protocol::{
     Message, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_ENTRIES,
 };
-use crate::store::Snapshot;
+use crate::store::{check_next_seq, Snapshot};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// Most replica connections served at once; more are refused with an `Error` frame.
 pub const MAX_REPLICA_CONNECTIONS: usize = 128;
 
 /// Accepts replica connections on `listener` until the node shuts down, serving each on
-/// its own task.
-pub async fn serve(node: Arc<Node>, listener: TcpListener) {
-    let shutdown = node.shutdown_token().clone();
-    let slots = Arc::new(Semaphore::new(MAX_REPLICA_CONNECTIONS));
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let node = Arc::clone(&node);
-        let permit = Arc::clone(&slots).try_acquire_owned();
-        tokio::spawn(async move {
-            let Ok(_permit) = permit else {
-                refuse(stream, "too many replica connections").await;
-                return;
-            };
-            match serve_replica(&node, stream, peer).await {
+/// its own task. Tests call this with a listener bound to port 0.
+pub async fn serve(repl: Arc<Replication>, listener: TcpListener) {
+    let listener = Listener {
+        listener,
+        max_connections: MAX_REPLICA_CONNECTIONS,
+        what: "replica",
+    };
+    let shutdown = repl.shutdown_token().clone();
+    let tasks = repl.tasks().clone();
+    let serve = move |stream, peer| {
+        let repl = Arc::clone(&repl);
+        async move {
+            match serve_replica(&repl, stream, peer).await {
                 Ok(()) => info!("replica connection from {peer} closed"),
+                Err(e) if e.is_shutdown() => {}
                 Err(e) => warn!("replica connection from {peer} closed: {e}"),
             }
-        });
-    }
+        }
+    };
+    let refuse = |stream| say_goodbye(stream, "too many replica connections");
+    accept_loop(listener, shutdown, tasks, serve, refuse).await;
 }
 
-async fn refuse(stream: TcpStream, reason: &str) {
+async fn say_goodbye(stream: TcpStream, reason: &'static str) {
     let (_, mut writer) = connection::split(stream, HANDSHAKE_MAX_FRAME);
     let message = Message::Error {
         message: reason.into(),
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer.send(&message)).await;
+    let _ = tokio::time::timeout(REFUSE_TIMEOUT, writer.send(&message)).await;
 }
 
 /// Serves one replica connection from handshake to close. Any error is also sent to the
-/// replica as an `Error` frame (best effort) before the connection closes.
-pub async fn serve_replica(node: &Node, stream: TcpStream, peer: SocketAddr) -> Result<()> {
+/// replica as an `Error` frame (best effort) before the connection closes; so is the
+/// node stopping.
+pub async fn serve_replica(repl: &Replication, stream: TcpStream, peer: SocketAddr) -> Result<()> {
     // Replicas only ever send small frames (Join, Ack, Ping): keep the limit small for
     // the whole connection so no peer can make this node buffer much.
     let (mut reader, mut writer) = connection::split(stream, HANDSHAKE_MAX_FRAME);
     let result = tokio::select! {
-        result = handle(node, &mut reader, &mut writer, peer) => result,
-        _ = node.shutdown_token().cancelled() => Err(Error::Shutdown),
+        result = handle(repl, &mut reader, &mut writer, peer) => result,
+        _ = repl.shutdown_token().cancelled() => Err(Error::Shutdown),
     };
     if let Err(e) = &result {
         let message = Message::Error {
-            message: e.to_string(),
+            message: match e {
+                Error::Shutdown => "it is shutting down".into(),
+                other => other.to_string(),
+            },
         };
-        let _ = tokio::time::timeout(Duration::from_secs(1), writer.send(&message)).await;
+        let _ = tokio::time::timeout(REFUSE_TIMEOUT, writer.send(&message)).await;
     }
     result
 }
 
 async fn handle<R, W>(
-    node: &Node,
+    repl: &Replication,
     reader: &mut MessageReader<R>,
     writer: &mut MessageWriter<W>,
     peer: SocketAddr,
@@ -96,10 +95,10 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (node_id, replica_addr, history, last_seq) = read_join(reader).await?;
+    let (identity, history, last_seq) = read_join(reader, peer).await?;
     // Taken before reading the state, so a snapshot install after this point ends us.
-    let reset = node.history_reset_token();
-    let position = node.blocking(|store| store.position()).await?;
+    let reset = repl.history_reset_token();
+    let position = repl.blocking(|store| store.position()).await?;
     let Some(history_id) = position.history_id else {
         return Err(Error::Protocol(
             "this node has not synced from a primary yet; nothing to serve".into(),
@@ -111,29 +110,28 @@ where
         oldest_log: position.oldest_log,
     };
     let plan = plan_sync(&upstream, history.as_deref(), last_seq);
-    info!("replica {replica_addr} ({peer}) joined: {plan}");
-    let id = node.add_downstream(DownstreamStatus {
-        node_id,
-        replica_addr,
-        peer,
-        acked_seq: last_seq,
-        last_ack: Instant::now(),
-    });
-    let result = tokio::select! {
-        result = read_acks(node, id, reader) => result,
-        result = stream_history(node, writer, &upstream.history_id, plan) => result,
+    info!("replica {} ({peer}) joined: {plan}", identity.replica_addr);
+    // What the replica holds of this history: its seq when it continues; nothing yet
+    // when it gets a snapshot (whatever seq it claims belongs to another history).
+    let holds = match plan {
+        SyncPlan::Partial { from_seq } => from_seq,
+        SyncPlan::Full(_) => 0,
+    };
+    let registration = repl.downstreams().register(identity, holds);
+    tokio::select! {
+        result = read_acks(&registration, reader) => result,
+        result = stream_history(repl, &registration, writer, &upstream.history_id, plan) => result,
         _ = reset.cancelled() => Err(Error::Protocol(
             "this node's contents were replaced by a new snapshot; join again".into(),
         )),
-    };
-    node.remove_downstream(id);
-    result
+    }
 }
 
-type JoinFields = (String, String, Option<String>, u64);
-
-async fn read_join<R: AsyncRead + Unpin>(reader: &mut MessageReader<R>) -> Result<JoinFields> {
-    match reader.read_within(HANDSHAKE_TIMEOUT, "Join").await? {
+async fn read_join<R: AsyncRead + Unpin>(
+    reader: &mut MessageReader<R>,
+    peer: SocketAddr,
+) -> Result<(ReplicaIdentity, Option<String>, u64)> {
+    match reader.read_before(HANDSHAKE_TIMEOUT, "Join").await? {
         Some(Message::Join {
             node_id,
             replica_addr,
@@ -146,7 +144,12 @@ async fn read_join<R: AsyncRead + Unpin>(reader: &mut MessageReader<R>) -> Resul
                     "protocol version {protocol_version} is not supported (this node speaks {PROTOCOL_VERSION})"
                 )));
             }
-            Ok((node_id, replica_addr, history_id, last_seq))
+            let identity = ReplicaIdentity {
+                node_id,
+                replica_addr,
+                peer,
+            };
+            Ok((identity, history_id, last_seq))
         }
         Some(other) => Err(Error::Protocol(format!(
             "expected Join as the first message, got {}",
@@ -156,21 +159,25 @@ async fn read_join<R: AsyncRead + Unpin>(reader: &mut MessageReader<R>) -> Resul
     }
 }
 
-/// Records the replica's acks until it closes; a replica silent for [`DEAD_PEER`] is dead.
+/// Records the replica's acks and heartbeats until it closes; a replica from which
+/// nothing arrives for [`DEAD_PEER`] is dead.
 async fn read_acks<R: AsyncRead + Unpin>(
-    node: &Node,
-    id: u64,
+    registration: &Registration,
     reader: &mut MessageReader<R>,
 ) -> Result<()> {
     loop {
         match reader
-            .read_within(DEAD_PEER, "ack or ping from the replica")
+            .read_within(DEAD_PEER, "an ack or heartbeat from the replica")
             .await?
         {
             None => return Ok(()),
-            Some(Message::Ack { seq }) => node.record_ack(id, seq),
-            Some(Message::Ping { .. }) => {}
-            Some(Message::Error { message }) => return Err(Error::Remote(message)),
+            Some(Message::Ack { seq }) => {
+                registration.ack(seq);
+            }
+            Some(Message::Ping { .. }) => registration.heard(),
+            Some(Message::Error { message }) => {
+                return Err(Error::Remote(format!("the replica says: {message}")))
+            }
             Some(other) => {
                 return Err(Error::Protocol(format!(
                     "unexpected {} from a replica",
@@ -182,7 +189,8 @@ async fn read_acks<R: AsyncRead + Unpin>(
 }
 
 async fn stream_history<W: AsyncWrite + Unpin>(
-    node: &Node,
+    repl: &Replication,
+    registration: &Registration,
     writer: &mut MessageWriter<W>,
     history_id: &str,
     plan: SyncPlan,
@@ -197,20 +205,24 @@ async fn stream_history<W: AsyncWrite + Unpin>(
             from_seq
         }
         SyncPlan::Full(reason) => {
-            send_snapshot(node, writer, history_id, reason.to_string()).await?
+            let seq = send_snapshot(repl, writer, history_id, reason.to_string()).await?;
+            registration.sent(seq);
+            writer.send(&Message::SnapshotEnd { seq }).await?;
+            seq
         }
     };
-    stream_log(node, writer, from_seq).await
+    stream_log(repl, registration, writer, from_seq).await
 }
 
-/// Streams a snapshot in bounded chunks from one read transaction; returns its seq.
+/// Streams a snapshot in bounded chunks from one read transaction; returns its seq (the
+/// caller ends it with `SnapshotEnd`).
 async fn send_snapshot<W: AsyncWrite + Unpin>(
-    node: &Node,
+    repl: &Replication,
     writer: &mut MessageWriter<W>,
     history_id: &str,
     reason: String,
 ) -> Result<u64> {
-    let mut snapshot = node.blocking(|store| store.snapshot()).await?;
+    let mut snapshot = repl.blocking(|store| store.snapshot()).await?;
     if snapshot.history_id() != Some(history_id) {
         // The contents were replaced since the plan was made; the reset token ends us.
         return Err(Error::Protocol(
@@ -240,34 +252,56 @@ async fn send_snapshot<W: AsyncWrite + Unpin>(
     }
     // Closing the read transaction and its connection is SQLite work: off the runtime.
     tokio::task::spawn_blocking(move || drop::<Box<dyn Snapshot>>(snapshot)).await?;
-    writer.send(&Message::SnapshotEnd { seq }).await?;
     Ok(seq)
 }
 
-/// Sends every log entry after `after`, then live entries as the head moves; pings when idle.
+/// Sends every log entry after `after`, then live entries as the head moves, keeping at
+/// most a window of unacknowledged entries in flight; tells the head (a `Ping`) at once
+/// and then at least every [`PING_INTERVAL`].
 async fn stream_log<W: AsyncWrite + Unpin>(
-    node: &Node,
+    repl: &Replication,
+    registration: &Registration,
     writer: &mut MessageWriter<W>,
     mut after: u64,
 ) -> Result<()> {
-    let mut head = node.subscribe_head();
+    let mut head = repl.subscribe_head();
+    let mut acked = registration.acked();
+    let mut window = InFlight::new(WINDOW_BYTES);
+    let mut next_ping = Instant::now();
     loop {
+        window.acked(*acked.borrow_and_update());
         // Mark the head seen *before* reading the log, so a commit after the read still
         // wakes the wait below.
-        head.borrow_and_update();
-        let entries = node
-            .blocking(move |store| store.log_since(after, LOG_BATCH))
+        let head_seq = *head.borrow_and_update();
+        if Instant::now() >= next_ping {
+            writer
+                .send(&Message::Ping {
+                    seq: after,
+                    head: head_seq,
+                })
+                .await?;
+            next_ping = Instant::now() + PING_INTERVAL;
+        }
+        let room = window.room();
+        if room == 0 {
+            // Full: wait for the replica to catch up, telling it the head meanwhile.
+            tokio::select! {
+                changed = acked.changed() => changed.map_err(|_| Error::Shutdown)?,
+                _ = tokio::time::sleep_until(next_ping) => {}
+            }
+            continue;
+        }
+        let entries = repl
+            .blocking(move |store| store.log_batch(after, LOG_BATCH, room))
             .await?;
         let Some(first) = entries.first() else {
             tokio::select! {
                 changed = head.changed() => changed.map_err(|_| Error::Shutdown)?,
-                _ = tokio::time::sleep(PING_INTERVAL) => {
-                    writer.send(&Message::Ping { seq: after }).await?;
-                }
+                _ = tokio::time::sleep_until(next_ping) => {}
             }
             continue;
         };
-        if first.seq != after + 1 {
+        if check_next_seq(after, first.seq).is_err() {
             return Err(Error::Protocol(format!(
                 "log entries after seq {after} were trimmed (oldest kept {}); join again",
                 first.seq
@@ -275,6 +309,9 @@ async fn stream_log<W: AsyncWrite + Unpin>(
         }
         for entry in entries {
             after = entry.seq;
+            window.sent(entry.seq, entry.op.size());
+            // Recorded before it can arrive, so the replica's ack of it is never clamped.
+            registration.sent(entry.seq);
             writer.feed(&Message::from_entry(entry)).await?;
         }
         writer.flush().await?;

@@ -259,11 +259,11 @@ fn a_heartbeat_ahead_of_the_entries_received_means_entries_were_lost() {
         from_seq: 3,
     })
     .expect("resume");
-    assert!(rx.on_message(Message::Ping { seq: 3 }).is_ok());
+    assert!(rx.on_message(Message::Ping { seq: 3, head: 9 }).is_ok());
     rx.on_message(put(4)).expect("next");
-    assert!(rx.on_message(Message::Ping { seq: 4 }).is_ok());
+    assert!(rx.on_message(Message::Ping { seq: 4, head: 9 }).is_ok());
     let err = rx
-        .on_message(Message::Ping { seq: 6 })
+        .on_message(Message::Ping { seq: 6, head: 9 })
         .expect_err("lost entries");
     assert!(err.to_string().contains("never arrived"), "{err}");
 }

@@ -1,12 +1,17 @@
 //! The connection and server commands: `SCAN` (cursors kept per connection), `INFO`,
-//! `WAIT` (replicas whose acked seq reached this connection's last write) and `CLIENT`.
+//! `WAIT` (replicas whose acked seq reached this connection's last write, woken by their
+//! acks) and `CLIENT`.
 
-use super::codec::reply;
-use super::commands::{err, text, Reply, Session};
+use super::args::{err, text_of, Reply};
+use super::commands::blocking;
 use super::glob;
-use super::info;
+use super::info::{self, ServerFacts};
+use super::output::Output;
+use super::reply;
+use crate::node::Node;
 use crate::store::Role;
-use bytes::BytesMut;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Most SCAN cursors one connection keeps open; the oldest is forgotten beyond that.
@@ -15,8 +20,6 @@ const MAX_CURSORS: usize = 64;
 const DEFAULT_SCAN_COUNT: usize = 10;
 /// Largest COUNT honoured, so one SCAN call stays a bounded amount of work.
 const MAX_SCAN_COUNT: usize = 100_000;
-/// How often WAIT re-counts acks.
-const WAIT_POLL: Duration = Duration::from_millis(1);
 
 /// SCAN's options.
 struct ScanArgs {
@@ -26,7 +29,9 @@ struct ScanArgs {
 }
 
 fn parse_scan(args: &[Vec<u8>]) -> Result<ScanArgs, String> {
-    let cursor = text(&args[0])?.parse().map_err(|_| err("invalid cursor"))?;
+    let cursor = text_of(&args[0])?
+        .parse()
+        .map_err(|_| err("invalid cursor"))?;
     let mut scan = ScanArgs {
         cursor,
         pattern: None,
@@ -38,9 +43,9 @@ fn parse_scan(args: &[Vec<u8>]) -> Result<ScanArgs, String> {
             return Err(err("syntax error"));
         };
         match name.to_ascii_uppercase().as_slice() {
-            b"MATCH" => scan.pattern = Some(text(value)?),
+            b"MATCH" => scan.pattern = Some(text_of(value)?),
             b"COUNT" => {
-                scan.count = text(value)?
+                scan.count = text_of(value)?
                     .parse::<usize>()
                     .ok()
                     .filter(|&n| n > 0)
@@ -53,15 +58,23 @@ fn parse_scan(args: &[Vec<u8>]) -> Result<ScanArgs, String> {
     Ok(scan)
 }
 
-impl Session {
+/// A connection's SCAN cursors: id → the last key returned. Cursors are the connection's
+/// own; `0` starts a scan.
+#[derive(Default)]
+pub struct ScanCursors {
+    last_keys: BTreeMap<u64, String>,
+    next_id: u64,
+}
+
+impl ScanCursors {
     /// `SCAN cursor [MATCH pattern] [COUNT n]`: examines up to n keys after the cursor's
-    /// position, in key order. A cursor is a number standing for the last key returned,
-    /// kept by this connection; `0` starts over and is returned when the scan is done.
-    pub(super) async fn scan(&mut self, args: &[Vec<u8>], out: &mut BytesMut) -> Reply {
+    /// position, in key order, and replies with the next cursor (`0` when the scan is done)
+    /// and the matching keys.
+    pub async fn scan(&mut self, node: &Node, args: &[Vec<u8>], out: &mut Output) -> Reply {
         let scan = parse_scan(args)?;
         let after = match scan.cursor {
             0 => None,
-            id => Some(self.cursors.remove(&id).ok_or_else(|| {
+            id => Some(self.last_keys.remove(&id).ok_or_else(|| {
                 err("invalid cursor (kv's SCAN cursors belong to the connection that made them)")
             })?),
         };
@@ -78,22 +91,23 @@ impl Session {
             .to_string();
         let count = scan.count;
         // Matching is CPU work proportional to the page: done off the runtime too.
-        let (last, keys) = self
-            .blocking(move |store| {
-                let page = store.scan(&prefix, after.as_deref(), count)?;
-                let last = (page.len() == count).then(|| page.last().map(|(k, _)| k.clone()));
-                let keys: Vec<String> = page
-                    .into_iter()
-                    .map(|(k, _)| k)
-                    .filter(|k| pattern.as_ref().is_none_or(|p| p.matches(k)))
-                    .collect();
-                Ok((last.flatten(), keys))
-            })
-            .await?;
+        let (last, keys) = blocking(node, move |store| {
+            let page = store.scan_keys(&prefix, after.as_deref(), count)?;
+            let last = (page.len() == count)
+                .then(|| page.last().cloned())
+                .flatten();
+            let keys: Vec<String> = page
+                .into_iter()
+                .filter(|k| pattern.as_ref().is_none_or(|p| p.matches(k)))
+                .collect();
+            Ok((last, keys))
+        })
+        .await?;
         let next = match last {
-            Some(last) => self.new_cursor(last),
+            Some(last) => self.remember(last),
             None => 0,
         };
+        let out = out.buffer();
         reply::array_header(out, 2);
         reply::bulk(out, Some(next.to_string().as_bytes()));
         reply::array_header(out, keys.len());
@@ -102,67 +116,74 @@ impl Session {
         Ok(())
     }
 
-    fn new_cursor(&mut self, last_key: String) -> u64 {
-        if self.cursors.len() >= MAX_CURSORS {
-            self.cursors.pop_first();
+    fn remember(&mut self, last_key: String) -> u64 {
+        if self.last_keys.len() >= MAX_CURSORS {
+            self.last_keys.pop_first();
         }
-        let id = self.next_cursor;
-        self.next_cursor += 1;
-        self.cursors.insert(id, last_key);
-        id
+        self.next_id += 1;
+        self.last_keys.insert(self.next_id, last_key);
+        self.next_id
     }
+}
 
-    /// `INFO [section]`.
-    pub(super) async fn info(&self, section: Option<&Vec<u8>>, out: &mut BytesMut) -> Reply {
-        let section = section.map(|s| String::from_utf8_lossy(s).into_owned());
-        let node = std::sync::Arc::clone(&self.node);
-        let facts = std::sync::Arc::clone(&self.facts);
-        // INFO counts keys: SQLite work, off the runtime.
-        let text =
-            tokio::task::spawn_blocking(move || info::render(&node, &facts, section.as_deref()))
-                .await
-                .map_err(|e| err(e.to_string()))?
-                .map_err(|e| err(e.to_string()))?;
-        reply::bulk(out, Some(text.as_bytes()));
-        Ok(())
+/// `INFO [section]`.
+pub async fn info(
+    node: &Arc<Node>,
+    facts: &Arc<ServerFacts>,
+    section: Option<&Vec<u8>>,
+    out: &mut Output,
+) -> Reply {
+    let section = section.map(|s| String::from_utf8_lossy(s).into_owned());
+    let (node, facts) = (Arc::clone(node), Arc::clone(facts));
+    // INFO counts keys: SQLite work, off the runtime.
+    let text = tokio::task::spawn_blocking(move || info::render(&node, &facts, section.as_deref()))
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .map_err(|e| err(e.to_string()))?;
+    reply::bulk(out.buffer(), Some(text.as_bytes()));
+    Ok(())
+}
+
+/// `WAIT numreplicas timeout`: how many replicas have acknowledged `last_write` (this
+/// connection's last write), waiting up to `timeout` ms (0: no limit) for `numreplicas`
+/// of them. Woken by acks, not by polling.
+pub async fn wait(node: &Node, last_write: u64, args: &[Vec<u8>], out: &mut Output) -> Reply {
+    if node.role() == Role::Replica {
+        return Err(err("WAIT cannot be used with replica instances."));
     }
+    let number = |arg: &[u8]| {
+        text_of(arg)?
+            .parse::<u64>()
+            .map_err(|_| err("value is not an integer or out of range"))
+    };
+    let (wanted, timeout) = (number(&args[0])?, number(&args[1])?);
+    let wanted = usize::try_from(wanted).unwrap_or(usize::MAX);
+    let deadline =
+        (timeout > 0).then(|| tokio::time::Instant::now() + Duration::from_millis(timeout));
+    let count = node
+        .replication()
+        .downstreams()
+        .wait_for_acks(last_write, wanted, deadline)
+        .await;
+    reply::integer(out.buffer(), i64::try_from(count).unwrap_or(i64::MAX));
+    Ok(())
+}
 
-    /// `WAIT numreplicas timeout`: how many replicas have acked this connection's last
-    /// write, waiting up to `timeout` ms (0: no limit) for `numreplicas` of them.
-    pub(super) async fn wait(&self, args: &[Vec<u8>], out: &mut BytesMut) -> Reply {
-        if self.node.role() == Role::Replica {
-            return Err(err("WAIT cannot be used with replica instances."));
-        }
-        let number = |arg: &[u8]| {
-            text(arg)?
-                .parse::<u64>()
-                .map_err(|_| err("value is not an integer or out of range"))
-        };
-        let (wanted, timeout) = (number(&args[0])?, number(&args[1])?);
-        let target = self.last_write;
-        let acked = || {
-            self.node
-                .downstreams()
-                .iter()
-                .filter(|r| r.acked_seq >= target)
-                .count() as u64
-        };
-        let deadline =
-            (timeout > 0).then(|| tokio::time::Instant::now() + Duration::from_millis(timeout));
-        let mut count = acked();
-        while count < wanted && deadline.is_none_or(|d| tokio::time::Instant::now() < d) {
-            tokio::time::sleep(WAIT_POLL).await;
-            count = acked();
-        }
-        reply::integer(out, i64::try_from(count).unwrap_or(i64::MAX));
-        Ok(())
-    }
+/// A connection's identity, for `CLIENT`.
+pub struct ClientInfo {
+    /// `CLIENT ID`.
+    pub id: u64,
+    /// `CLIENT SETNAME`'s name.
+    pub name: Option<String>,
+}
 
+impl ClientInfo {
     /// `CLIENT SETNAME | GETNAME | SETINFO | ID`.
-    pub(super) fn client(&mut self, args: &[Vec<u8>], out: &mut BytesMut) -> Reply {
+    pub fn client(&mut self, args: &[Vec<u8>], out: &mut Output) -> Reply {
+        let out = out.buffer();
         match (args[0].to_ascii_uppercase().as_slice(), args.len()) {
             (b"SETNAME", 2) => {
-                let name = text(&args[1])?;
+                let name = text_of(&args[1])?;
                 if name.contains(' ') {
                     return Err(err(
                         "Client names cannot contain spaces, newlines or special characters.",

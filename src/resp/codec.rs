@@ -1,36 +1,72 @@
-//! RESP2, the Redis protocol, as far as a server needs it: requests (arrays of bulk
-//! strings, or inline commands as typed into telnet) decoded from a byte buffer with hard
-//! limits, and replies encoded into one.
+//! Decoding RESP2 requests (arrays of bulk strings, or inline commands as typed into
+//! telnet) from a connection's byte stream, with hard limits.
 //!
-//! Hand-written rather than taken from a crate: a request parser is about a hundred lines,
-//! and kv needs it to check every declared length against its limits *before* buffering
-//! or allocating anything (a client claiming a 4 GB bulk string gets an error, not an
-//! allocation), and to tell a malformed request from an incomplete one.
+//! Hand-written rather than taken from a crate, because kv needs three things together:
+//! every declared length is checked against its limit *before* anything is buffered or
+//! allocated (a client claiming a 4 GB bulk string gets an error, not an allocation); the
+//! decoder *resumes* where it stopped when a request arrives in pieces (an 8 MiB value is
+//! copied once, from the read buffer into its argument, and never re-parsed from the
+//! start); and a request that is merely too large is *read and discarded*, so the client
+//! gets an error reply and keeps its connection instead of seeing it reset.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 use std::fmt;
-use tokio_util::codec::Decoder;
 
-/// Largest request (all its arguments together) accepted, in bytes.
+use super::inline::split_args;
+use crate::store::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+
+/// Largest request (all its arguments together) accepted, in bytes; a larger one is read,
+/// discarded and answered with an error.
 pub const MAX_REQUEST: usize = 16 * 1024 * 1024;
+/// Largest argument accepted: kv's largest value (keys are checked against their own,
+/// smaller, limit when the command runs).
+pub const MAX_ARGUMENT: usize = MAX_VALUE_BYTES;
+/// Longest bulk string kv will read only to discard it: a longer length is not a request
+/// but a broken or hostile client, and its connection is closed (Redis's own limit).
+pub const MAX_DISCARDED_BULK: usize = 512 * 1024 * 1024;
 /// Most arguments in one request.
 pub const MAX_ARGS: usize = 1024 * 1024;
 /// Longest inline command.
 const MAX_INLINE: usize = 64 * 1024;
 /// Longest `*N` or `$N` header line: a sign and 19 digits, with room to spare.
 const MAX_HEADER: usize = 32;
+/// Bytes an argument is given up front; it grows as its bytes actually arrive.
+const INITIAL_ARGUMENT: usize = 64 * 1024;
+
+const _: () = assert!(MAX_KEY_BYTES <= MAX_ARGUMENT && MAX_ARGUMENT <= MAX_REQUEST);
 
 /// One request: the command name and its arguments, as raw bytes.
 pub type Request = Vec<Vec<u8>>;
 
-/// Why a request could not be parsed; the connection is answered `-ERR` and closed.
+/// What the decoder produced from the stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A complete request, and the bytes it took on the wire.
+    Request {
+        /// Name and arguments.
+        args: Request,
+        /// Bytes read from the stream for it.
+        wire: usize,
+    },
+    /// A request too large to accept, read to its end and discarded: answer `reason`
+    /// (an error reply's text) and carry on with the connection.
+    Refused {
+        /// The error reply, starting with its code (`ERR ...`).
+        reason: String,
+        /// Bytes read from the stream for it.
+        wire: usize,
+    },
+}
+
+/// Why the stream cannot be parsed any further; the connection is answered `-ERR` and
+/// closed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ProtocolError {
     /// Not RESP (a bad length, a missing `$`, a missing CRLF...).
     Malformed(String),
-    /// Over [`MAX_REQUEST`] or [`MAX_ARGS`].
+    /// Beyond what kv reads at all (absurd lengths or argument counts).
     TooLarge(String),
-    /// The connection ended in the middle of a request.
+    /// The connection ended, or went silent, in the middle of a request.
     Unterminated,
     /// Reading the socket failed.
     Io(std::io::ErrorKind),
@@ -54,382 +90,321 @@ impl From<std::io::Error> for ProtocolError {
     }
 }
 
-/// Decodes requests from a connection's byte stream.
+/// Where the decoder stands in the stream.
 #[derive(Debug, Default)]
-pub struct RequestDecoder;
+enum State {
+    /// Between requests.
+    #[default]
+    Idle,
+    /// In an inline command; `scanned` bytes of the buffer hold no line end.
+    Inline { scanned: usize },
+    /// In a multibulk request, before the next argument's `$len` line.
+    Args(Multibulk),
+    /// In an argument's bytes (and then its CRLF).
+    Bulk {
+        request: Multibulk,
+        arg: Vec<u8>,
+        len: usize,
+    },
+    /// Discarding the rest of a request that is too large: `skip` bytes of the current
+    /// argument (with its CRLF), then `remaining` more arguments.
+    Discard {
+        skip: usize,
+        remaining: usize,
+        reason: String,
+    },
+}
 
-impl Decoder for RequestDecoder {
-    type Item = Request;
-    type Error = ProtocolError;
+/// The arguments of a multibulk request read so far.
+#[derive(Debug)]
+struct Multibulk {
+    args: Request,
+    remaining: usize,
+    total: usize,
+}
 
-    fn decode(&mut self, buffer: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
+/// Decodes requests from a connection's byte stream, resuming mid-request as bytes come.
+#[derive(Debug, Default)]
+pub struct RequestDecoder {
+    state: State,
+    /// Bytes taken from the stream for the request in progress.
+    wire: usize,
+}
+
+/// A header line's length after its marker, and the bytes the line took.
+type Header = Option<(i64, usize)>;
+
+impl RequestDecoder {
+    /// Whether a request has begun and not yet ended (bytes of it were taken).
+    pub fn in_request(&self) -> bool {
+        !matches!(self.state, State::Idle)
+    }
+
+    /// The next request, taking its bytes from `buffer`; `Ok(None)` when more bytes are
+    /// needed (everything usable was taken, so the buffer holds little or nothing).
+    pub fn decode(&mut self, buffer: &mut BytesMut) -> Result<Option<Decoded>, ProtocolError> {
         loop {
-            let Some(&first) = buffer.first() else {
-                return Ok(None);
-            };
-            let parsed = if first == b'*' {
-                parse_multibulk(buffer)?
-            } else {
-                parse_inline(buffer)?
-            };
-            match parsed {
-                None => return Ok(None),
-                Some((used, request)) => {
-                    buffer.advance(used);
-                    // Empty requests (`*0`, a blank inline line) are skipped, as Redis does.
-                    if !request.is_empty() {
-                        return Ok(Some(request));
+            let progressed = match std::mem::take(&mut self.state) {
+                State::Idle => match buffer.first() {
+                    None => false,
+                    Some(b'*') => self.begin_multibulk(buffer)?,
+                    Some(_) => {
+                        self.state = State::Inline { scanned: 0 };
+                        true
                     }
+                },
+                State::Inline { scanned } => match self.inline(buffer, scanned)? {
+                    Some(args) => return Ok(Some(self.finish(args))),
+                    // A blank line was skipped (and the decoder is idle again), or the
+                    // line is incomplete.
+                    None => !self.in_request(),
+                },
+                State::Args(request) if request.remaining == 0 => {
+                    return Ok(Some(self.finish(request.args)));
                 }
+                State::Args(request) => self.begin_argument(buffer, request)?,
+                State::Bulk { request, arg, len } => {
+                    self.fill_argument(buffer, request, arg, len)?
+                }
+                State::Discard {
+                    skip,
+                    remaining,
+                    reason,
+                } => match self.discard(buffer, skip, remaining, reason)? {
+                    Some(refused) => return Ok(Some(refused)),
+                    None => false,
+                },
+            };
+            if !progressed {
+                return Ok(None);
             }
         }
     }
 
-    fn decode_eof(&mut self, buffer: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
-        match self.decode(buffer)? {
-            Some(request) => Ok(Some(request)),
-            None if buffer.is_empty() => Ok(None),
-            None => Err(ProtocolError::Unterminated),
+    /// The stream ended: fine between requests, an error in the middle of one.
+    pub fn at_end(&self, buffer: &BytesMut) -> Result<(), ProtocolError> {
+        if self.in_request() || !buffer.is_empty() {
+            return Err(ProtocolError::Unterminated);
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, buffer: &mut BytesMut, n: usize) {
+        buffer.advance(n);
+        self.wire += n;
+    }
+
+    fn finish(&mut self, args: Request) -> Decoded {
+        self.state = State::Idle;
+        Decoded::Request {
+            args,
+            wire: std::mem::take(&mut self.wire),
         }
     }
-}
 
-/// The header line (`*N` or `$N`) starting at `from`, without its CRLF, and the offset
-/// after it, if complete. Only [`MAX_HEADER`] bytes are searched: a header that long is
-/// not a length.
-fn line(buffer: &[u8], from: usize) -> Result<Option<(&[u8], usize)>, ProtocolError> {
-    let rest = &buffer[from.min(buffer.len())..];
-    let window = &rest[..rest.len().min(MAX_HEADER + 2)];
-    match window.iter().position(|&b| b == b'\n') {
-        Some(end) if end > 0 && rest[end - 1] == b'\r' => {
-            Ok(Some((&rest[..end - 1], from + end + 1)))
-        }
-        Some(_) => Err(ProtocolError::Malformed("expected CRLF".into())),
-        None if rest.len() > MAX_HEADER + 2 => {
-            Err(ProtocolError::Malformed("length line too long".into()))
-        }
-        None => Ok(None),
-    }
-}
-
-/// A length after a `*` or `$` marker.
-fn length(text: &[u8], what: &str) -> Result<i64, ProtocolError> {
-    std::str::from_utf8(text)
-        .ok()
-        .and_then(|t| t.parse::<i64>().ok())
-        .ok_or_else(|| ProtocolError::Malformed(format!("invalid {what} length")))
-}
-
-/// `*N\r\n$len\r\nbytes\r\n...`; `None` while incomplete.
-fn parse_multibulk(buffer: &[u8]) -> Result<Option<(usize, Request)>, ProtocolError> {
-    let Some((header, mut at)) = line(buffer, 0)? else {
-        return Ok(None);
-    };
-    let count = length(&header[1..], "multibulk")?;
-    if count <= 0 {
-        return Ok(Some((at, Vec::new())));
-    }
-    let count = usize::try_from(count).unwrap_or(usize::MAX);
-    if count > MAX_ARGS {
-        return Err(ProtocolError::TooLarge(format!(
-            "more than {MAX_ARGS} arguments"
-        )));
-    }
-    // Never trust the count for allocation: grow as arguments actually arrive. Spans
-    // first, bytes copied once the whole request is there (an incomplete one is re-parsed
-    // when more arrives).
-    let mut spans = Vec::with_capacity(count.min(64));
-    let mut total = 0usize;
-    for _ in 0..count {
-        let Some((header, start)) = line(buffer, at)? else {
-            return Ok(None);
+    /// `*N`: starts a request of N arguments (or skips an empty one, as Redis does).
+    /// Returns false while the line is incomplete.
+    fn begin_multibulk(&mut self, buffer: &mut BytesMut) -> Result<bool, ProtocolError> {
+        let Some((count, used)) = header(buffer, b'*', "multibulk")? else {
+            return Ok(false);
         };
-        if header.first() != Some(&b'$') {
-            return Err(ProtocolError::Malformed("expected '$'".into()));
+        self.take(buffer, used);
+        if count <= 0 {
+            self.wire = 0;
+            return Ok(true);
         }
-        let len = usize::try_from(length(&header[1..], "bulk")?)
-            .map_err(|_| ProtocolError::Malformed("invalid bulk length".into()))?;
-        total = total.saturating_add(len);
-        if total > MAX_REQUEST {
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        if count > MAX_ARGS {
             return Err(ProtocolError::TooLarge(format!(
-                "request larger than {} MiB",
-                MAX_REQUEST / (1024 * 1024)
+                "more than {MAX_ARGS} arguments"
             )));
         }
-        let end = start + len;
-        if buffer.len() < end + 2 {
+        self.state = State::Args(Multibulk {
+            // Never trust the count for allocation: grow as arguments actually arrive.
+            args: Vec::with_capacity(count.min(64)),
+            remaining: count,
+            total: 0,
+        });
+        Ok(true)
+    }
+
+    /// `$len`: starts an argument, or the discarding of a request grown too large.
+    /// Returns false while the line is incomplete.
+    fn begin_argument(
+        &mut self,
+        buffer: &mut BytesMut,
+        request: Multibulk,
+    ) -> Result<bool, ProtocolError> {
+        let Some(len) = self.bulk_header(buffer)? else {
+            self.state = State::Args(request);
+            return Ok(false);
+        };
+        let remaining = request.remaining - 1;
+        let total = request.total.saturating_add(len);
+        let refusal = if len > MAX_ARGUMENT {
+            Some(format!(
+                "ERR value too large: {len} bytes; kv stores values of up to \
+                 {MAX_VALUE_BYTES} bytes (8 MiB)"
+            ))
+        } else if total > MAX_REQUEST {
+            Some(format!(
+                "ERR request too large: over {MAX_REQUEST} bytes (16 MiB) in all; send it \
+                 in several commands"
+            ))
+        } else {
+            None
+        };
+        self.state = match refusal {
+            Some(reason) => State::Discard {
+                skip: len + 2,
+                remaining,
+                reason,
+            },
+            None => State::Bulk {
+                request: Multibulk {
+                    remaining,
+                    total,
+                    ..request
+                },
+                arg: Vec::with_capacity(len.min(INITIAL_ARGUMENT)),
+                len,
+            },
+        };
+        Ok(true)
+    }
+
+    /// A `$len` line: the length, once the line is complete (taken from the buffer).
+    fn bulk_header(&mut self, buffer: &mut BytesMut) -> Result<Option<usize>, ProtocolError> {
+        let Some((len, used)) = header(buffer, b'$', "bulk")? else {
             return Ok(None);
+        };
+        let len = usize::try_from(len)
+            .map_err(|_| ProtocolError::Malformed("invalid bulk length".into()))?;
+        if len > MAX_DISCARDED_BULK {
+            return Err(ProtocolError::TooLarge(format!(
+                "invalid bulk length {len}: larger than {MAX_DISCARDED_BULK} bytes"
+            )));
         }
-        if &buffer[end..end + 2] != b"\r\n" {
+        self.take(buffer, used);
+        Ok(Some(len))
+    }
+
+    /// Copies what has arrived of an argument; returns false while it is incomplete.
+    fn fill_argument(
+        &mut self,
+        buffer: &mut BytesMut,
+        mut request: Multibulk,
+        mut arg: Vec<u8>,
+        len: usize,
+    ) -> Result<bool, ProtocolError> {
+        let wanted = (len - arg.len()).min(buffer.len());
+        arg.extend_from_slice(&buffer[..wanted]);
+        self.take(buffer, wanted);
+        if arg.len() < len || buffer.len() < 2 {
+            self.state = State::Bulk { request, arg, len };
+            return Ok(false);
+        }
+        if &buffer[..2] != b"\r\n" {
             return Err(ProtocolError::Malformed(
                 "bulk string not followed by CRLF".into(),
             ));
         }
-        spans.push(start..end);
-        at = end + 2;
+        self.take(buffer, 2);
+        request.args.push(arg);
+        self.state = State::Args(request);
+        Ok(true)
     }
-    let args = spans
-        .into_iter()
-        .map(|span| buffer[span].to_vec())
-        .collect();
-    Ok(Some((at, args)))
+
+    /// Skips what has arrived of a refused request; the refusal once it has all gone by.
+    fn discard(
+        &mut self,
+        buffer: &mut BytesMut,
+        mut skip: usize,
+        mut remaining: usize,
+        reason: String,
+    ) -> Result<Option<Decoded>, ProtocolError> {
+        loop {
+            let skipped = skip.min(buffer.len());
+            self.take(buffer, skipped);
+            skip -= skipped;
+            if skip == 0 && remaining == 0 {
+                let wire = std::mem::take(&mut self.wire);
+                return Ok(Some(Decoded::Refused { reason, wire }));
+            }
+            let next = match skip {
+                0 => self.bulk_header(buffer)?,
+                _ => None,
+            };
+            let Some(len) = next else {
+                self.state = State::Discard {
+                    skip,
+                    remaining,
+                    reason,
+                };
+                return Ok(None);
+            };
+            skip = len + 2;
+            remaining -= 1;
+        }
+    }
+
+    /// An inline command's words once its line is complete; `scanned` bytes are known to
+    /// hold no line end, so each byte is searched once however the line arrives.
+    fn inline(
+        &mut self,
+        buffer: &mut BytesMut,
+        scanned: usize,
+    ) -> Result<Option<Request>, ProtocolError> {
+        let Some(at) = buffer[scanned..].iter().position(|&b| b == b'\n') else {
+            if buffer.len() > MAX_INLINE {
+                return Err(ProtocolError::TooLarge(
+                    "inline request longer than 64 KiB".into(),
+                ));
+            }
+            self.state = State::Inline {
+                scanned: buffer.len(),
+            };
+            return Ok(None);
+        };
+        let end = scanned + at;
+        let line = &buffer[..end];
+        let words = split_args(line.strip_suffix(b"\r").unwrap_or(line))?;
+        self.take(buffer, end + 1);
+        if words.is_empty() {
+            // A blank line is skipped, as Redis does.
+            self.wire = 0;
+            return Ok(None);
+        }
+        Ok(Some(words))
+    }
 }
 
-/// An inline command: one line of words, split as Redis does (`sdssplitargs`): words
-/// are separated by spaces; `"..."` may hold spaces and the escapes `\n \r \t \b \a \\ \"`
-/// and `\xHH`; `'...'` may hold spaces and `\'`.
-fn parse_inline(buffer: &[u8]) -> Result<Option<(usize, Request)>, ProtocolError> {
-    let Some(end) = buffer.iter().position(|&b| b == b'\n') else {
-        if buffer.len() > MAX_INLINE {
-            return Err(ProtocolError::TooLarge(
-                "inline request longer than 64 KiB".into(),
-            ));
+/// A header line (`*N` or `$N`, with `marker`) at the start of `buffer`: its length and
+/// the bytes the line took, once complete. Only [`MAX_HEADER`] bytes are searched: a
+/// header that long is not a length.
+fn header(buffer: &[u8], marker: u8, what: &str) -> Result<Header, ProtocolError> {
+    let window = &buffer[..buffer.len().min(MAX_HEADER + 2)];
+    let end = match window.iter().position(|&b| b == b'\n') {
+        Some(end) if end > 0 && buffer[end - 1] == b'\r' => end,
+        Some(_) => return Err(ProtocolError::Malformed("expected CRLF".into())),
+        None if buffer.len() > MAX_HEADER + 2 => {
+            return Err(ProtocolError::Malformed("length line too long".into()))
         }
-        return Ok(None);
+        None => return Ok(None),
     };
-    let text = buffer[..end].strip_suffix(b"\r").unwrap_or(&buffer[..end]);
-    Ok(Some((end + 1, split_args(text)?)))
-}
-
-fn split_args(mut text: &[u8]) -> Result<Request, ProtocolError> {
-    let unbalanced = || ProtocolError::Malformed("unbalanced quotes in request".into());
-    let mut words = Vec::new();
-    loop {
-        text = text.trim_ascii_start();
-        let Some(&first) = text.first() else {
-            return Ok(words);
-        };
-        let (word, rest) = match first {
-            b'"' => double_quoted(&text[1..]).ok_or_else(unbalanced)?,
-            b'\'' => single_quoted(&text[1..]).ok_or_else(unbalanced)?,
-            _ => {
-                let end = text
-                    .iter()
-                    .position(u8::is_ascii_whitespace)
-                    .unwrap_or(text.len());
-                (text[..end].to_vec(), &text[end..])
-            }
-        };
-        // A closing quote must end the word.
-        if rest.first().is_some_and(|b| !b.is_ascii_whitespace()) {
-            return Err(unbalanced());
-        }
-        words.push(word);
-        text = rest;
+    let line = &buffer[..end - 1];
+    if line.first() != Some(&marker) {
+        return Err(ProtocolError::Malformed(format!(
+            "expected '{}'",
+            char::from(marker)
+        )));
     }
-}
-
-/// The word inside `"..."` (after the opening quote) and what follows the closing one.
-fn double_quoted(text: &[u8]) -> Option<(Vec<u8>, &[u8])> {
-    let mut word = Vec::new();
-    let mut i = 0;
-    loop {
-        match *text.get(i)? {
-            b'"' => return Some((word, &text[i + 1..])),
-            b'\\' => {
-                let escaped = *text.get(i + 1)?;
-                let hex = text
-                    .get(i + 2..i + 4)
-                    .and_then(|h| std::str::from_utf8(h).ok());
-                match (escaped, hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-                    (b'x', Some(byte)) => {
-                        word.push(byte);
-                        i += 4;
-                        continue;
-                    }
-                    (b'n', _) => word.push(b'\n'),
-                    (b'r', _) => word.push(b'\r'),
-                    (b't', _) => word.push(b'\t'),
-                    (b'b', _) => word.push(0x08),
-                    (b'a', _) => word.push(0x07),
-                    (other, _) => word.push(other),
-                }
-                i += 2;
-            }
-            byte => {
-                word.push(byte);
-                i += 1;
-            }
-        }
-    }
-}
-
-/// The word inside `'...'` (after the opening quote) and what follows the closing one.
-fn single_quoted(text: &[u8]) -> Option<(Vec<u8>, &[u8])> {
-    let mut word = Vec::new();
-    let mut i = 0;
-    loop {
-        match *text.get(i)? {
-            b'\'' => return Some((word, &text[i + 1..])),
-            b'\\' if text.get(i + 1) == Some(&b'\'') => {
-                word.push(b'\'');
-                i += 2;
-            }
-            byte => {
-                word.push(byte);
-                i += 1;
-            }
-        }
-    }
-}
-
-/// Encodes replies.
-pub mod reply {
-    use super::*;
-
-    /// `+text`
-    pub fn simple(out: &mut BytesMut, text: &str) {
-        out.put_u8(b'+');
-        out.put_slice(text.as_bytes());
-        out.put_slice(b"\r\n");
-    }
-
-    /// `-text` (text starts with an error code such as `ERR` or `READONLY`).
-    pub fn error(out: &mut BytesMut, text: &str) {
-        out.put_u8(b'-');
-        // An error reply is one line: no CR or LF may leak from a message into it.
-        let line: String = text
-            .chars()
-            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-            .collect();
-        out.put_slice(line.as_bytes());
-        out.put_slice(b"\r\n");
-    }
-
-    /// `:n`
-    pub fn integer(out: &mut BytesMut, n: i64) {
-        out.put_slice(format!(":{n}\r\n").as_bytes());
-    }
-
-    /// `$len\r\nbytes` or the null bulk string `$-1`.
-    pub fn bulk(out: &mut BytesMut, bytes: Option<&[u8]>) {
-        match bytes {
-            Some(bytes) => {
-                out.put_slice(format!("${}\r\n", bytes.len()).as_bytes());
-                out.put_slice(bytes);
-                out.put_slice(b"\r\n");
-            }
-            None => out.put_slice(b"$-1\r\n"),
-        }
-    }
-
-    /// `*n`, to be followed by n replies.
-    pub fn array_header(out: &mut BytesMut, n: usize) {
-        out.put_slice(format!("*{n}\r\n").as_bytes());
-    }
+    let length = std::str::from_utf8(&line[1..])
+        .ok()
+        .and_then(|t| t.parse::<i64>().ok())
+        .ok_or_else(|| ProtocolError::Malformed(format!("invalid {what} length")))?;
+    Ok(Some((length, end + 1)))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn decode_all(input: &[u8]) -> Result<Vec<Request>, ProtocolError> {
-        let mut buffer = BytesMut::from(input);
-        let mut decoder = RequestDecoder;
-        let mut out = Vec::new();
-        while let Some(request) = decoder.decode(&mut buffer)? {
-            out.push(request);
-        }
-        Ok(out)
-    }
-
-    fn words(request: &[&str]) -> Request {
-        request.iter().map(|w| w.as_bytes().to_vec()).collect()
-    }
-
-    #[test]
-    fn pipelined_multibulk_and_inline_requests() {
-        let input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nv a\r\n\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING hi\r\n\r\n*0\r\n";
-        assert_eq!(
-            decode_all(input).expect("valid"),
-            vec![
-                words(&["SET", "k", "v a\r\n"]),
-                words(&["GET", "k"]),
-                words(&["PING", "hi"])
-            ]
-        );
-    }
-
-    #[test]
-    fn inline_commands_split_like_redis() {
-        let ok = |line: &str| decode_all(format!("{line}\r\n").as_bytes()).expect("valid");
-        assert_eq!(
-            ok(r#"SET k "hello world""#),
-            vec![words(&["SET", "k", "hello world"])]
-        );
-        assert_eq!(
-            ok(r#"SET k 'it\'s' "a\"b\x41\n""#),
-            vec![words(&["SET", "k", "it's", "a\"bA\n"])]
-        );
-        assert_eq!(ok("  GET   spaced  "), vec![words(&["GET", "spaced"])]);
-        assert_eq!(ok(r#"SET k ab"c"#), vec![words(&["SET", "k", "ab\"c"])]);
-        for bad in [r#"SET k "open"#, r#"SET k "a"b"#, "SET k 'open"] {
-            assert!(
-                matches!(
-                    decode_all(format!("{bad}\r\n").as_bytes()),
-                    Err(ProtocolError::Malformed(_))
-                ),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn incomplete_requests_wait_for_more() {
-        let full = b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n";
-        for cut in 1..full.len() {
-            let mut buffer = BytesMut::from(&full[..cut]);
-            assert_eq!(RequestDecoder.decode(&mut buffer), Ok(None), "cut at {cut}");
-            assert_eq!(buffer.len(), cut, "nothing consumed at {cut}");
-        }
-        let mut buffer = BytesMut::from(&full[..10]);
-        assert_eq!(
-            RequestDecoder.decode_eof(&mut buffer),
-            Err(ProtocolError::Unterminated)
-        );
-    }
-
-    #[test]
-    fn malformed_and_oversized_requests_are_refused_without_allocating() {
-        for bad in [
-            &b"*2\r\n$3\r\nGET\r\nxkey\r\n"[..],
-            b"*1\r\n$3\r\nGETX\r\n",
-            b"*1\r\n$-5\r\n",
-            b"*x\r\n",
-            b"*1\n",
-        ] {
-            assert!(
-                matches!(decode_all(bad), Err(ProtocolError::Malformed(_))),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-        assert!(matches!(
-            decode_all(b"*1\r\n$4294967295\r\n"),
-            Err(ProtocolError::TooLarge(_))
-        ));
-        assert!(matches!(
-            decode_all(b"*99999999999\r\n"),
-            Err(ProtocolError::TooLarge(_))
-        ));
-        assert!(matches!(
-            decode_all(&vec![b'a'; MAX_INLINE + 2]),
-            Err(ProtocolError::TooLarge(_))
-        ));
-    }
-
-    #[test]
-    fn replies_encode_as_resp2() {
-        let mut out = BytesMut::new();
-        reply::simple(&mut out, "OK");
-        reply::error(&mut out, "ERR bad\r\nthing");
-        reply::integer(&mut out, -3);
-        reply::bulk(&mut out, Some(b"v"));
-        reply::bulk(&mut out, None);
-        reply::array_header(&mut out, 2);
-        assert_eq!(
-            &out[..],
-            b"+OK\r\n-ERR bad  thing\r\n:-3\r\n$1\r\nv\r\n$-1\r\n*2\r\n"
-        );
-    }
-}
+mod tests;

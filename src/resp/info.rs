@@ -3,7 +3,8 @@
 //! against kv. Offsets are kv's seqs.
 
 use crate::error::Result;
-use crate::node::{LinkState, Node};
+use crate::node::Node;
+use crate::replication::LinkState;
 use crate::store::Role;
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -60,7 +61,7 @@ fn replication(text: &mut String, node: &Node) -> Result<()> {
     let head = node.store().head_seq()?;
     text.push_str("# Replication\r\n");
     if node.role() == Role::Replica {
-        let link = node.link();
+        let link = node.replication().link();
         let (host, port) = link
             .upstream
             .as_deref()
@@ -79,18 +80,16 @@ fn replication(text: &mut String, node: &Node) -> Result<()> {
     } else {
         text.push_str("role:master\r\n");
     }
-    let replicas = node.downstreams();
+    let replicas = node.replication().downstreams().list();
     let _ = write!(text, "connected_slaves:{}\r\n", replicas.len());
     for (i, replica) in replicas.iter().enumerate() {
-        let (ip, port) = replica
-            .replica_addr
-            .rsplit_once(':')
-            .unwrap_or((replica.replica_addr.as_str(), "0"));
+        let addr = &replica.identity.replica_addr;
+        let (ip, port) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "0"));
         let _ = write!(
             text,
             "slave{i}:ip={ip},port={port},state=online,offset={},lag={}\r\n",
             replica.acked_seq,
-            replica.last_ack.elapsed().as_secs()
+            replica.last_heard.elapsed().as_secs()
         );
     }
     let _ = write!(text, "master_repl_offset:{head}\r\n\r\n");

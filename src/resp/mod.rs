@@ -1,40 +1,48 @@
 //! The client port: the Redis protocol (RESP2) on `--resp ADDR`, so redis-cli,
 //! redis-benchmark and Redis client libraries work against kv unchanged. Each connection
-//! runs on its own task: requests are decoded with hard limits ([`codec`]), executed in
-//! order ([`commands`], [`admin`]), and every reply already due is sent in one write, so
-//! pipelines cost one round trip.
+//! runs on its own task: it reads within the node's memory budget (when the budget is
+//! spent it stops reading, and TCP holds the rest), requests are decoded with hard limits
+//! as they arrive ([`codec`]), executed in order ([`session`]), and every reply already
+//! due is sent in one write, so pipelines cost one round trip.
 
 pub mod admin;
+pub mod args;
 pub mod codec;
 pub mod commands;
 pub mod glob;
 pub mod info;
+mod inline;
+pub mod output;
+pub mod reply;
+pub mod session;
 pub mod writes;
 
+use crate::net::{accept_loop, Listener, REFUSE_TIMEOUT};
+use crate::node::budget::{Charge, MemoryBudget};
 use crate::node::Node;
-use bytes::BytesMut;
-use codec::{reply, ProtocolError, RequestDecoder};
-use commands::{Flow, Session};
-use futures::{FutureExt, StreamExt};
+use bytes::{BufMut, BytesMut};
+use codec::{Decoded, ProtocolError, RequestDecoder};
 use info::ServerFacts;
+use output::Output;
+use session::{Flow, Session};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio_util::codec::FramedRead;
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// Most client connections served at once; more are answered with an error and closed.
 pub const MAX_CLIENTS: usize = 10_000;
-/// A request begun but not finished within this long is dropped with an error.
+/// A request that stops arriving for this long, part-way, is dropped with an error.
 const PARTIAL_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Replies are sent once this many bytes are queued, even mid-pipeline.
-const FLUSH_AT: usize = 64 * 1024;
-/// A reply buffer grown beyond this by a large reply is released once flushed.
-const KEEP_BUFFER: usize = 1024 * 1024;
+/// Bytes read from a client at a time (and reserved on the budget first).
+const READ_CHUNK: usize = 64 * 1024;
+/// After a protocol error, how long (and how many bytes) kv keeps reading and discarding
+/// what the client still sends, so that it reads the error reply rather than a reset.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// Serves Redis clients on `listener` until `node` shuts down.
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
@@ -43,119 +51,144 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
         started: Instant::now(),
         port,
     });
-    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     let ids = AtomicU64::new(1);
     let shutdown = node.shutdown_token().clone();
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    warn!("client accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    let tasks = node.replication().tasks().clone();
+    let listener = Listener {
+        listener,
+        max_connections: MAX_CLIENTS,
+        what: "client",
+    };
+    let stopping = shutdown.clone();
+    let serve = move |stream: TcpStream, peer| {
         let _ = stream.set_nodelay(true);
-        let permit = Arc::clone(&slots).try_acquire_owned();
-        let session = Session::new(
-            Arc::clone(&node),
-            Arc::clone(&facts),
-            ids.fetch_add(1, Ordering::Relaxed),
-        );
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let Ok(_permit) = permit else {
-                refuse(stream).await;
-                return;
-            };
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        let session = Session::new(Arc::clone(&node), Arc::clone(&facts), id);
+        let budget = node.budget().clone();
+        let stopping = stopping.clone();
+        async move {
             tokio::select! {
-                _ = shutdown.cancelled() => {}
-                result = serve_client(session, stream) => match result {
+                _ = stopping.cancelled() => {}
+                result = serve_client(session, budget, stream) => match result {
                     Ok(()) => debug!("client {peer} disconnected"),
                     Err(e) => debug!("client {peer} closed: {e}"),
                 },
             }
-        });
-    }
+        }
+    };
+    accept_loop(listener, shutdown, tasks, serve, refuse).await;
 }
 
 async fn refuse(mut stream: TcpStream) {
     let mut out = BytesMut::new();
     reply::error(&mut out, "ERR max number of clients reached");
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
+    let _ = tokio::time::timeout(REFUSE_TIMEOUT, stream.write_all(&out)).await;
 }
 
-async fn flush(write: &mut OwnedWriteHalf, out: &mut BytesMut) -> Result<(), ProtocolError> {
-    if !out.is_empty() {
-        write.write_all(out).await?;
-        out.clear();
-    }
-    // One large reply must not pin its buffer for the rest of the connection.
-    if out.capacity() > KEEP_BUFFER {
-        *out = BytesMut::new();
-    }
-    Ok(())
-}
-
-/// Runs one client connection: decode, execute, reply, until it closes, sends `QUIT`, or
-/// breaks the protocol (answered with an error, then closed).
-async fn serve_client(mut session: Session, stream: TcpStream) -> Result<(), ProtocolError> {
-    let (read, mut write) = stream.into_split();
-    let mut requests = FramedRead::new(read, RequestDecoder);
-    let mut out = BytesMut::new();
+/// Runs one client connection: read, decode, execute, reply, until it closes, sends
+/// `QUIT`, or breaks the protocol (answered with an error, then closed).
+async fn serve_client(
+    mut session: Session,
+    budget: MemoryBudget,
+    stream: TcpStream,
+) -> Result<(), ProtocolError> {
+    let (mut read, write) = stream.into_split();
+    let mut out = Output::new(Box::new(write));
+    let mut buffer = BytesMut::new();
+    let mut decoder = RequestDecoder::default();
+    // The budget held for bytes read and not yet handed to a request.
+    let mut held = Charge::default();
     loop {
         // Execute every request already received before sending the replies at once.
-        let next = match requests.next().now_or_never() {
-            Some(next) => next,
-            None => {
-                session.settle(&mut out).await;
-                flush(&mut write, &mut out).await?;
-                next_request(&mut requests).await
+        loop {
+            let decoded = match decoder.decode(&mut buffer) {
+                Ok(Some(decoded)) => decoded,
+                Ok(None) => break,
+                Err(e) => return fail(&mut session, &mut out, &mut read, e).await,
+            };
+            match decoded {
+                Decoded::Request { args, wire } => {
+                    let charge = held.take(wire);
+                    if session.execute(args, charge, &mut out).await? == Flow::Close {
+                        session.settle(&mut out).await;
+                        return Ok(out.close().await?);
+                    }
+                    out.flush_if_full().await?;
+                }
+                Decoded::Refused { reason, wire } => {
+                    drop(held.take(wire));
+                    session.refuse(&reason, &mut out).await;
+                }
             }
-        };
-        let request = match next {
-            None => {
-                session.settle(&mut out).await;
-                return flush(&mut write, &mut out).await;
-            }
-            Some(Ok(request)) => request,
-            Some(Err(e)) => {
-                session.settle(&mut out).await;
-                reply::error(&mut out, &format!("ERR {e}"));
-                flush(&mut write, &mut out).await?;
-                return Err(e);
-            }
-        };
-        if session.execute(request, &mut out).await == Flow::Close {
-            return flush(&mut write, &mut out).await;
         }
-        if out.len() >= FLUSH_AT {
-            flush(&mut write, &mut out).await?;
+        session.settle(&mut out).await;
+        out.flush().await?;
+        let mid_request = decoder.in_request() || !buffer.is_empty();
+        // Backpressure: with the budget spent, this waits, and the client's bytes wait
+        // in its socket, however far into a request it is.
+        let mut grant = match held.has_overdraft() {
+            true => Charge::default(),
+            false => budget.reserve(READ_CHUNK, mid_request).await,
+        };
+        let read_bytes = read_some(&mut read, &mut buffer, mid_request).await;
+        let read_bytes = match read_bytes {
+            Ok(n) => n,
+            Err(e) => return fail(&mut session, &mut out, &mut read, e).await,
+        };
+        grant.keep(read_bytes);
+        held.merge(grant);
+        if read_bytes == 0 {
+            if let Err(e) = decoder.at_end(&buffer) {
+                return fail(&mut session, &mut out, &mut read, e).await;
+            }
+            session.settle(&mut out).await;
+            return Ok(out.flush().await?);
         }
     }
 }
 
-/// Waits for the next request. An idle connection may wait forever, but part of a request
-/// left unfinished through a whole [`PARTIAL_REQUEST_TIMEOUT`] interval (so for one to two
-/// intervals) is an error: a stalled client cannot hold a buffer and a slot for good.
-async fn next_request(
-    requests: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, RequestDecoder>,
-) -> Option<Result<codec::Request, ProtocolError>> {
-    let mut partial_at_last_check = false;
-    loop {
-        // `next` is cancel-safe: bytes already read stay in the reader's buffer.
-        match tokio::time::timeout(PARTIAL_REQUEST_TIMEOUT, requests.next()).await {
-            Ok(next) => return next,
-            Err(_) => {
-                let partial = !requests.read_buffer().is_empty();
-                if partial && partial_at_last_check {
-                    return Some(Err(ProtocolError::Unterminated));
-                }
-                partial_at_last_check = partial;
+/// Reads up to [`READ_CHUNK`] more bytes; in the middle of a request, silence for
+/// [`PARTIAL_REQUEST_TIMEOUT`] is an error (a stalled client cannot hold a buffer and a
+/// slot for good), while an idle connection may wait forever.
+async fn read_some(
+    read: &mut OwnedReadHalf,
+    buffer: &mut BytesMut,
+    mid_request: bool,
+) -> Result<usize, ProtocolError> {
+    let mut room = buffer.limit(READ_CHUNK);
+    let reading = read.read_buf(&mut room);
+    if !mid_request {
+        return Ok(reading.await?);
+    }
+    match tokio::time::timeout(PARTIAL_REQUEST_TIMEOUT, reading).await {
+        Ok(read) => Ok(read?),
+        Err(_) => Err(ProtocolError::Unterminated),
+    }
+}
+
+/// Ends a connection that broke the protocol: the replies due, the error, then a short
+/// linger reading what the client still sends, so it sees the error and not a reset.
+async fn fail(
+    session: &mut Session,
+    out: &mut Output,
+    read: &mut OwnedReadHalf,
+    error: ProtocolError,
+) -> Result<(), ProtocolError> {
+    if let ProtocolError::Io(_) = error {
+        return Err(error);
+    }
+    session.settle(out).await;
+    reply::error(out.buffer(), &format!("ERR {error}"));
+    if out.close().await.is_ok() {
+        let mut sink = vec![0; 64 * 1024];
+        let mut drained = 0;
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while drained < LINGER_BYTES {
+            match tokio::time::timeout_at(deadline, read.read(&mut sink)).await {
+                Ok(Ok(n)) if n > 0 => drained += n,
+                _ => break,
             }
         }
     }
+    Err(error)
 }

@@ -1,12 +1,17 @@
 //! The write commands (`SET`, `MSET`, `DEL`) and how a connection pipelines them: each
-//! write is queued on the node's write path at once and its reply held back, so writes
-//! sent back to back share one commit (one fsync); the replies are written, in request
-//! order, once the writes are durable and before any later reply ([`Session::settle`]).
+//! write is queued on the node's write path at once and its reply held back
+//! ([`Pipeline`]), so writes sent back to back share one commit (one fsync); the replies
+//! are written, in request order, once the writes are durable and before any later reply
+//! ([`Pipeline::settle`]). A write's keys and values are the request's own buffers, moved,
+//! not copied.
 
-use super::codec::reply;
-use super::commands::{err, store_error, text, texts, Session};
+use super::args::{arity, err, store_error, text};
+use super::reply;
+use crate::node::budget::Charge;
+use crate::node::{Node, PendingWrite};
 use crate::store::Op;
 use bytes::BytesMut;
+use std::collections::VecDeque;
 
 /// Writes queued by one connection before it waits for them.
 const MAX_PENDING: usize = 1024;
@@ -26,60 +31,84 @@ pub enum WriteReply {
     Removed,
 }
 
-/// The write `name args` stands for, or its error; `None` if it is not a write with a
-/// valid number of arguments (dispatch then answers it).
-pub fn parse(name: &str, args: &[Vec<u8>]) -> Option<Result<Write, String>> {
-    let write = match (name, args.len()) {
-        ("SET", 2) => set(args),
+/// Whether `name` is a write command.
+pub fn is_write(name: &str) -> bool {
+    matches!(name, "SET" | "MSET" | "DEL")
+}
+
+/// The write `name args` stands for (`args` without the name), or its error reply.
+pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Write, String> {
+    match (name, args.len()) {
+        ("SET", 2) => {
+            let mut args = args.into_iter().map(text);
+            let (Some(key), Some(value)) = (args.next(), args.next()) else {
+                return Err(arity(name));
+            };
+            Ok(Write {
+                ops: vec![Op::Put {
+                    key: key?,
+                    value: value?,
+                }],
+                reply: WriteReply::Ok,
+            })
+        }
         ("SET", n) if n > 2 => Err(err(format!(
             "SET option '{}' is not supported by kv (keys do not expire; use SET key value)",
             String::from_utf8_lossy(&args[2])
         ))),
-        ("MSET", n) if n > 0 && n % 2 == 0 => mset(args),
-        ("DEL", n) if n > 0 => del(args),
-        _ => return None,
-    };
-    Some(write)
+        ("MSET", n) if n > 0 && n % 2 == 0 => {
+            let mut texts = args.into_iter().map(text);
+            let mut ops = Vec::with_capacity(n / 2);
+            while let (Some(key), Some(value)) = (texts.next(), texts.next()) {
+                ops.push(Op::Put {
+                    key: key?,
+                    value: value?,
+                });
+            }
+            Ok(Write {
+                ops,
+                reply: WriteReply::Ok,
+            })
+        }
+        ("DEL", n) if n > 0 => {
+            let ops = args
+                .into_iter()
+                .map(|key| Ok(Op::Delete { key: text(key)? }))
+                .collect::<Result<_, String>>()?;
+            Ok(Write {
+                ops,
+                reply: WriteReply::Removed,
+            })
+        }
+        _ => Err(arity(name)),
+    }
 }
 
-fn set(args: &[Vec<u8>]) -> Result<Write, String> {
-    let (key, value) = (text(&args[0])?, text(&args[1])?);
-    Ok(Write {
-        ops: vec![Op::Put { key, value }],
-        reply: WriteReply::Ok,
-    })
+/// A connection's writes queued and not yet answered, in request order.
+#[derive(Default)]
+pub struct Pipeline {
+    pending: VecDeque<(PendingWrite, WriteReply)>,
+    /// The seq of this connection's last durable write, for `WAIT`.
+    last_write: u64,
 }
 
-fn mset(args: &[Vec<u8>]) -> Result<Write, String> {
-    let ops = texts(args)?
-        .chunks_exact(2)
-        .map(|pair| Op::Put {
-            key: pair[0].clone(),
-            value: pair[1].clone(),
-        })
-        .collect();
-    Ok(Write {
-        ops,
-        reply: WriteReply::Ok,
-    })
-}
+impl Pipeline {
+    /// The seq of the last write answered on this connection.
+    pub fn last_write(&self) -> u64 {
+        self.last_write
+    }
 
-fn del(args: &[Vec<u8>]) -> Result<Write, String> {
-    let ops = texts(args)?
-        .into_iter()
-        .map(|key| Op::Delete { key })
-        .collect();
-    Ok(Write {
-        ops,
-        reply: WriteReply::Removed,
-    })
-}
-
-impl Session {
-    /// Queues a parsed write (or answers its error, after the writes before it).
-    pub(super) async fn queue_write(&mut self, write: Result<Write, String>, out: &mut BytesMut) {
+    /// Queues a parsed write holding `charge` (or answers its error, after the writes
+    /// before it). Waits for the queued writes once too many are pending.
+    pub async fn queue(
+        &mut self,
+        node: &Node,
+        write: Result<Write, String>,
+        charge: Charge,
+        out: &mut BytesMut,
+    ) {
         let queued = match write {
-            Ok(write) => match self.node.start_write(write.ops).await {
+            Ok(write) => match node.start_write(write.ops, charge).await {
                 Ok(pending) => Ok((pending, write.reply)),
                 Err(e) => Err(store_error(e)),
             },

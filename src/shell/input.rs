@@ -1,30 +1,57 @@
 //! Reading shell lines: rustyline with a history file on a terminal (Ctrl-C clears the
 //! line, Ctrl-D ends), or plain lines from a pipe, read with a bounded buffer so a huge
 //! or binary line cannot exhaust memory. Output goes to stdout; logs go to stderr.
+//!
+//! No typed line is lost: lines that arrive together (typed ahead while a command runs,
+//! or pasted where the terminal has no bracketed paste) all run, in order. rustyline
+//! drops what it read past the first line unless its `buffer-redux` feature is on
+//! (rustyline#690), so Cargo.toml turns it on; a bracketed paste of several lines arrives
+//! as one string, split here. Messages that arrive on their own (the `--join` line)
+//! are printed above the prompt, not into it.
 
 use super::command::MAX_LINE;
 use super::{Outcome, Shell};
 use crate::error::{Error, Result};
 use rustyline::error::ReadlineError;
+use rustyline::ExternalPrinter as _;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
 
-/// Runs the shell on stdin until `EXIT`, Ctrl-D or end of input.
-pub fn run(shell: &Shell, interactive: bool) -> Result<()> {
+/// Runs the shell on stdin until `EXIT`, Ctrl-D or end of input; `announcements` are
+/// lines to print as they come (between the shell's own output).
+pub fn run(shell: &Shell, interactive: bool, announcements: Receiver<String>) -> Result<()> {
     if interactive {
-        run_terminal(shell)
+        run_terminal(shell, announcements)
     } else {
+        std::thread::spawn(move || announcements.iter().for_each(|line| println!("{line}")));
         run_lines(shell, &mut std::io::stdin().lock(), &mut std::io::stdout())
     }
+}
+
+/// Prints `announcements` above the prompt while the editor waits for a line.
+fn announce_above_prompt(editor: &mut rustyline::DefaultEditor, announcements: Receiver<String>) {
+    match editor.create_external_printer() {
+        Ok(mut printer) => std::thread::spawn(move || {
+            for line in announcements {
+                // Outside a readline the printer writes as is: the newline is ours.
+                if printer.print(format!("{line}\n")).is_err() {
+                    println!("{line}");
+                }
+            }
+        }),
+        Err(_) => std::thread::spawn(move || announcements.iter().for_each(|l| println!("{l}"))),
+    };
 }
 
 fn history_file() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".kv_history"))
 }
 
-fn run_terminal(shell: &Shell) -> Result<()> {
+fn run_terminal(shell: &Shell, announcements: Receiver<String>) -> Result<()> {
     let mut editor = rustyline::DefaultEditor::new()
         .map_err(|e| Error::Invalid(format!("cannot start the line editor: {e}")))?;
+    announce_above_prompt(&mut editor, announcements);
     let history = history_file();
     if let Some(path) = &history {
         let _ = editor.load_history(path);

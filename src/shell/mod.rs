@@ -8,9 +8,8 @@ pub mod input;
 pub mod progress;
 
 use crate::error::Error;
+use crate::net::validate_addr;
 use crate::node::Node;
-use crate::replica::ReplicaLink;
-use crate::replication::receiver::SyncReport;
 use crate::store::{Op, Role};
 use command::{check_line, parse, Command};
 use std::fmt::Write as _;
@@ -96,18 +95,15 @@ pub fn banner(role: Role, port: u16) -> String {
 /// A node's shell: executes command lines against the node.
 pub struct Shell {
     node: Arc<Node>,
-    link: Option<Arc<ReplicaLink>>,
     runtime: Handle,
     show_progress: bool,
 }
 
 impl Shell {
-    /// A shell for `node`; `link` (replicas) serves `JOIN`; `runtime` runs async work for
-    /// a shell living on its own thread.
-    pub fn new(node: Arc<Node>, link: Option<Arc<ReplicaLink>>, runtime: Handle) -> Self {
+    /// A shell for `node`; `runtime` runs async work for a shell living on its own thread.
+    pub fn new(node: Arc<Node>, runtime: Handle) -> Self {
         Shell {
             node,
-            link,
             runtime,
             show_progress: false,
         }
@@ -201,11 +197,10 @@ impl Shell {
 
     fn keys(&self, prefix: &str) -> Result<String, String> {
         let store = self.node.store();
-        let keys = store.scan(prefix, None, KEYS_LIMIT).map_err(failed)?;
-        if keys.is_empty() {
+        let mut text = store.scan_keys(prefix, None, KEYS_LIMIT).map_err(failed)?;
+        if text.is_empty() {
             return Ok("(no keys)".into());
         }
-        let mut text: Vec<String> = keys.into_iter().map(|(key, _)| key).collect();
         if text.len() == KEYS_LIMIT {
             let total = store.count(prefix).map_err(failed)?;
             if total > KEYS_LIMIT as u64 {
@@ -216,7 +211,7 @@ impl Shell {
     }
 
     fn join(&self, addr: &str) -> Result<String, String> {
-        let Some(link) = &self.link else {
+        let Some(link) = self.node.link() else {
             return Err("JOIN is a replica command; this node is the primary".into());
         };
         validate_addr(addr)?;
@@ -232,31 +227,12 @@ impl Shell {
             link.resume(previous);
             format!("JOIN {addr} failed: {e}{resumed}")
         })?;
-        Ok(match report {
-            SyncReport::Snapshot { .. } => "Snapshot received".into(),
-            SyncReport::Resumed { from_seq } => {
-                format!("Resumed after seq {from_seq} (partial resync)")
-            }
-        })
+        Ok(report.line())
     }
 }
 
 fn failed(e: Error) -> String {
     format!("read failed: {e}")
-}
-
-/// Checks that `addr` looks like `host:port`.
-pub fn validate_addr(addr: &str) -> Result<(), String> {
-    let valid = addr
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "'{addr}' is not an address; expected <host:port>, e.g. localhost:8080"
-        ))
-    }
 }
 
 fn help(role: Role) -> String {

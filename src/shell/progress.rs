@@ -31,7 +31,7 @@ pub fn wait_for_sync(
         match waited {
             Ok(outcome) => break outcome.map_err(|_| Error::Shutdown).and_then(|r| r),
             Err(_) if show && started.elapsed() >= QUIET_FOR => {
-                if let Some((received, total)) = node.link().snapshot {
+                if let Some((received, total)) = node.replication().link().snapshot {
                     bar.get_or_insert_with(|| new_bar(total))
                         .set_position(received);
                 }

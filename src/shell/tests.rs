@@ -7,19 +7,9 @@ use crate::store::{MemoryStore, Role};
 fn shell(role: Role) -> (tokio::runtime::Runtime, Shell) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let store = Arc::new(MemoryStore::new(role));
-    let node = Arc::new(Node::new(
-        store,
-        role,
-        "127.0.0.1:0".parse().expect("addr"),
-        0,
-    ));
-    let link = (role == Role::Replica).then(|| {
-        Arc::new(ReplicaLink::new(
-            Arc::clone(&node),
-            runtime.handle().clone(),
-        ))
-    });
-    let shell = Shell::new(node, link, runtime.handle().clone());
+    let addr = "127.0.0.1:0".parse().expect("addr");
+    let node = Node::new(store, role, addr, runtime.handle().clone(), 1 << 20).expect("node");
+    let shell = Shell::new(Arc::new(node), runtime.handle().clone());
     (runtime, shell)
 }
 
@@ -102,7 +92,9 @@ fn replica_refuses_writes_and_bad_joins() {
     );
     let status = out(&sh, "STATUS");
     assert!(status.contains("role: replica"), "{status}");
-    assert!(status.contains("link: down"), "{status}");
+    // Nothing to reconnect to: idle again, saying why the JOIN failed.
+    assert!(status.contains("link: idle"), "{status}");
+    assert!(status.contains("last_error: cannot connect"), "{status}");
 }
 
 #[test]

@@ -64,7 +64,13 @@ impl KvProcess {
             port: 0,
             resp_port: None,
         };
-        let banner = process.next_line();
+        // Service mode prints the banner on stdout; a shell reading a pipe prints it on
+        // stderr, keeping stdout for the results of its commands.
+        let service = args.contains(&"--no-shell");
+        let banner = match service {
+            true => process.next_line(),
+            false => process.stderr_line(|l| l.contains(" ready (port ")),
+        };
         process.port = parse_port(&banner).unwrap_or_else(|| {
             panic!(
                 "no port in banner {banner:?}; stderr: {:?}",
@@ -72,15 +78,34 @@ impl KvProcess {
             )
         });
         if args.contains(&"--resp") {
-            let line = process.next_line();
-            let port = line.strip_prefix("Clients (Redis protocol) on port ");
-            process.resp_port = port.and_then(|p| p.parse().ok());
+            let prefix = "Clients (Redis protocol) on port ";
+            let line = match service {
+                true => process.next_line(),
+                false => process.stderr_line(|l| l.starts_with(prefix)),
+            };
+            process.resp_port = line.strip_prefix(prefix).and_then(|p| p.parse().ok());
             assert!(process.resp_port.is_some(), "no client port in {line:?}");
         }
-        if !args.contains(&"--no-shell") {
-            while process.next_line() != "- HELP" {}
+        if !service {
+            process.stderr_line(|l| l == "- HELP");
         }
         process
+    }
+
+    /// The first stderr line matching `wanted`, waiting up to [`PATIENCE`] for it.
+    pub fn stderr_line(&self, wanted: impl Fn(&str) -> bool) -> String {
+        let mut found = None;
+        wait_until(PATIENCE, || {
+            found = self
+                .stderr
+                .lock()
+                .expect("stderr lock")
+                .iter()
+                .find(|l| wanted(l))
+                .cloned();
+            found.is_some()
+        });
+        found.unwrap_or_else(|| panic!("never on stderr: {}", self.stderr_text()))
     }
 
     /// `kv replica --db DB --listen 127.0.0.1:0 --join UPSTREAM EXTRA...`.
@@ -394,12 +419,17 @@ pub fn meta(path: &Path, name: &str) -> Option<String> {
 /// written as seqs 1..=keys, in one transaction through the documented schema (a shell
 /// would fsync each one).
 pub fn seed_primary(path: &Path, keys: u64) {
+    seed_primary_sized(path, keys, 100);
+}
+
+/// [`seed_primary`] with values of `value_len` bytes.
+pub fn seed_primary_sized(path: &Path, keys: u64, value_len: usize) {
     drop(kv::store::SqliteStore::open(path, kv::store::Role::Primary).expect("create primary db"));
     let mut conn = rusqlite::Connection::open(path).expect("open");
     let tx = conn.transaction().expect("tx");
     for seq in 1..=keys {
         let key = format!("key{seq:05}");
-        let value = format!("{seq:0>100}");
+        let value = format!("{seq:0>value_len$}");
         tx.execute(
             "INSERT INTO kv (key, value) VALUES (?1, ?2)",
             [&key, &value],

@@ -136,6 +136,7 @@ pub fn message_of(variant: usize, rng: &mut Rng) -> Message {
         },
         8 => Message::Ping {
             seq: random_seq(rng),
+            head: random_seq(rng),
         },
         _ => Message::Error {
             message: random_string(rng),

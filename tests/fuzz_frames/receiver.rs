@@ -97,9 +97,10 @@ fn correct_next(model: &Model, rng: &mut Rng) -> Message {
         Phase::Streaming => {
             let seq = model.last.wrapping_add(1);
             match rng.random_range(0..10) {
-                // A correct upstream pings with the last seq it sent.
+                // A correct upstream pings with the last seq it sent, and its head.
                 0 => Message::Ping {
                     seq: model.last.saturating_sub(rng.random_range(0..3)),
+                    head: model.last.saturating_add(rng.random_range(0..1000)),
                 },
                 1..=3 => Message::Delete {
                     seq,
@@ -160,7 +161,7 @@ fn perturbed_next(model: &Model, rng: &mut Rng) -> Message {
 /// heartbeat not ahead of what arrived...): it may not refuse what a correct upstream sends.
 fn must_accept(model: &Model, message: &Message) -> bool {
     match (&model.phase, message) {
-        (_, Message::Ping { seq }) => *seq <= model.last,
+        (_, Message::Ping { seq, .. }) => *seq <= model.last,
         (Phase::Streaming, Message::Put { seq, .. } | Message::Delete { seq, .. }) => {
             model.last.checked_add(1) == Some(*seq) && *seq <= MAX_SEQ
         }
@@ -257,9 +258,13 @@ fn check_step(model: &mut Model, message: &Message, step: &Step) -> Result<(), S
             }
             model.phase = Phase::Streaming;
         }
-        Step::Heartbeat { seq } => {
-            if *message != (Message::Ping { seq: *seq }) {
-                return Err(format!("Heartbeat {seq} from {}", message.name()));
+        Step::Heartbeat { head } => {
+            let told = match message {
+                Message::Ping { seq, head } => Some((*seq).max(*head)),
+                _ => None,
+            };
+            if told != Some(*head) {
+                return Err(format!("Heartbeat {head} from {message:?}"));
             }
         }
     }

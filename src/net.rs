@@ -1,0 +1,87 @@
+//! The accept loop both ports share (replication and clients): accept until the node
+//! stops, back off when accepting fails (out of file descriptors, say) instead of
+//! spinning, serve each connection on its own tracked task, and refuse connections beyond
+//! a limit with a short goodbye rather than letting them pile up.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+/// How long the loop waits after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long a refused connection is given to read its goodbye.
+pub const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Where and how a listener serves.
+pub struct Listener {
+    /// The bound listener.
+    pub listener: TcpListener,
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// What it serves, for logs ("replica", "client").
+    pub what: &'static str,
+}
+
+/// Accepts connections until `shutdown` fires: each within the limit is served by
+/// `serve(stream, peer)`, each beyond it by `refuse(stream)`, on a task of `tasks`.
+pub async fn accept_loop<S, SF, R, RF>(
+    listener: Listener,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    serve: S,
+    refuse: R,
+) where
+    S: Fn(TcpStream, SocketAddr) -> SF,
+    SF: Future<Output = ()> + Send + 'static,
+    R: Fn(TcpStream) -> RF,
+    RF: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(listener.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!("accepting a {} connection failed: {e}", listener.what);
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => {
+                let served = serve(stream, peer);
+                tasks.spawn(async move {
+                    served.await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tasks.spawn(refuse(stream));
+            }
+        }
+    }
+}
+
+/// Checks that `addr` looks like `host:port`.
+pub fn validate_addr(addr: &str) -> Result<(), String> {
+    let valid = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{addr}' is not an address; expected <host:port>, e.g. localhost:8080"
+        ))
+    }
+}

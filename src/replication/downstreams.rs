@@ -1,0 +1,250 @@
+//! The replicas connected to this node (its downstreams): who each is, how far it has been
+//! sent and how far it has acknowledged in *this* history, and when it was last heard
+//! from. The upstream's sender registers each connection ([`Downstreams::register`]);
+//! `WAIT`, `STATUS` and `INFO` read the registry; every ack that moves a replica forward
+//! wakes whoever waits for acks (a watch, no polling).
+//!
+//! An acked position counts only what the replica holds of this node's history: it starts
+//! at the replica's seq for a partial resync and at 0 for a full one (until the snapshot
+//! is installed and acked), and it never exceeds what was actually sent on this
+//! connection, so a replica that claims more (its seq of another history) is not counted.
+
+use crate::locks::lock;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// Who a connected replica is, as it introduced itself.
+#[derive(Clone, Debug)]
+pub struct ReplicaIdentity {
+    /// The replica's self-chosen id.
+    pub node_id: String,
+    /// The address the replica serves on, as it reported it.
+    pub replica_addr: String,
+    /// The address its connection comes from.
+    pub peer: SocketAddr,
+}
+
+/// What an upstream knows about one connected replica, at one moment.
+#[derive(Clone, Debug)]
+pub struct DownstreamStatus {
+    /// Who it is.
+    pub identity: ReplicaIdentity,
+    /// Everything up to this seq of this node's history is durable on the replica.
+    pub acked_seq: u64,
+    /// The last seq sent to it (entries, or the snapshot's seq once the snapshot is sent).
+    pub sent_seq: u64,
+    /// When it was last heard from (an ack or a heartbeat).
+    pub last_heard: Instant,
+}
+
+/// One registered replica connection.
+struct Downstream {
+    identity: ReplicaIdentity,
+    sent: AtomicU64,
+    acked: watch::Sender<u64>,
+    last_heard: Mutex<Instant>,
+}
+
+/// The registry shared by the sender tasks and the readers of replica state.
+#[derive(Default)]
+struct Registry {
+    replicas: Mutex<BTreeMap<u64, Arc<Downstream>>>,
+    next_id: AtomicU64,
+    /// Bumped whenever an acked position moves or a replica comes or goes.
+    changes: watch::Sender<u64>,
+}
+
+/// The replicas connected to this node; cheap to clone (one shared registry).
+#[derive(Clone, Default)]
+pub struct Downstreams {
+    registry: Arc<Registry>,
+}
+
+/// A replica's registration, held by the task serving its connection: it records what is
+/// sent and acked, and removes the replica from the registry when dropped.
+pub struct Registration {
+    id: u64,
+    downstream: Arc<Downstream>,
+    registry: Arc<Registry>,
+}
+
+impl Downstreams {
+    /// Registers a replica connection whose acked and sent positions both start at
+    /// `start` (its seq for a partial resync, 0 for a full one).
+    pub fn register(&self, identity: ReplicaIdentity, start: u64) -> Registration {
+        let id = self.registry.next_id.fetch_add(1, Ordering::Relaxed);
+        let downstream = Arc::new(Downstream {
+            identity,
+            sent: AtomicU64::new(start),
+            acked: watch::Sender::new(start),
+            last_heard: Mutex::new(Instant::now()),
+        });
+        lock(&self.registry.replicas).insert(id, Arc::clone(&downstream));
+        self.registry.changed();
+        Registration {
+            id,
+            downstream,
+            registry: Arc::clone(&self.registry),
+        }
+    }
+
+    /// The connected replicas, in the order they connected.
+    pub fn list(&self) -> Vec<DownstreamStatus> {
+        let replicas = lock(&self.registry.replicas);
+        replicas.values().map(|d| d.status()).collect()
+    }
+
+    /// How many connected replicas have acknowledged `seq`.
+    pub fn count_acked(&self, seq: u64) -> usize {
+        let replicas = lock(&self.registry.replicas);
+        replicas
+            .values()
+            .filter(|d| *d.acked.borrow() >= seq)
+            .count()
+    }
+
+    /// Waits until `wanted` replicas have acknowledged `seq`, or until `deadline` (none:
+    /// no limit); returns how many had then. Woken by acks, not by polling.
+    pub async fn wait_for_acks(
+        &self,
+        seq: u64,
+        wanted: usize,
+        deadline: Option<tokio::time::Instant>,
+    ) -> usize {
+        let mut changes = self.registry.changes.subscribe();
+        loop {
+            // Marked seen before counting, so an ack after the count still wakes us.
+            changes.borrow_and_update();
+            let count = self.count_acked(seq);
+            if count >= wanted {
+                return count;
+            }
+            let changed = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, changes.changed())
+                    .await
+                    .ok(),
+                None => Some(changes.changed().await),
+            };
+            if !matches!(changed, Some(Ok(()))) {
+                return self.count_acked(seq);
+            }
+        }
+    }
+}
+
+impl Registry {
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+impl Downstream {
+    fn status(&self) -> DownstreamStatus {
+        DownstreamStatus {
+            identity: self.identity.clone(),
+            acked_seq: *self.acked.borrow(),
+            sent_seq: self.sent.load(Ordering::Relaxed),
+            last_heard: *lock(&self.last_heard),
+        }
+    }
+}
+
+impl Registration {
+    /// Records that everything up to `seq` has been sent (a log entry, or a whole snapshot
+    /// at `seq`).
+    pub fn sent(&self, seq: u64) {
+        self.downstream.sent.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// Records an ack of `seq` from the replica, clamped to what was sent; returns the
+    /// acked position.
+    pub fn ack(&self, seq: u64) -> u64 {
+        self.heard();
+        let seq = seq.min(self.downstream.sent.load(Ordering::Relaxed));
+        let moved = self.downstream.acked.send_if_modified(|acked| {
+            let newer = seq > *acked;
+            if newer {
+                *acked = seq;
+            }
+            newer
+        });
+        if moved {
+            self.registry.changed();
+        }
+        *self.downstream.acked.borrow()
+    }
+
+    /// Records that the replica was heard from (any message).
+    pub fn heard(&self) {
+        *lock(&self.downstream.last_heard) = Instant::now();
+    }
+
+    /// A receiver of this replica's acked position, for the sender's window.
+    pub fn acked(&self) -> watch::Receiver<u64> {
+        self.downstream.acked.subscribe()
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&self.registry.replicas).remove(&self.id);
+        self.registry.changed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> ReplicaIdentity {
+        ReplicaIdentity {
+            node_id: "n".into(),
+            replica_addr: "127.0.0.1:1".into(),
+            peer: SocketAddr::from(([127, 0, 0, 1], 2)),
+        }
+    }
+
+    #[test]
+    fn a_full_resync_counts_nothing_until_the_snapshot_is_sent_and_acked() {
+        let downstreams = Downstreams::default();
+        let replica = downstreams.register(identity(), 0);
+        // A replica of another history claims seq 500 before it holds anything.
+        assert_eq!(replica.ack(500), 0, "nothing was sent: nothing is acked");
+        assert_eq!(downstreams.count_acked(1), 0);
+        replica.sent(40); // the snapshot at 40 is sent...
+        assert_eq!(downstreams.count_acked(1), 0, "...but not yet acked");
+        assert_eq!(replica.ack(500), 40, "an ack never exceeds what was sent");
+        assert_eq!(downstreams.count_acked(40), 1);
+        assert_eq!(downstreams.count_acked(41), 0);
+        drop(replica);
+        assert!(downstreams.list().is_empty());
+    }
+
+    #[test]
+    fn a_partial_resync_starts_at_the_replicas_seq() {
+        let downstreams = Downstreams::default();
+        let _replica = downstreams.register(identity(), 7);
+        assert_eq!(downstreams.count_acked(7), 1);
+        assert_eq!(downstreams.count_acked(8), 0);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_acks_wakes_on_an_ack_and_gives_up_at_the_deadline() {
+        let downstreams = Downstreams::default();
+        let replica = downstreams.register(identity(), 0);
+        replica.sent(5);
+        let waiter = {
+            let downstreams = downstreams.clone();
+            tokio::spawn(async move { downstreams.wait_for_acks(5, 1, None).await })
+        };
+        tokio::task::yield_now().await;
+        replica.ack(5);
+        assert_eq!(waiter.await.expect("waiter"), 1);
+        let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(20);
+        assert_eq!(downstreams.wait_for_acks(6, 1, Some(soon)).await, 0);
+    }
+}

@@ -1,0 +1,213 @@
+//! A cancelled link cannot write: a replica whose link is replaced (`JOIN` elsewhere)
+//! while an apply of the old link is on its way to the store must not end up with the old
+//! link's write on top of what the new link installed. Two upstreams played by the test
+//! (real TCP on 127.0.0.1) and a store whose replica-side `apply` waits at a gate, so the
+//! old link's write reaches the store only after the new link's snapshot is in.
+
+use super::*;
+use crate::protocol::{self, Message};
+use crate::store::{
+    BatchSeqs, ChunkSource, CommitFence, KeyCursor, KvStore, LogEntry, MemoryStore, Op, Pair,
+    Position, Role, Snapshot,
+};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Condvar, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A memory store whose `apply_fenced` waits until the gate opens, and records how the
+/// apply ended.
+struct GatedStore {
+    inner: MemoryStore,
+    gate: StdMutex<Gate>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Gate {
+    open: bool,
+    entered: bool,
+    outcome: Option<String>,
+}
+
+impl GatedStore {
+    fn wait_for(&self, done: impl Fn(&Gate) -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        let mut gate = self.gate.lock().expect("gate");
+        while !done(&gate) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "the gated apply never got there");
+            gate = self.changed.wait_timeout(gate, left).expect("gate").0;
+        }
+    }
+
+    fn open(&self) {
+        self.gate.lock().expect("gate").open = true;
+        self.changed.notify_all();
+    }
+}
+
+impl KvStore for GatedStore {
+    fn apply_fenced(&self, entries: &[LogEntry], fence: &dyn CommitFence) -> crate::Result<()> {
+        self.gate.lock().expect("gate").entered = true;
+        self.changed.notify_all();
+        self.wait_for(|gate| gate.open);
+        let outcome = self.inner.apply_fenced(entries, fence);
+        self.gate.lock().expect("gate").outcome = Some(format!("{outcome:?}"));
+        self.changed.notify_all();
+        outcome
+    }
+
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn get(&self, key: &str) -> crate::Result<Option<String>> {
+        self.inner.get(key)
+    }
+    fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> crate::Result<Vec<Pair>> {
+        self.inner.scan(prefix, after, limit)
+    }
+    fn scan_keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> crate::Result<Vec<String>> {
+        self.inner.scan_keys(prefix, after, limit)
+    }
+    fn key_cursor(&self, prefix: &str) -> crate::Result<Box<dyn KeyCursor>> {
+        self.inner.key_cursor(prefix)
+    }
+    fn count(&self, prefix: &str) -> crate::Result<u64> {
+        self.inner.count(prefix)
+    }
+    fn append_batch(&self, requests: &[Vec<Op>]) -> crate::Result<BatchSeqs> {
+        self.inner.append_batch(requests)
+    }
+    fn position(&self) -> crate::Result<Position> {
+        self.inner.position()
+    }
+    fn head_seq(&self) -> crate::Result<u64> {
+        self.inner.head_seq()
+    }
+    fn log_batch(&self, after: u64, entries: usize, bytes: usize) -> crate::Result<Vec<LogEntry>> {
+        self.inner.log_batch(after, entries, bytes)
+    }
+    fn trim_log(&self, keep: u64, batch: usize) -> crate::Result<u64> {
+        self.inner.trim_log(keep, batch)
+    }
+    fn snapshot(&self) -> crate::Result<Box<dyn Snapshot>> {
+        self.inner.snapshot()
+    }
+    fn install_snapshot_fenced(
+        &self,
+        history_id: &str,
+        seq: u64,
+        chunks: &mut ChunkSource<'_>,
+        fence: &dyn CommitFence,
+    ) -> crate::Result<u64> {
+        self.inner
+            .install_snapshot_fenced(history_id, seq, chunks, fence)
+    }
+    fn history_id(&self) -> crate::Result<Option<String>> {
+        self.inner.history_id()
+    }
+    fn meta(&self, name: &str) -> crate::Result<Option<String>> {
+        self.inner.meta(name)
+    }
+    fn set_meta(&self, name: &str, value: &str) -> crate::Result<()> {
+        self.inner.set_meta(name, value)
+    }
+}
+
+fn send(stream: &mut TcpStream, message: &Message) {
+    let frame = protocol::encode(message).expect("encode");
+    let length = u32::try_from(frame.len()).expect("small frame");
+    stream.write_all(&length.to_be_bytes()).expect("send");
+    stream.write_all(&frame).expect("send");
+}
+
+fn receive(stream: &mut TcpStream) -> Message {
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).expect("frame length");
+    let mut frame = vec![0; u32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut frame).expect("frame");
+    protocol::decode(&frame).expect("decode")
+}
+
+/// An upstream played by the test: answers the first `Join` with `messages`, then keeps
+/// the connection open (reading the replica's acks) until the replica closes it.
+fn upstream(messages: Vec<Message>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        assert!(matches!(receive(&mut stream), Message::Join { .. }));
+        for message in &messages {
+            send(&mut stream, message);
+        }
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    addr
+}
+
+fn snapshot(history: &str, pairs: Vec<Pair>) -> Vec<Message> {
+    vec![
+        Message::SnapshotBegin {
+            history_id: history.into(),
+            seq: 0,
+            keys: pairs.len() as u64,
+            reason: "new replica".into(),
+        },
+        Message::Snapshot { entries: pairs },
+        Message::SnapshotEnd { seq: 0 },
+    ]
+}
+
+#[test]
+fn a_replaced_links_write_in_flight_does_not_commit() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let store = Arc::new(GatedStore {
+        inner: MemoryStore::new(Role::Replica),
+        gate: StdMutex::new(Gate::default()),
+        changed: Condvar::new(),
+    });
+    let addr = "127.0.0.1:0".parse().expect("addr");
+    let repl = Arc::new(Replication::new(store.clone(), addr).expect("replication"));
+    let link = ReplicaLink::new(Arc::clone(&repl), runtime.handle().clone());
+
+    // Upstream A: an empty snapshot of history A, then one entry; its apply waits.
+    let mut from_a = snapshot("a".repeat(32).as_str(), Vec::new());
+    from_a.push(Message::Put {
+        seq: 1,
+        key: "from_a".into(),
+        value: "old link".into(),
+    });
+    let first = link.follow(upstream(from_a), false);
+    store.wait_for(|gate| gate.entered);
+    assert!(
+        runtime.block_on(first).is_ok(),
+        "A's snapshot was installed"
+    );
+
+    // JOIN B while A's write is at the gate; B's snapshot goes in first.
+    let pairs = vec![("from_b".to_string(), "new link".to_string())];
+    let second = link.follow(upstream(snapshot(&"b".repeat(32), pairs.clone())), false);
+    let report = runtime
+        .block_on(second)
+        .expect("B answered")
+        .expect("B synced");
+    assert!(matches!(report, SyncReport::Snapshot { keys: 1, .. }));
+
+    // Now A's write reaches the store: the fence must refuse it.
+    store.open();
+    store.wait_for(|gate| gate.outcome.is_some());
+    let outcome = store.gate.lock().expect("gate").outcome.clone();
+    assert_eq!(outcome.as_deref(), Some("Err(Superseded)"));
+    assert_eq!(store.scan("", None, 10).expect("scan"), pairs);
+    assert_eq!(store.history_id().expect("history"), Some("b".repeat(32)));
+}

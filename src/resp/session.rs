@@ -1,0 +1,150 @@
+//! One client connection's state and command dispatch ([`Session`]): writes go to the
+//! node's one write path and are pipelined ([`Pipeline`]), so they are durable before
+//! their reply; a replica answers writes with Redis's own `READONLY` error; every reply
+//! goes out in request order.
+
+use super::admin::{self, ClientInfo, ScanCursors};
+use super::args::{arity, err, Reply};
+use super::codec::Request;
+use super::commands;
+use super::info::ServerFacts;
+use super::output::Output;
+use super::reply;
+use super::writes::{self, Pipeline};
+use crate::node::budget::Charge;
+use crate::node::Node;
+use std::sync::Arc;
+
+/// What the connection does after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Read the next request.
+    Continue,
+    /// Send what is queued, then close (`QUIT`).
+    Close,
+}
+
+/// One client connection's state.
+pub struct Session {
+    node: Arc<Node>,
+    facts: Arc<ServerFacts>,
+    client: ClientInfo,
+    cursors: ScanCursors,
+    pipeline: Pipeline,
+}
+
+impl Session {
+    /// A session on `node`; `id` is the connection's `CLIENT ID`.
+    pub fn new(node: Arc<Node>, facts: Arc<ServerFacts>, id: u64) -> Self {
+        Session {
+            node,
+            facts,
+            client: ClientInfo { id, name: None },
+            cursors: ScanCursors::default(),
+            pipeline: Pipeline::default(),
+        }
+    }
+
+    /// Executes one request, appending its reply to `out` (a write's reply is appended
+    /// when it is durable: by the next request that is not a write, or [`Session::settle`]).
+    /// `charge` is the request's memory on the node's budget: a write holds it until it is
+    /// committed, anything else until it has run. An `Err` means the connection failed.
+    pub async fn execute(
+        &mut self,
+        request: Request,
+        charge: Charge,
+        out: &mut Output,
+    ) -> std::io::Result<Flow> {
+        let mut request = request.into_iter();
+        let Some(name) = request.next() else {
+            return Ok(Flow::Continue);
+        };
+        let name = String::from_utf8_lossy(&name).to_ascii_uppercase();
+        let args: Vec<Vec<u8>> = request.collect();
+        // Writes are queued, not awaited: a pipeline of them shares one commit.
+        if writes::is_write(&name) {
+            let write = writes::parse(&name, args);
+            self.pipeline
+                .queue(&self.node, write, charge, out.buffer())
+                .await;
+            return Ok(Flow::Continue);
+        }
+        // Every reply goes out in request order: the queued writes' first.
+        self.settle(out).await;
+        if name == "QUIT" {
+            reply::simple(out.buffer(), "OK");
+            return Ok(Flow::Close);
+        }
+        if let Err(message) = self.dispatch(&name, &args, out).await? {
+            reply::error(out.buffer(), &message);
+        }
+        drop(charge);
+        Ok(Flow::Continue)
+    }
+
+    /// Answers a request the decoder refused for its size (already read and discarded).
+    pub async fn refuse(&mut self, reason: &str, out: &mut Output) {
+        self.settle(out).await;
+        reply::error(out.buffer(), reason);
+    }
+
+    /// Waits for every queued write to be durable and appends their replies, in order.
+    pub async fn settle(&mut self, out: &mut Output) {
+        self.pipeline.settle(out.buffer()).await;
+    }
+
+    async fn dispatch(
+        &mut self,
+        name: &str,
+        args: &[Vec<u8>],
+        out: &mut Output,
+    ) -> std::io::Result<Reply> {
+        let node = &self.node;
+        let reply = match (name, args.len()) {
+            ("PING", 0) => {
+                reply::simple(out.buffer(), "PONG");
+                Ok(())
+            }
+            ("PING", 1) | ("ECHO", 1) => {
+                reply::bulk(out.buffer(), Some(&args[0]));
+                Ok(())
+            }
+            ("GET", 1) => commands::get(node, args, false, out).await,
+            ("MGET", n) if n > 0 => commands::get(node, args, true, out).await,
+            ("EXISTS", n) if n > 0 => commands::exists(node, args, out).await,
+            ("DBSIZE", 0) => commands::dbsize(node, out).await,
+            ("KEYS", 1) => return commands::keys(node, &args[0], out).await,
+            ("SCAN", n) if n >= 1 => self.cursors.scan(node, args, out).await,
+            ("INFO", 0 | 1) => admin::info(node, &self.facts, args.first(), out).await,
+            ("WAIT", 2) => admin::wait(node, self.pipeline.last_write(), args, out).await,
+            ("SELECT", 1) => select(&args[0], out),
+            ("CLIENT", n) if n >= 1 => self.client.client(args, out),
+            ("COMMAND", _) => {
+                commands::command(args, out);
+                Ok(())
+            }
+            ("CONFIG", 2) if args[0].eq_ignore_ascii_case(b"GET") => {
+                commands::config_get(&args[1], out);
+                Ok(())
+            }
+            (
+                "PING" | "ECHO" | "GET" | "MGET" | "EXISTS" | "DBSIZE" | "KEYS" | "SCAN" | "INFO"
+                | "WAIT" | "SELECT" | "CLIENT",
+                _,
+            ) => Err(arity(name)),
+            _ => Err(commands::unknown(name, args)),
+        };
+        Ok(reply)
+    }
+}
+
+/// `SELECT 0`: kv has one database.
+fn select(index: &[u8], out: &mut Output) -> Reply {
+    match index {
+        b"0" => {
+            reply::simple(out.buffer(), "OK");
+            Ok(())
+        }
+        _ => Err(err("DB index is out of range (kv has one database, 0)")),
+    }
+}

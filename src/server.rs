@@ -1,0 +1,128 @@
+//! Starting a node, the wiring `kv primary` and `kv replica` share, as a library entry that
+//! the command line calls and tests can call in-process: open the store, bind the ports
+//! (port 0 picks a free one), build the [`Node`], start its tasks (replication port, log
+//! retention, client port) and, with an upstream, its link. Stopping is
+//! [`Node::stop`]: links and connections end, and replicas are told why.
+
+use crate::error::{Error, Result};
+use crate::net::validate_addr;
+use crate::node::retention;
+use crate::node::Node;
+use crate::replication::receiver::SyncReport;
+use crate::replication::sender;
+use crate::store::{KvStore, MemoryStore, Role, SqliteStore};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The node's role.
+    pub role: Role,
+    /// The SQLite file; `None` keeps the data in memory.
+    pub db: Option<PathBuf>,
+    /// The replication port's address.
+    pub listen: String,
+    /// The client (Redis protocol) port's address, if any.
+    pub resp: Option<String>,
+    /// Log entries kept (at least 1).
+    pub log_retain: u64,
+    /// Bytes of client requests buffered at once, node-wide.
+    pub client_memory: usize,
+    /// The upstream a replica follows from the start, if any.
+    pub join: Option<String>,
+}
+
+/// A started node and where it listens.
+pub struct Started {
+    /// The node.
+    pub node: Arc<Node>,
+    /// The bound replication address.
+    pub listen_addr: SocketAddr,
+    /// The bound client address, with `--resp`.
+    pub client_addr: Option<SocketAddr>,
+    /// The first sync of the `--join` link, once it happens.
+    pub first_sync: Option<oneshot::Receiver<Result<SyncReport>>>,
+}
+
+/// The default replication address of each role (loopback only).
+pub fn default_listen(role: Role) -> &'static str {
+    match role {
+        Role::Primary => "127.0.0.1:8080",
+        Role::Replica => "127.0.0.1:8081",
+    }
+}
+
+/// Opens the node's store: SQLite at `db`, or memory.
+pub fn open_store(db: Option<&std::path::Path>, role: Role) -> Result<Arc<dyn KvStore>> {
+    Ok(match db {
+        Some(path) => Arc::new(SqliteStore::open(path, role)?),
+        None => Arc::new(MemoryStore::new(role)),
+    })
+}
+
+async fn bind(addr: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        Error::Invalid(format!(
+            "cannot listen on {addr}: {e} (expected a free HOST:PORT)"
+        ))
+    })
+}
+
+/// Starts a node as `config` says, its tasks on `runtime`.
+pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
+    if let Some(upstream) = &config.join {
+        validate_addr(upstream).map_err(|e| Error::Invalid(format!("--join: {e}")))?;
+    }
+    let store = open_store(config.db.as_deref(), config.role)?;
+    let listener = runtime.block_on(bind(&config.listen))?;
+    let listen_addr = listener.local_addr()?;
+    if !listen_addr.ip().is_loopback() {
+        warn!("listening on {listen_addr}: replication links are not authenticated; keep this port on a trusted network");
+    }
+    let clients = match &config.resp {
+        Some(addr) => Some(runtime.block_on(bind(addr))?),
+        None => None,
+    };
+    let node = Arc::new(Node::new(
+        Arc::clone(&store),
+        config.role,
+        listen_addr,
+        runtime.handle().clone(),
+        config.client_memory,
+    )?);
+    let repl = Arc::clone(node.replication());
+    runtime.spawn(sender::serve(Arc::clone(&repl), listener));
+    runtime.spawn(retention::run(repl, config.log_retain));
+    let client_addr = match clients {
+        Some(clients) => {
+            let addr = clients.local_addr()?;
+            if !addr.ip().is_loopback() {
+                warn!("clients on {addr}: the Redis port has no authentication; keep it on a trusted network");
+            }
+            runtime.spawn(crate::resp::serve(Arc::clone(&node), clients));
+            Some(addr)
+        }
+        None => None,
+    };
+    let first_sync = match (node.link(), &config.join) {
+        (Some(link), Some(upstream)) => Some(link.follow(upstream.clone(), true)),
+        _ => None,
+    };
+    info!(
+        "{} ready on {listen_addr}, data in {}",
+        config.role,
+        store.location()
+    );
+    Ok(Started {
+        node,
+        listen_addr,
+        client_addr,
+        first_sync,
+    })
+}
