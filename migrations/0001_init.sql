@@ -13,7 +13,8 @@ CREATE TABLE log (
     value TEXT
 );
 
--- Node metadata: role, history_id, applied_seq (replica), primary_addr (replica).
+-- Node metadata: role, history_id, applied_seq (replica). (Earlier versions also wrote
+-- primary_addr on replicas; nothing reads or writes it now.)
 CREATE TABLE meta (
     name  TEXT PRIMARY KEY NOT NULL,
     value TEXT NOT NULL

@@ -147,17 +147,12 @@ pub fn run(cli: Cli) -> Result<()> {
         false => None,
     };
     let interactive = std::io::stdin().is_terminal();
-    let mut banner = shell::ready_line(config.role, started.listen_addr.port());
-    if let Some(addr) = started.client_addr {
-        banner.push_str(&format!(
-            "\nClients (Redis protocol) on port {}",
-            addr.port()
-        ));
-    }
-    if !no_shell {
-        banner.push('\n');
-        banner.push_str(&shell::command_help(config.role));
-    }
+    let banner = shell::banner(
+        config.role,
+        started.listen_addr.port(),
+        started.client_addr.map(|addr| addr.port()),
+        !no_shell,
+    );
     match no_shell || interactive {
         true => println!("{banner}"),
         false => eprintln!("{banner}"),

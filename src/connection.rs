@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::protocol::{self, Message, MAX_FRAME};
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -74,13 +73,6 @@ pub fn split(
         MessageReader::new(read, max_frame),
         MessageWriter::new(write),
     )
-}
-
-/// The peer address of a stream, or an unspecified one if the OS cannot tell.
-pub fn peer_of(stream: &TcpStream) -> SocketAddr {
-    stream
-        .peer_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// A byte stream that remembers when it last delivered bytes.

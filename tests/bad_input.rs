@@ -132,6 +132,16 @@ fn start_up_mistakes_print_one_line_and_fail() {
     let (code, _, stderr) = run_with_input(&["frobnicate"], b"");
     assert_ne!(code, Some(0));
     assert!(stderr.contains("unrecognized subcommand"), "{stderr}");
+    for option in ["--log-retain", "--max-client-memory"] {
+        let (code, _, stderr) = run_with_input(&["primary", option, "0"], b"");
+        assert_ne!(code, Some(0));
+        assert!(
+            stderr.contains(&format!("invalid value '0' for '{option}")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("must be at least 1"), "{stderr}");
+        assert!(!stderr.contains("18446744073709551615"), "{stderr}");
+    }
 }
 
 fn signal(node: &KvProcess, name: &str) {

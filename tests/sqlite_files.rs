@@ -148,6 +148,21 @@ fn another_applications_database_is_refused_untouched() {
 }
 
 #[test]
+fn an_empty_database_of_another_applications_schema_is_refused_saying_so() {
+    let dir = TempDir::new().expect("tempdir");
+    let file = dir.path().join("other.db");
+    let conn = Connection::open(&file).expect("create");
+    conn.execute_batch("PRAGMA user_version = 7;")
+        .expect("set version");
+    drop(conn);
+    assert_refused_untouched(
+        "primary",
+        &file,
+        "not a kv database (it holds no tables, but another application's schema version 7)",
+    );
+}
+
+#[test]
 fn a_newer_schema_is_refused_untouched() {
     let dir = TempDir::new().expect("tempdir");
     let file = dir.path().join("future.db");

@@ -45,13 +45,9 @@ impl MemoryBudget {
         }
     }
 
-    /// The budget's size in bytes.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
     /// Bytes not held by anyone right now.
-    pub fn available(&self) -> usize {
+    #[cfg(test)]
+    fn available(&self) -> usize {
         self.bytes.available_permits()
     }
 

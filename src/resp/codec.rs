@@ -368,7 +368,8 @@ impl RequestDecoder {
         };
         let end = scanned + at;
         let line = &buffer[..end];
-        let words = split_args(line.strip_suffix(b"\r").unwrap_or(line))?;
+        let words = split_args(line.strip_suffix(b"\r").unwrap_or(line))
+            .map_err(|why| ProtocolError::Malformed(why.into()))?;
         self.take(buffer, end + 1);
         if words.is_empty() {
             // A blank line is skipped, as Redis does.

@@ -2,11 +2,12 @@
 //! (`sdssplitargs`): words are separated by spaces; `"..."` may hold spaces and the escapes
 //! `\n \r \t \b \a \\ \"` and `\xHH`; `'...'` may hold spaces and `\'`.
 
-use super::codec::{ProtocolError, Request};
+/// Why a line cannot be split.
+pub const UNBALANCED: &str = "unbalanced quotes in request";
 
-/// The words of one inline line (without its line end).
-pub fn split_args(mut text: &[u8]) -> Result<Request, ProtocolError> {
-    let unbalanced = || ProtocolError::Malformed("unbalanced quotes in request".into());
+/// The words of one inline line (without its line end), or [`UNBALANCED`].
+pub fn split_args(mut text: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
+    let unbalanced = || UNBALANCED;
     let mut words = Vec::new();
     loop {
         text = text.trim_ascii_start();

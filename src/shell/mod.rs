@@ -71,7 +71,7 @@ fn command_list(role: Role) -> &'static [(&'static str, &'static str)] {
 }
 
 /// The book's ready line, `Primary server ready (port 8080)` or `Replica ready (port 8081)`.
-pub fn ready_line(role: Role, port: u16) -> String {
+fn ready_line(role: Role, port: u16) -> String {
     match role {
         Role::Primary => format!("Primary server ready (port {port})"),
         Role::Replica => format!("Replica ready (port {port})"),
@@ -79,7 +79,7 @@ pub fn ready_line(role: Role, port: u16) -> String {
 }
 
 /// The command list printed under the ready line when a shell runs.
-pub fn command_help(role: Role) -> String {
+fn command_help(role: Role) -> String {
     let mut text = String::from("Commands:");
     for (usage, _) in command_list(role) {
         let _ = write!(text, "\n- {usage}");
@@ -87,9 +87,18 @@ pub fn command_help(role: Role) -> String {
     text
 }
 
-/// The ready banner and command list the book prints at start-up.
-pub fn banner(role: Role, port: u16) -> String {
-    format!("{}\n{}", ready_line(role, port), command_help(role))
+/// The ready banner: the book's ready line, the client port's line (with `--resp`), and
+/// the command list when a shell runs.
+pub fn banner(role: Role, port: u16, client_port: Option<u16>, with_commands: bool) -> String {
+    let mut banner = ready_line(role, port);
+    if let Some(port) = client_port {
+        let _ = write!(banner, "\nClients (Redis protocol) on port {port}");
+    }
+    if with_commands {
+        banner.push('\n');
+        banner.push_str(&command_help(role));
+    }
+    banner
 }
 
 /// A node's shell: executes command lines against the node.

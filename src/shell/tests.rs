@@ -32,11 +32,11 @@ fn book_transcript_on_the_primary() {
 
 #[test]
 fn banners_match_the_book() {
-    let primary = banner(Role::Primary, 8080);
+    let primary = banner(Role::Primary, 8080, None, true);
     assert!(primary.starts_with(
         "Primary server ready (port 8080)\nCommands:\n- PUT <key> <value>\n- GET <key>\n- EXIT\n"
     ));
-    let replica = banner(Role::Replica, 8081);
+    let replica = banner(Role::Replica, 8081, None, true);
     assert!(replica.starts_with(
         "Replica ready (port 8081)\nCommands:\n- GET <key>\n- JOIN <host:port>\n- EXIT\n"
     ));

@@ -288,11 +288,6 @@ impl KvStore for MemoryStore {
     fn meta(&self, name: &str) -> Result<Option<String>> {
         Ok(self.read().meta.get(name).cloned())
     }
-
-    fn set_meta(&self, name: &str, value: &str) -> Result<()> {
-        self.write().meta.insert(name.into(), value.into());
-        Ok(())
-    }
 }
 
 /// The snapshot's pairs, as the fallible source [`fill_chunk`] reads.

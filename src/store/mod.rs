@@ -316,9 +316,6 @@ pub trait KvStore: Send + Sync {
     /// A `meta` value.
     fn meta(&self, name: &str) -> Result<Option<String>>;
 
-    /// Set a `meta` value.
-    fn set_meta(&self, name: &str, value: &str) -> Result<()>;
-
     /// A digest of the whole contents with the seq it was taken at, from one consistent
     /// snapshot. Two nodes at the same seq of the same history have the same digest.
     fn digest(&self) -> Result<ContentDigest> {

@@ -44,6 +44,9 @@ const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../../migrations/0001_in
 /// How long a connection waits for a lock held by another connection before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Bytes the `-wal` file is truncated to after a checkpoint (`journal_size_limit`).
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// Idle read connections kept for reuse.
 const READER_POOL: usize = 8;
 
@@ -95,6 +98,9 @@ impl SqliteStore {
             });
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // A burst of large writes grows the -wal file; give the space back once it has
+        // been checkpointed, instead of keeping the largest size it ever reached.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
         init_meta(&mut conn, role)?;
         let files = OpenFiles::record(path)?;
@@ -105,11 +111,6 @@ impl SqliteStore {
             files,
             _lock: lock,
         })
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn open_reader(&self) -> Result<Connection> {
@@ -326,10 +327,6 @@ impl KvStore for SqliteStore {
 
     fn meta(&self, name: &str) -> Result<Option<String>> {
         self.read(|conn| get_meta(conn, name))
-    }
-
-    fn set_meta(&self, name: &str, value: &str) -> Result<()> {
-        self.write(|tx| set_meta(tx, name, value))
     }
 
     /// Through [`read`](Self::read) rather than a snapshot, so that it still works (on the

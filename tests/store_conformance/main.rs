@@ -117,7 +117,7 @@ conformance! {
         snapshot::install_snapshot_failure_changes_nothing,
         replica::replica_apply_accepts_consecutive_seqs,
         replica::replica_apply_rejects_gap_and_duplicate,
-        meta::meta_round_trip,
+        meta::meta_reports_role_history_and_applied_seq,
         meta::primary_has_history_id,
         digest::digest_of_known_contents,
     ]
@@ -139,7 +139,6 @@ fn sqlite_reopen_keeps_data_and_head_seq() {
         put(&store, "a", "one");
         del(&store, "b");
         put(&store, "c", "");
-        store.set_meta("note", "kept").expect("set meta");
         // Trimming down to one entry must not lose the head.
         assert_eq!(store.trim_log(1, 100).expect("trim"), 4);
         store.history_id().expect("history").expect("history id")
@@ -154,7 +153,10 @@ fn sqlite_reopen_keeps_data_and_head_seq() {
         vec![entry(5, put_op("c", ""))]
     );
     assert_eq!(store.history_id().expect("history"), Some(history));
-    assert_eq!(store.meta("note").expect("meta").as_deref(), Some("kept"));
+    assert_eq!(
+        store.meta("role").expect("meta").as_deref(),
+        Some("primary")
+    );
     assert_eq!(put(&store, "d", "4"), 6, "seq continues after reopening");
     assert_eq!(del(&store, "a"), Some(7));
     drop(store);

@@ -1,54 +1,43 @@
-//! Meta and history ids: named meta values round-trip without touching data or the log, and
-//! every primary has its own history id, which a replica takes from its first snapshot.
+//! Meta and history ids: `meta` shows the role, the history and a replica's applied seq
+//! (moving with the data) without being data itself, and every primary has its own history
+//! id, which a replica takes from its first snapshot.
 
-use crate::helpers::{del, install, is_history_id, put, whole_log};
+use crate::helpers::{del, entry, install, is_history_id, put, put_op, whole_log, HISTORY_A};
 use crate::Backend;
 use kv::store::{KvStore, Role};
 
-pub fn meta_round_trip<B: Backend>(backend: &B) {
+pub fn meta_reports_role_history_and_applied_seq<B: Backend>(backend: &B) {
     for role in [Role::Primary, Role::Replica] {
         let store = backend.open(role);
         assert_eq!(
             store.meta("role").expect("meta role").as_deref(),
             Some(role.as_str())
         );
-        let history = store.history_id().expect("history");
-
-        assert_eq!(store.meta("primary_addr").expect("meta"), None);
-        store
-            .set_meta("primary_addr", "127.0.0.1:8080")
-            .expect("set meta");
-        assert_eq!(
-            store.meta("primary_addr").expect("meta").as_deref(),
-            Some("127.0.0.1:8080")
-        );
-        store
-            .set_meta("primary_addr", "[::1]:9000")
-            .expect("overwrite meta");
-        assert_eq!(
-            store.meta("primary_addr").expect("meta").as_deref(),
-            Some("[::1]:9000")
-        );
-        store.set_meta("note", "é 😀\nline two").expect("set meta");
-        store.set_meta("empty", "").expect("set empty meta");
-        assert_eq!(
-            store.meta("note").expect("meta").as_deref(),
-            Some("é 😀\nline two")
-        );
-        assert_eq!(store.meta("empty").expect("meta").as_deref(), Some(""));
-        assert_eq!(
-            store.meta("primary_addr").expect("meta").as_deref(),
-            Some("[::1]:9000"),
-            "other names untouched"
-        );
         assert_eq!(store.meta("no-such-name").expect("meta"), None);
-
         // Meta is not data: no keys, no log entries, no seq.
         assert_eq!(store.count("").expect("count"), 0);
         assert_eq!(store.head_seq().expect("head"), 0);
         assert!(whole_log(&store).is_empty());
-        assert_eq!(store.history_id().expect("history"), history);
     }
+    let replica = backend.open(Role::Replica);
+    assert_eq!(replica.meta("applied_seq").expect("meta"), None);
+    install(&replica, HISTORY_A, 7, Vec::new());
+    assert_eq!(
+        replica.meta("applied_seq").expect("meta").as_deref(),
+        Some("7")
+    );
+    replica
+        .apply(&[entry(8, put_op("k", "v"))])
+        .expect("apply 8");
+    assert_eq!(
+        replica.meta("applied_seq").expect("meta").as_deref(),
+        Some("8"),
+        "applied_seq moves with the data"
+    );
+    assert_eq!(
+        replica.meta("history_id").expect("meta").as_deref(),
+        Some(HISTORY_A)
+    );
 }
 
 pub fn primary_has_history_id<B: Backend>(backend: &B) {

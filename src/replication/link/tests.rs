@@ -117,9 +117,6 @@ impl KvStore for GatedStore {
     fn meta(&self, name: &str) -> crate::Result<Option<String>> {
         self.inner.meta(name)
     }
-    fn set_meta(&self, name: &str, value: &str) -> crate::Result<()> {
-        self.inner.set_meta(name, value)
-    }
 }
 
 fn send(stream: &mut TcpStream, message: &Message) {

@@ -110,9 +110,12 @@ fn check_schema(conn: &Connection, role: Role) -> Result<(), String> {
     }
     let is_kv = version > 0 && KV_TABLES.iter().all(|t| tables.iter().any(|n| n == t));
     if !is_kv {
+        let holds = match tables.is_empty() {
+            true => format!("no tables, but another application's schema version {version}"),
+            false => format!("tables: {}", tables.join(", ")),
+        };
         return Err(format!(
-            "not a kv database (it holds tables: {}); refusing to touch it",
-            tables.join(", ")
+            "not a kv database (it holds {holds}); refusing to touch it"
         ));
     }
     if version > LATEST_SCHEMA_VERSION {

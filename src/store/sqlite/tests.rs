@@ -43,7 +43,11 @@ fn a_replaced_file_refuses_writes_and_is_read_through_the_writer() {
             && err.to_string().contains("was removed or replaced"),
         "{err}"
     );
-    assert!(store.set_meta("role", "replica").is_err());
+    let entry = LogEntry {
+        seq: 2,
+        op: put("r"),
+    };
+    assert!(store.apply(&[entry]).is_err(), "no write of any kind");
     assert_eq!(
         store
             .trim_log(1, 10)
