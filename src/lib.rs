@@ -4,9 +4,10 @@
 //! entry; replicas join it over TCP ([`protocol`], [`connection`]), receive a consistent
 //! snapshot followed by the log ([`replication`]), and serve reads from their own store.
 //! A [`node::Node`] composes a store, its replication state and (on a primary) the write
-//! path; the [`shell`] and the Redis client port ([`resp`]) drive it; [`cli`] parses the
-//! command line and starts one. Lower layers never use higher ones: `store` ←
-//! `protocol`/`connection`/`net` ← `replication` ← `node` ← `shell`/`resp` ← `cli`.
+//! path; the [`shell`] and the Redis client port ([`resp`]) drive it; [`server`] starts
+//! one, and [`cli`] parses the command line and calls it. Lower layers never use higher
+//! ones: `store` ← `protocol` ← `connection`/`net` ← `replication` ← `node` ←
+//! `shell`/`resp` ← `server` ← `cli` (checked by `tests/layering.rs`).
 
 #![warn(missing_docs)]
 

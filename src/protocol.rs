@@ -11,27 +11,35 @@
 //! | `Snapshot { entries }` | upstream → replica | one bounded chunk of the snapshot, in key order |
 //! | `SnapshotEnd { seq }` | upstream → replica | the snapshot is complete; log entries after `seq` follow |
 //! | `Put { seq, key, value }` / `Delete { seq, key }` | upstream → replica | log entries, seq strictly increasing by one |
-//! | `Ack { seq }` | replica → upstream | everything up to `seq` is durable on the replica |
+//! | `Ack { seq }` | replica → upstream | everything up to `seq` is durable on the replica (sent after each durable batch, and every second when idle) |
 //! | `Ping { seq, head }` | both | heartbeat: `seq` is the last entry the sender sent, `head` its head |
 //! | `Error { message }` | both | the reason, sent before closing |
 //!
 //! Join with a full resync, then live streaming; a partial resync replaces the snapshot
-//! with one `Continue`:
+//! with one `Continue`. The upstream keeps at most a window (about 1 MiB) of entries in
+//! flight that the replica has not acked, and tells it its head at once and every second;
+//! the replica acks after each durable batch and, when idle, every second.
 //!
 //! ```text
 //! replica                                   upstream (primary, or a replica)
 //!    | -- Join{history, last_seq} ------------> |  decide: partial or full (replication::plan_sync)
 //!    | <------------- SnapshotBegin{seq S, n} - |  one read transaction at S
-//!    | <------------- Snapshot{entries} ------- |  chunks of <= 1,000 pairs / 1 MiB
+//!    | <------------- Snapshot{entries} ------- |  chunks of <= 1,000 pairs / 1 MiB (or one larger pair)
 //!    | <------------- Snapshot{entries} ------- |  (writes continue on the primary meanwhile)
+//!    | -- Ping{0} (every second) -------------> |  alive, nothing to ack yet
 //!    | <------------- SnapshotEnd{S} ---------- |
 //!    |   apply the snapshot in one transaction  |
-//!    | <------------- Put{S+1} / Delete{S+2} .. |  the log after S, then live entries
-//!    | -- Ack{seq} ---------------------------> |  after each durable apply (coalesced)
+//!    | -- Ack{S} -----------------------------> |  now counted by WAIT
+//!    | <------------- Ping{seq S, head H} ----- |  the replica is H - S behind
+//!    | <------------- Put{S+1} / Delete{S+2} .. |  the log after S, then live entries,
+//!    | -- Ack{seq} ---------------------------> |  within the window, refilled by acks
+//!    | <------------- Ping{seq, head} --------- |  every second
+//!    | -- Ack{seq} (every second when idle) --> |
 //!
 //! resync after a restart, same history and S+1 still in the upstream's log:
 //!    | -- Join{history, last_seq S} ----------> |
 //!    | <------------- Continue{history, S} ---- |
+//!    | <------------- Ping{seq S, head H} ----- |
 //!    | <------------- Put{S+1} ... ------------ |
 //! ```
 
@@ -72,7 +80,7 @@ const _: () = assert!(
 pub enum Message {
     /// First frame from a replica: who it is and where its history stands.
     Join {
-        /// A random id the replica picks for itself.
+        /// The replica's node id (`meta.node_id`, kept across restarts).
         node_id: String,
         /// The address the replica serves on (for status displays).
         replica_addr: String,
@@ -136,7 +144,8 @@ pub enum Message {
     },
     /// Heartbeat. From an upstream, `seq` is the last entry it sent on this connection (a
     /// replica that has not received that far lost entries) and `head` its head (how far
-    /// behind the replica is); from a replica, both are its applied seq.
+    /// behind the replica is). A replica sends it, with zeros, only before it has synced
+    /// on a connection; afterwards its heartbeat is an `Ack` of its applied seq.
     Ping {
         /// The last entry sent (upstream), or the applied seq (replica).
         seq: u64,

@@ -51,6 +51,15 @@ impl MemoryBudget {
         self.bytes.available_permits()
     }
 
+    /// Reserves `n` bytes if they are free right now.
+    pub fn try_reserve(&self, n: usize) -> Option<Charge> {
+        let n = u32::try_from(n.min(self.limit)).unwrap_or(u32::MAX);
+        Arc::clone(&self.bytes)
+            .try_acquire_many_owned(n)
+            .ok()
+            .map(Charge::of_bytes)
+    }
+
     /// Reserves `n` bytes, waiting while the budget is spent. A caller in the middle of a
     /// request (`mid_request`) may get the overdraft instead, whichever comes first.
     pub async fn reserve(&self, n: usize, mid_request: bool) -> Charge {
@@ -105,6 +114,11 @@ impl Charge {
         if other.overdraft.is_some() {
             self.overdraft = other.overdraft;
         }
+    }
+
+    /// Gives the overdraft back, if this holds it.
+    pub fn release_overdraft(&mut self) {
+        self.overdraft = None;
     }
 
     /// Keeps `n` bytes of this charge (or all, if it holds fewer) and releases the rest.

@@ -10,7 +10,7 @@
 //! connection, so a replica that claims more (its seq of another history) is not counted.
 
 use crate::locks::lock;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,7 @@ use tokio::sync::watch;
 /// Who a connected replica is, as it introduced itself.
 #[derive(Clone, Debug)]
 pub struct ReplicaIdentity {
-    /// The replica's self-chosen id.
+    /// The replica's node id (made once per database, so it survives restarts).
     pub node_id: String,
     /// The address the replica serves on, as it reported it.
     pub replica_addr: String,
@@ -98,13 +98,17 @@ impl Downstreams {
         replicas.values().map(|d| d.status()).collect()
     }
 
-    /// How many connected replicas have acknowledged `seq`.
+    /// How many replicas have acknowledged `seq`, each counted once however many
+    /// connections it has (a replica that reconnected while its old connection is not yet
+    /// declared dead is one replica, by its node id).
     pub fn count_acked(&self, seq: u64) -> usize {
         let replicas = lock(&self.registry.replicas);
-        replicas
+        let holders: BTreeSet<&str> = replicas
             .values()
             .filter(|d| *d.acked.borrow() >= seq)
-            .count()
+            .map(|d| d.identity.node_id.as_str())
+            .collect();
+        holders.len()
     }
 
     /// Waits until `wanted` replicas have acknowledged `seq`, or until `deadline` (none:
@@ -222,6 +226,16 @@ mod tests {
         assert_eq!(downstreams.count_acked(41), 0);
         drop(replica);
         assert!(downstreams.list().is_empty());
+    }
+
+    #[test]
+    fn a_replica_with_two_connections_counts_once() {
+        let downstreams = Downstreams::default();
+        let old = downstreams.register(identity(), 9);
+        let new = downstreams.register(identity(), 9);
+        assert_eq!(downstreams.count_acked(9), 1, "the same node id");
+        assert_eq!(downstreams.list().len(), 2, "both connections are listed");
+        drop((old, new));
     }
 
     #[test]

@@ -13,8 +13,8 @@ use crate::locks::lock;
 use crate::store::CommitFence;
 use std::sync::{Arc, Mutex};
 
-/// The current link generation.
-#[derive(Default)]
+/// The current link generation; clones share it.
+#[derive(Clone, Default)]
 pub struct LinkFence {
     current: Arc<Mutex<u64>>,
 }
@@ -27,7 +27,8 @@ pub struct FenceTicket {
 
 impl LinkFence {
     /// Supersedes every generation so far and returns the new one. Returns once no write of
-    /// an older generation is committing, and none will.
+    /// an older generation is committing, and none will. It may wait for a commit (an
+    /// fsync): call it off the async runtime.
     pub fn advance(&self) -> u64 {
         let mut current = lock(&self.current);
         *current += 1;
@@ -36,7 +37,7 @@ impl LinkFence {
 
     /// For a link of generation `generation` starting a new connection: a new generation
     /// (superseding the link's previous connection), or `None` when another link has
-    /// superseded this one.
+    /// superseded this one. Like [`advance`](Self::advance), it may wait for a commit.
     pub fn renew(&self, generation: u64) -> Option<u64> {
         let mut current = lock(&self.current);
         (*current == generation).then(|| {

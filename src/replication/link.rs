@@ -93,7 +93,8 @@ impl ReplicaLink {
     }
 
     /// Starts following `upstream`, replacing any previous link (whose writes still in
-    /// flight are then refused by the fence). The receiver reports the first sync. With
+    /// flight are then refused by the fence). Called from a thread that may block (the
+    /// shell, start-up): it may wait for a commit of the old link to finish. The receiver reports the first sync. With
     /// `retry_before_sync`, the link keeps retrying until the upstream answers (start-up
     /// `--join`); without, the first failure is reported and it stops.
     pub fn follow(
@@ -106,10 +107,15 @@ impl ReplicaLink {
             upstream: upstream.clone(),
             cancel: cancel.clone(),
         };
-        if let Some(previous) = lock(&self.current).replace(following) {
-            previous.cancel.cancel();
-        }
-        let generation = self.repl.fence().advance();
+        // The generation is taken under the same lock, so two follows at once cannot
+        // leave the cancelled link with the newer generation.
+        let generation = {
+            let mut current = lock(&self.current);
+            if let Some(previous) = current.replace(following) {
+                previous.cancel.cancel();
+            }
+            self.repl.fence().advance()
+        };
         let (report, first_sync) = oneshot::channel();
         let link = run_link(
             Arc::clone(&self.repl),

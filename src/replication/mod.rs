@@ -27,7 +27,7 @@ pub use window::InFlight;
 
 use crate::error::Result;
 use crate::locks::lock;
-use crate::store::KvStore;
+use crate::store::{new_node_id, KvStore};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,9 +71,10 @@ impl Replication {
     /// bound to `listen_addr`; the head watch starts at the store's head.
     pub fn new(store: Arc<dyn KvStore>, listen_addr: SocketAddr) -> Result<Self> {
         let head = watch::Sender::new(store.head_seq()?);
+        let node_id = store.meta("node_id")?.unwrap_or_else(new_node_id);
         Ok(Replication {
             store,
-            node_id: format!("{:016x}", rand::random::<u64>()),
+            node_id,
             listen_addr,
             head,
             history_reset: Mutex::new(CancellationToken::new()),
@@ -90,7 +91,8 @@ impl Replication {
         &self.store
     }
 
-    /// A random id for this process, sent in `Join`.
+    /// This node's id (`meta.node_id`), sent in `Join`: an upstream counts a replica once
+    /// however many connections it has.
     pub fn node_id(&self) -> &str {
         &self.node_id
     }

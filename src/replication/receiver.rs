@@ -72,8 +72,10 @@ pub async fn run_link(
     let mut ever_synced = false;
     loop {
         // Each connection supersedes the link's previous one, whose writes may still be
-        // on their way to the store.
-        let Some(connection) = repl.fence().renew(generation) else {
+        // on their way to the store (renewing may wait for one's commit: off the runtime).
+        let fence = repl.fence().clone();
+        let renewed = tokio::task::spawn_blocking(move || fence.renew(generation)).await;
+        let Ok(Some(connection)) = renewed else {
             return;
         };
         generation = connection;

@@ -20,6 +20,11 @@ const MAX_CURSORS: usize = 64;
 const DEFAULT_SCAN_COUNT: usize = 10;
 /// Largest COUNT honoured, so one SCAN call stays a bounded amount of work.
 const MAX_SCAN_COUNT: usize = 100_000;
+/// Keys read from the store at a time while scanning...
+const SCAN_PAGE: usize = 1000;
+/// ...and a SCAN reply stops once it holds this many bytes of keys (the cursor then
+/// resumes after the last key examined), however large COUNT is.
+const SCAN_REPLY_BYTES: usize = 1024 * 1024;
 
 /// SCAN's options.
 struct ScanArgs {
@@ -92,15 +97,25 @@ impl ScanCursors {
         let count = scan.count;
         // Matching is CPU work proportional to the page: done off the runtime too.
         let (last, keys) = blocking(node, move |store| {
-            let page = store.scan_keys(&prefix, after.as_deref(), count)?;
-            let last = (page.len() == count)
-                .then(|| page.last().cloned())
-                .flatten();
-            let keys: Vec<String> = page
-                .into_iter()
-                .filter(|k| pattern.as_ref().is_none_or(|p| p.matches(k)))
-                .collect();
-            Ok((last, keys))
+            let mut after = after;
+            let (mut examined, mut bytes, mut keys) = (0, 0, Vec::new());
+            while examined < count && bytes < SCAN_REPLY_BYTES {
+                let wanted = SCAN_PAGE.min(count - examined);
+                let page = store.scan_keys(&prefix, after.as_deref(), wanted)?;
+                let done = page.len() < wanted;
+                examined += page.len();
+                after = page.last().cloned().or(after);
+                for key in page {
+                    if pattern.as_ref().is_none_or(|p| p.matches(&key)) {
+                        bytes += key.len();
+                        keys.push(key);
+                    }
+                }
+                if done {
+                    return Ok((None, keys));
+                }
+            }
+            Ok((after, keys))
         })
         .await?;
         let next = match last {

@@ -41,21 +41,11 @@ pub type Request = Vec<Vec<u8>>;
 /// What the decoder produced from the stream.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decoded {
-    /// A complete request, and the bytes it took on the wire.
-    Request {
-        /// Name and arguments.
-        args: Request,
-        /// Bytes read from the stream for it.
-        wire: usize,
-    },
-    /// A request too large to accept, read to its end and discarded: answer `reason`
-    /// (an error reply's text) and carry on with the connection.
-    Refused {
-        /// The error reply, starting with its code (`ERR ...`).
-        reason: String,
-        /// Bytes read from the stream for it.
-        wire: usize,
-    },
+    /// A complete request: its name and arguments.
+    Request(Request),
+    /// A request too large to accept, read to its end and discarded: answer with this
+    /// error reply (starting with its code, `ERR ...`) and carry on with the connection.
+    Refused(String),
 }
 
 /// Why the stream cannot be parsed any further; the connection is answered `-ERR` and
@@ -127,8 +117,6 @@ struct Multibulk {
 #[derive(Debug, Default)]
 pub struct RequestDecoder {
     state: State,
-    /// Bytes taken from the stream for the request in progress.
-    wire: usize,
 }
 
 /// A header line's length after its marker, and the bytes the line took.
@@ -138,6 +126,16 @@ impl RequestDecoder {
     /// Whether a request has begun and not yet ended (bytes of it were taken).
     pub fn in_request(&self) -> bool {
         !matches!(self.state, State::Idle)
+    }
+
+    /// Bytes of the request in progress that the decoder holds (its arguments so far),
+    /// apart from the read buffer.
+    pub fn retained(&self) -> usize {
+        match &self.state {
+            State::Args(request) => request.total,
+            State::Bulk { request, arg, len } => request.total - len + arg.len(),
+            _ => 0,
+        }
     }
 
     /// The next request, taking its bytes from `buffer`; `Ok(None)` when more bytes are
@@ -189,17 +187,9 @@ impl RequestDecoder {
         Ok(())
     }
 
-    fn take(&mut self, buffer: &mut BytesMut, n: usize) {
-        buffer.advance(n);
-        self.wire += n;
-    }
-
     fn finish(&mut self, args: Request) -> Decoded {
         self.state = State::Idle;
-        Decoded::Request {
-            args,
-            wire: std::mem::take(&mut self.wire),
-        }
+        Decoded::Request(args)
     }
 
     /// `*N`: starts a request of N arguments (or skips an empty one, as Redis does).
@@ -208,9 +198,8 @@ impl RequestDecoder {
         let Some((count, used)) = header(buffer, b'*', "multibulk")? else {
             return Ok(false);
         };
-        self.take(buffer, used);
+        buffer.advance(used);
         if count <= 0 {
-            self.wire = 0;
             return Ok(true);
         }
         let count = usize::try_from(count).unwrap_or(usize::MAX);
@@ -285,7 +274,7 @@ impl RequestDecoder {
                 "invalid bulk length {len}: larger than {MAX_DISCARDED_BULK} bytes"
             )));
         }
-        self.take(buffer, used);
+        buffer.advance(used);
         Ok(Some(len))
     }
 
@@ -298,8 +287,13 @@ impl RequestDecoder {
         len: usize,
     ) -> Result<bool, ProtocolError> {
         let wanted = (len - arg.len()).min(buffer.len());
+        if arg.capacity() < arg.len() + wanted {
+            // Past its first bytes, an argument gets its whole size at once: one copy,
+            // not a doubling that could leave twice the memory its bytes account for.
+            arg.reserve_exact(len - arg.len());
+        }
         arg.extend_from_slice(&buffer[..wanted]);
-        self.take(buffer, wanted);
+        buffer.advance(wanted);
         if arg.len() < len || buffer.len() < 2 {
             self.state = State::Bulk { request, arg, len };
             return Ok(false);
@@ -309,7 +303,7 @@ impl RequestDecoder {
                 "bulk string not followed by CRLF".into(),
             ));
         }
-        self.take(buffer, 2);
+        buffer.advance(2);
         request.args.push(arg);
         self.state = State::Args(request);
         Ok(true)
@@ -325,11 +319,10 @@ impl RequestDecoder {
     ) -> Result<Option<Decoded>, ProtocolError> {
         loop {
             let skipped = skip.min(buffer.len());
-            self.take(buffer, skipped);
+            buffer.advance(skipped);
             skip -= skipped;
             if skip == 0 && remaining == 0 {
-                let wire = std::mem::take(&mut self.wire);
-                return Ok(Some(Decoded::Refused { reason, wire }));
+                return Ok(Some(Decoded::Refused(reason)));
             }
             let next = match skip {
                 0 => self.bulk_header(buffer)?,
@@ -370,10 +363,9 @@ impl RequestDecoder {
         let line = &buffer[..end];
         let words = split_args(line.strip_suffix(b"\r").unwrap_or(line))
             .map_err(|why| ProtocolError::Malformed(why.into()))?;
-        self.take(buffer, end + 1);
+        buffer.advance(end + 1);
         if words.is_empty() {
             // A blank line is skipped, as Redis does.
-            self.wire = 0;
             return Ok(None);
         }
         Ok(Some(words))

@@ -13,8 +13,11 @@ use crate::store::KvStore;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Keys read from the store per page when listing keys.
-const KEYS_PAGE: usize = 1000;
+/// Keys read from the store per page when listing keys (at most 6.4 MiB of the largest).
+const KEYS_PAGE: usize = 100;
+
+/// Bytes of values `MGET` reads from the store before it sends them on.
+const VALUES_AT_ONCE: usize = 1024 * 1024;
 
 /// Runs `f` on the store off the runtime, turning a failure into an error reply.
 pub async fn blocking<T, F>(node: &Node, f: F) -> Result<T, String>
@@ -25,23 +28,52 @@ where
     node.blocking(f).await.map_err(store_error)
 }
 
-/// GET (one key: a bulk reply) or MGET (an array of them).
-pub async fn get(node: &Node, args: &[Vec<u8>], multi: bool, out: &mut Output) -> Reply {
-    let keys = texts_of(args)?;
-    let values = blocking(node, move |store| {
-        keys.iter()
-            .map(|key| store.get(key))
-            .collect::<Result<Vec<_>>>()
-    })
-    .await?;
-    let out = out.buffer();
-    if multi {
-        reply::array_header(out, values.len());
+/// GET (one key: a bulk reply) or MGET (an array of them). Values are read about 1 MiB
+/// at a time and sent on before the next are read, so an `MGET` of many large values
+/// never holds them all. An `Err` means the connection failed.
+pub async fn get(
+    node: &Node,
+    args: &[Vec<u8>],
+    multi: bool,
+    out: &mut Output,
+) -> std::io::Result<Reply> {
+    let keys = match texts_of(args) {
+        Ok(keys) => Arc::new(keys),
+        Err(message) => return Ok(Err(message)),
+    };
+    let mut next = 0;
+    while next < keys.len() {
+        let batch = Arc::clone(&keys);
+        let read = blocking(node, move |store| {
+            let mut values = Vec::new();
+            let mut bytes = 0;
+            for key in &batch[next..] {
+                let value = store.get(key)?;
+                bytes += value.as_ref().map_or(0, String::len);
+                values.push(value);
+                if bytes >= VALUES_AT_ONCE {
+                    break;
+                }
+            }
+            Ok(values)
+        })
+        .await;
+        let values = match (read, next) {
+            (Ok(values), _) => values,
+            (Err(message), 0) => return Ok(Err(message)),
+            // Part of the array is out: the reply cannot turn into an error any more.
+            (Err(message), _) => return Err(std::io::Error::other(message)),
+        };
+        if multi && next == 0 {
+            reply::array_header(out.buffer(), keys.len());
+        }
+        next += values.len();
+        for value in &values {
+            reply::bulk(out.buffer(), value.as_deref().map(str::as_bytes));
+        }
+        out.flush_if_full().await?;
     }
-    for value in &values {
-        reply::bulk(out, value.as_deref().map(str::as_bytes));
-    }
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// `EXISTS key...`: how many of the keys exist (a key named twice counts twice).

@@ -107,43 +107,82 @@ async fn serve_client(
                 Err(e) => return fail(&mut session, &mut out, &mut read, e).await,
             };
             match decoded {
-                Decoded::Request { args, wire } => {
-                    let charge = held.take(wire);
+                Decoded::Request(args) => {
+                    let charge = held.take(args.iter().map(Vec::len).sum());
                     if session.execute(args, charge, &mut out).await? == Flow::Close {
                         session.settle(&mut out).await;
                         return Ok(out.close().await?);
                     }
                     out.flush_if_full().await?;
                 }
-                Decoded::Refused { reason, wire } => {
-                    drop(held.take(wire));
-                    session.refuse(&reason, &mut out).await;
-                }
+                Decoded::Refused(reason) => session.refuse(&reason, &mut out).await,
             }
         }
-        session.settle(&mut out).await;
-        out.flush().await?;
+        // Keep charged only what is still in memory: request framing, blank lines and
+        // discarded requests are gone, and the overdraft is for a request in progress.
+        held.keep(buffer.len() + decoder.retained());
         let mid_request = decoder.in_request() || !buffer.is_empty();
-        // Backpressure: with the budget spent, this waits, and the client's bytes wait
-        // in its socket, however far into a request it is.
-        let mut grant = match held.has_overdraft() {
-            true => Charge::default(),
-            false => budget.reserve(READ_CHUNK, mid_request).await,
-        };
-        let read_bytes = read_some(&mut read, &mut buffer, mid_request).await;
-        let read_bytes = match read_bytes {
-            Ok(n) => n,
+        if !mid_request {
+            held.release_overdraft();
+        }
+        // More already waiting, and budget at hand: take it now, so a pipeline's writes
+        // go on filling the writer's next commit instead of waiting for this one.
+        let ready = read_ready(&read, &mut buffer, &budget, &mut held);
+        let got = match ready {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                session.settle(&mut out).await;
+                out.flush().await?;
+                // Backpressure: with the budget spent, this waits, and the client's bytes
+                // wait in its socket, however far into a request it is.
+                let mut grant = match held.has_overdraft() {
+                    true => Charge::default(),
+                    false => budget.reserve(READ_CHUNK, mid_request).await,
+                };
+                let read_bytes = read_some(&mut read, &mut buffer, mid_request).await;
+                grant.keep(*read_bytes.as_ref().unwrap_or(&0));
+                held.merge(grant);
+                match read_bytes {
+                    Ok(n) => n,
+                    Err(e) => return fail(&mut session, &mut out, &mut read, e).await,
+                }
+            }
             Err(e) => return fail(&mut session, &mut out, &mut read, e).await,
         };
-        grant.keep(read_bytes);
-        held.merge(grant);
-        if read_bytes == 0 {
+        if got == 0 {
             if let Err(e) = decoder.at_end(&buffer) {
                 return fail(&mut session, &mut out, &mut read, e).await;
             }
             session.settle(&mut out).await;
             return Ok(out.flush().await?);
         }
+    }
+}
+
+/// Reads what is already waiting on the socket, if the budget allows it at once: `None`
+/// when nothing is waiting or the budget is spent (the caller then answers what is due
+/// and waits), `Some(0)` at the end of the stream.
+fn read_ready(
+    read: &OwnedReadHalf,
+    buffer: &mut BytesMut,
+    budget: &MemoryBudget,
+    held: &mut Charge,
+) -> Result<Option<usize>, ProtocolError> {
+    let mut grant = match held.has_overdraft() {
+        true => Charge::default(),
+        false => match budget.try_reserve(READ_CHUNK) {
+            Some(grant) => grant,
+            None => return Ok(None),
+        },
+    };
+    match read.try_read_buf(&mut buffer.limit(READ_CHUNK)) {
+        Ok(n) => {
+            grant.keep(n);
+            held.merge(grant);
+            Ok(Some(n))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -48,7 +48,9 @@ impl Session {
     /// Executes one request, appending its reply to `out` (a write's reply is appended
     /// when it is durable: by the next request that is not a write, or [`Session::settle`]).
     /// `charge` is the request's memory on the node's budget: a write holds it until it is
-    /// committed, anything else until it has run. An `Err` means the connection failed.
+    /// committed; anything else gives it back before it runs (its arguments are small once
+    /// parsed, and a command that waits, such as `WAIT` or a `KEYS` to a slow reader, must
+    /// not hold budget or the overdraft meanwhile). An `Err` means the connection failed.
     pub async fn execute(
         &mut self,
         request: Request,
@@ -69,6 +71,7 @@ impl Session {
                 .await;
             return Ok(Flow::Continue);
         }
+        drop(charge);
         // Every reply goes out in request order: the queued writes' first.
         self.settle(out).await;
         if name == "QUIT" {
@@ -78,7 +81,6 @@ impl Session {
         if let Err(message) = self.dispatch(&name, &args, out).await? {
             reply::error(out.buffer(), &message);
         }
-        drop(charge);
         Ok(Flow::Continue)
     }
 
@@ -109,8 +111,8 @@ impl Session {
                 reply::bulk(out.buffer(), Some(&args[0]));
                 Ok(())
             }
-            ("GET", 1) => commands::get(node, args, false, out).await,
-            ("MGET", n) if n > 0 => commands::get(node, args, true, out).await,
+            ("GET", 1) => return commands::get(node, args, false, out).await,
+            ("MGET", n) if n > 0 => return commands::get(node, args, true, out).await,
             ("EXISTS", n) if n > 0 => commands::exists(node, args, out).await,
             ("DBSIZE", 0) => commands::dbsize(node, out).await,
             ("KEYS", 1) => return commands::keys(node, &args[0], out).await,

@@ -2,9 +2,9 @@
 //! log so it speaks the same protocol as the SQLite backend. Nothing survives a restart.
 
 use super::{
-    check_continues, fill_chunk, fill_log_batch, new_history_id, prefix_upper_bound, BatchSeqs,
-    ChunkSource, CommitFence, KeyCursor, KvStore, LogEntry, Op, Pair, Position, Role, Snapshot,
-    SnapshotInfo, MAX_SEQ,
+    check_continues, fill_chunk, fill_log_batch, new_history_id, new_node_id, prefix_upper_bound,
+    BatchSeqs, ChunkSource, CommitFence, KeyCursor, KvStore, LogEntry, Op, Pair, Position, Role,
+    Snapshot, SnapshotInfo, MAX_SEQ,
 };
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -31,6 +31,7 @@ impl MemoryStore {
     pub fn new(role: Role) -> Self {
         let mut inner = Inner::default();
         inner.meta.insert("role".into(), role.as_str().into());
+        inner.meta.insert("node_id".into(), new_node_id());
         if role == Role::Primary {
             inner.meta.insert("history_id".into(), new_history_id());
         }

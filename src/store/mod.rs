@@ -386,6 +386,12 @@ pub fn new_history_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+/// A fresh random 64-bit node id, as 16 hex digits: made once per database (`meta.node_id`),
+/// so a node keeps its identity across restarts and reconnections.
+pub fn new_node_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
 /// The one rule of seq continuity: `got` must be exactly the seq after `last`, and no
 /// seq goes beyond [`MAX_SEQ`]. Both stores and the replica's receiver check it.
 pub fn check_next_seq(last: u64, got: u64) -> Result<()> {
@@ -475,105 +481,4 @@ pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upper_bound_increments_last_char() {
-        assert_eq!(prefix_upper_bound("ab").as_deref(), Some("ac"));
-        assert_eq!(prefix_upper_bound(""), None);
-        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
-        assert_eq!(prefix_upper_bound("\u{D7FF}").as_deref(), Some("\u{E000}"));
-    }
-
-    fn pair(key: &str, bytes: usize) -> Result<Pair> {
-        Ok((key.to_string(), "v".repeat(bytes)))
-    }
-
-    #[test]
-    fn a_chunk_never_outgrows_its_byte_bound_unless_one_pair_does() {
-        // ~1 MB of small pairs sorting before one maximal value: the big pair must not be
-        // added to the chunk of small ones (that chunk would not fit one frame).
-        let mut pairs = (0..1000)
-            .map(|i| pair(&format!("a{i:04}"), 1000))
-            .chain([pair("b", MAX_VALUE_BYTES)])
-            .peekable();
-        let mut chunks = Vec::new();
-        loop {
-            let chunk = fill_chunk(&mut pairs, 1000, 256 * 1024).expect("chunk");
-            if chunk.is_empty() {
-                break;
-            }
-            chunks.push(chunk);
-        }
-        for chunk in &chunks {
-            let bytes: usize = chunk.iter().map(|(k, v)| k.len() + v.len()).sum();
-            assert!(
-                bytes <= 256 * 1024 || chunk.len() == 1,
-                "a chunk of {} pairs holds {bytes} bytes",
-                chunk.len()
-            );
-        }
-        let last = chunks.last().expect("chunks");
-        assert_eq!(last.len(), 1, "the maximal value travels alone");
-        assert_eq!(last[0].0, "b");
-        let total: usize = chunks.iter().map(Vec::len).sum();
-        assert_eq!(total, 1001, "nothing skipped or repeated");
-    }
-
-    #[test]
-    fn a_log_batch_stops_before_its_byte_bound_but_takes_one_entry() {
-        let entry = |seq, bytes| {
-            Ok(LogEntry {
-                seq,
-                op: Op::Put {
-                    key: "k".into(),
-                    value: "v".repeat(bytes),
-                },
-            })
-        };
-        let batch = fill_log_batch(
-            [entry(1, 10), entry(2, 10), entry(3, 10)].into_iter(),
-            10,
-            25,
-        )
-        .expect("batch");
-        assert_eq!(batch.len(), 2);
-        let batch =
-            fill_log_batch([entry(1, 100), entry(2, 1)].into_iter(), 10, 25).expect("batch");
-        assert_eq!(batch.len(), 1, "the first entry is taken whatever its size");
-    }
-
-    #[test]
-    fn sizes_beyond_the_limits_are_refused() {
-        let put = |key: String, value: String| Op::Put { key, value };
-        assert!(put("k".into(), "v".repeat(MAX_VALUE_BYTES))
-            .check_size()
-            .is_ok());
-        let too_long = put("k".into(), "v".repeat(MAX_VALUE_BYTES + 1)).check_size();
-        assert!(too_long
-            .unwrap_err()
-            .to_string()
-            .contains("value too large"));
-        let key = "k".repeat(MAX_KEY_BYTES + 1);
-        let err = Op::Delete { key }.check_size().unwrap_err();
-        assert!(err.to_string().contains("key too large"), "{err}");
-    }
-
-    #[test]
-    fn continuity_rejects_gap_and_duplicate() {
-        let put = |seq| LogEntry {
-            seq,
-            op: Op::Delete { key: "k".into() },
-        };
-        assert!(check_continues(4, &[put(5), put(6)]).is_ok());
-        assert!(check_continues(4, &[put(6)]).is_err());
-        assert!(check_continues(4, &[put(4)]).is_err());
-        assert!(check_continues(4, &[put(5), put(5)]).is_err());
-        assert!(
-            check_continues(MAX_SEQ, &[put(0)]).is_err(),
-            "no wrap-around"
-        );
-        assert!(check_continues(u64::MAX, &[put(0)]).is_err(), "no overflow");
-    }
-}
+mod tests;

@@ -132,7 +132,7 @@ fn sqlite_reopen_keeps_data_and_head_seq() {
     let dir = TempDir::new().expect("create a temporary directory");
     let path = dir.path().join("primary.db");
 
-    let history = {
+    let (history, node) = {
         let store = SqliteStore::open(&path, Role::Primary).expect("create");
         put(&store, "a", "1");
         put(&store, "b", "2");
@@ -141,7 +141,11 @@ fn sqlite_reopen_keeps_data_and_head_seq() {
         put(&store, "c", "");
         // Trimming down to one entry must not lose the head.
         assert_eq!(store.trim_log(1, 100).expect("trim"), 4);
-        store.history_id().expect("history").expect("history id")
+        let node = store.meta("node_id").expect("meta").expect("node id");
+        (
+            store.history_id().expect("history").expect("history id"),
+            node,
+        )
     };
 
     let store = SqliteStore::open(&path, Role::Primary).expect("reopen");
@@ -156,6 +160,11 @@ fn sqlite_reopen_keeps_data_and_head_seq() {
     assert_eq!(
         store.meta("role").expect("meta").as_deref(),
         Some("primary")
+    );
+    assert_eq!(
+        store.meta("node_id").expect("meta"),
+        Some(node),
+        "kept across restarts"
     );
     assert_eq!(put(&store, "d", "4"), 6, "seq continues after reopening");
     assert_eq!(del(&store, "a"), Some(7));

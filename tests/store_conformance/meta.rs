@@ -19,6 +19,18 @@ pub fn meta_reports_role_history_and_applied_seq<B: Backend>(backend: &B) {
         assert_eq!(store.head_seq().expect("head"), 0);
         assert!(whole_log(&store).is_empty());
     }
+    // Every database has its own node id.
+    let ids: Vec<String> = (0..2)
+        .map(|_| {
+            let store = backend.open(Role::Replica);
+            store.meta("node_id").expect("meta").expect("a node id")
+        })
+        .collect();
+    assert!(ids
+        .iter()
+        .all(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())));
+    assert_ne!(ids[0], ids[1], "two databases share a node id");
+
     let replica = backend.open(Role::Replica);
     assert_eq!(replica.meta("applied_seq").expect("meta"), None);
     install(&replica, HISTORY_A, 7, Vec::new());

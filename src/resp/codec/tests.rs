@@ -16,25 +16,16 @@ fn decode_in_pieces(
     let mut buffer = BytesMut::new();
     let mut decoder = RequestDecoder::default();
     let mut out = Vec::new();
-    let mut wire = 0;
     for chunk in input.chunks(piece) {
         buffer.extend_from_slice(chunk);
         while let Some(decoded) = decoder.decode(&mut buffer)? {
             match decoded {
-                Decoded::Request { args, wire: w } => {
-                    wire += w;
-                    out.push(Ok(args));
-                }
-                Decoded::Refused { reason, wire: w } => {
-                    wire += w;
-                    out.push(Err(reason));
-                }
+                Decoded::Request(args) => out.push(Ok(args)),
+                Decoded::Refused(reason) => out.push(Err(reason)),
             }
         }
     }
     decoder.at_end(&buffer)?;
-    // Every byte belongs to exactly one request, except skipped blank or empty ones.
-    assert!(wire <= input.len(), "wire {wire} of {}", input.len());
     Ok(out)
 }
 
@@ -61,18 +52,26 @@ fn pipelined_multibulk_and_inline_requests() {
 }
 
 #[test]
-fn wire_bytes_are_counted_per_request() {
-    let mut buffer = BytesMut::from(&b"*1\r\n$4\r\nPING\r\nPING\r\n"[..]);
+fn the_decoder_holds_only_the_arguments_of_the_request_in_progress() {
     let mut decoder = RequestDecoder::default();
-    let first = decoder.decode(&mut buffer).expect("ok").expect("one");
-    assert!(
-        matches!(first, Decoded::Request { wire: 14, .. }),
-        "{first:?}"
+    let mut buffer = BytesMut::from(&b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10\r\n12345"[..]);
+    assert_eq!(decoder.decode(&mut buffer), Ok(None));
+    assert!(buffer.is_empty(), "everything usable was taken");
+    assert_eq!(decoder.retained(), 3 + 1 + 5);
+    buffer.extend_from_slice(b"67890\r\n\r\n\r\n");
+    assert!(matches!(
+        decoder.decode(&mut buffer),
+        Ok(Some(Decoded::Request(_)))
+    ));
+    assert_eq!(
+        decoder.decode(&mut buffer),
+        Ok(None),
+        "blank lines are skipped"
     );
-    let second = decoder.decode(&mut buffer).expect("ok").expect("two");
-    assert!(
-        matches!(second, Decoded::Request { wire: 6, .. }),
-        "{second:?}"
+    assert_eq!(
+        (decoder.retained(), buffer.len()),
+        (0, 0),
+        "and nothing is kept of them"
     );
 }
 
@@ -126,10 +125,15 @@ fn a_large_value_is_copied_as_it_arrives_not_rebuffered() {
     for chunk in input.chunks(64 * 1024) {
         buffer.extend_from_slice(chunk);
         if let Some(decoded) = decoder.decode(&mut buffer).expect("valid") {
-            let Decoded::Request { args, wire } = decoded else {
+            let Decoded::Request(args) = decoded else {
                 panic!("refused");
             };
-            assert_eq!((args[2].len(), wire), (value.len(), input.len()));
+            assert_eq!(args[2].len(), value.len());
+            assert_eq!(
+                args[2].capacity(),
+                value.len(),
+                "no doubling beyond the value"
+            );
             return;
         }
         // The read buffer never holds more than a line end of what was fed.

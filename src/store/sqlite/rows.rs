@@ -4,7 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::store::{
-    new_history_id, prefix_upper_bound, ContentDigest, ContentHasher, LogEntry, Op, Pair, Role,
+    new_history_id, new_node_id, prefix_upper_bound, ContentDigest, ContentHasher, LogEntry, Op,
+    Pair, Role,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -17,6 +18,10 @@ pub(super) fn init_meta(conn: &mut Connection, role: Role) -> Result<()> {
     tx.execute(
         "INSERT OR IGNORE INTO meta (name, value) VALUES ('role', ?1)",
         [role.as_str()],
+    )?;
+    tx.execute(
+        "INSERT OR IGNORE INTO meta (name, value) VALUES ('node_id', ?1)",
+        [new_node_id()],
     )?;
     if role == Role::Primary {
         tx.execute(
