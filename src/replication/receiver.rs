@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// How the first synchronisation of a link went.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +70,9 @@ pub async fn run_link(
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut ever_synced = false;
+    // The last failure reported: the same one again (the upstream still down) is only
+    // logged at debug level, so a shell is not flooded with reconnect attempts.
+    let mut reported: Option<String> = None;
     loop {
         // Each connection supersedes the link's previous one, whose writes may still be
         // on their way to the store (renewing may wait for one's commit: off the runtime).
@@ -107,12 +110,16 @@ pub async fn run_link(
         }
         if synced {
             backoff.reset();
+            reported = None;
         }
         let delay = backoff.next_delay();
-        warn!(
-            "link to {upstream} down: {reason}; reconnecting in {} ms",
-            delay.as_millis()
-        );
+        let again = reported.as_deref() == Some(reason.as_str());
+        let retry = format!("reconnecting in {} ms", delay.as_millis());
+        match again {
+            true => debug!("link to {upstream} still down: {reason}; {retry}"),
+            false => warn!("link to {upstream} down: {reason}; {retry}"),
+        }
+        reported = Some(reason);
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
