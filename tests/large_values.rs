@@ -61,6 +61,19 @@ fn the_largest_value_reaches_live_and_new_replicas_and_larger_ones_are_refused()
     assert_eq!(missing, None);
     assert_eq!(primary.command("KEYS c"), "(no keys)");
 
+    // MGET across them all: read and sent about 1 MiB at a time, in order.
+    let mut mget = redis::cmd("MGET");
+    for i in 0..1000 {
+        mget.arg(format!("a{i:04}"));
+    }
+    let values: Vec<Option<String>> = mget.arg("b").arg("c").query(&mut con).expect("MGET");
+    assert_eq!(values.len(), 1002);
+    assert!(values[..1000]
+        .iter()
+        .all(|v| v.as_deref() == Some(&*"s".repeat(1000))));
+    assert_eq!(values[1000].as_deref(), Some(largest.as_str()));
+    assert_eq!(values[1001], None);
+
     let expected = kv_rows(&dir.path().join("p.db"));
     assert_eq!(expected.len(), 1001);
     let streamed = wait_until(PATIENCE, || kv_rows(&live_db) == expected);
