@@ -62,6 +62,20 @@ fn flood(port: u16, client: usize) -> Vec<String> {
     lines
 }
 
+/// A primary in service mode with a client port and `budget_mib` of client memory.
+fn primary_with_budget(db: &[&str], budget_mib: &str) -> KvProcess {
+    let mut args = vec![
+        "primary",
+        "--listen",
+        "127.0.0.1:0",
+        "--resp",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(db);
+    args.extend_from_slice(&["--no-shell", "--max-client-memory", budget_mib]);
+    KvProcess::start(&args)
+}
+
 /// The process's peak resident memory (VmHWM), in MiB.
 fn peak_rss_mib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -91,18 +105,7 @@ fn a_flood_of_large_pipelined_sets_is_held_back_not_buffered_and_all_stored() {
     let dir = TempDir::new().expect("tempdir");
     let path = dir.path().join("p.db");
     let db = path.display().to_string();
-    let node = KvProcess::start(&[
-        "primary",
-        "--db",
-        &db,
-        "--listen",
-        "127.0.0.1:0",
-        "--resp",
-        "127.0.0.1:0",
-        "--no-shell",
-        "--max-client-memory",
-        BUDGET_MIB,
-    ]);
+    let node = primary_with_budget(&["--db", &db], BUDGET_MIB);
     let port = node.resp_port.expect("client port");
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| std::thread::spawn(move || flood(port, client)))
@@ -133,16 +136,7 @@ fn a_flood_of_large_pipelined_sets_is_held_back_not_buffered_and_all_stored() {
 
 #[test]
 fn bytes_that_are_no_request_hold_no_budget() {
-    let node = KvProcess::start(&[
-        "primary",
-        "--listen",
-        "127.0.0.1:0",
-        "--resp",
-        "127.0.0.1:0",
-        "--no-shell",
-        "--max-client-memory",
-        "1",
-    ]);
+    let node = primary_with_budget(&[], "1");
     let port = node.resp_port.expect("client port");
     // 4 MiB of blank lines (which Redis skips, as kv does) on a connection kept open:
     // four times the budget, none of it a request.
