@@ -53,9 +53,8 @@ impl MemoryBudget {
 
     /// Reserves `n` bytes if they are free right now.
     pub fn try_reserve(&self, n: usize) -> Option<Charge> {
-        let n = u32::try_from(n.min(self.limit)).unwrap_or(u32::MAX);
         Arc::clone(&self.bytes)
-            .try_acquire_many_owned(n)
+            .try_acquire_many_owned(self.permits(n))
             .ok()
             .map(Charge::of_bytes)
     }
@@ -63,7 +62,7 @@ impl MemoryBudget {
     /// Reserves `n` bytes, waiting while the budget is spent. A caller in the middle of a
     /// request (`mid_request`) may get the overdraft instead, whichever comes first.
     pub async fn reserve(&self, n: usize, mid_request: bool) -> Charge {
-        let n = u32::try_from(n.min(self.limit)).unwrap_or(u32::MAX);
+        let n = self.permits(n);
         if let Ok(bytes) = Arc::clone(&self.bytes).try_acquire_many_owned(n) {
             return Charge::of_bytes(bytes);
         }
@@ -80,6 +79,14 @@ impl MemoryBudget {
                 overdraft: overdraft.ok(),
             },
         }
+    }
+}
+
+impl MemoryBudget {
+    /// `n` bytes as semaphore permits: never more than the whole budget (a request for
+    /// more could never be granted).
+    fn permits(&self, n: usize) -> u32 {
+        u32::try_from(n.min(self.limit)).unwrap_or(u32::MAX)
     }
 }
 

@@ -63,6 +63,12 @@ pub struct LinkStatus {
 }
 
 impl LinkStatus {
+    /// Records that the upstream's head is at least `seq` (told by a heartbeat, or
+    /// implied by a snapshot or an entry).
+    pub fn saw_head(&mut self, seq: u64) {
+        self.upstream_head = Some(self.upstream_head.unwrap_or(0).max(seq));
+    }
+
     /// Entries the replica at `applied` is behind its upstream, as far as it knows.
     pub fn lag(&self, applied: u64) -> Option<u64> {
         self.upstream_head.map(|head| head.saturating_sub(applied))

@@ -247,7 +247,7 @@ impl Link<'_> {
                     );
                     self.repl.update_link(|link| {
                         link.snapshot = Some((0, keys));
-                        link.upstream_head = Some(link.upstream_head.unwrap_or(0).max(seq));
+                        link.saw_head(seq);
                     });
                     let installed = self.receive_snapshot(reader, history_id, seq).await;
                     self.repl.update_link(|link| link.snapshot = None);
@@ -276,7 +276,7 @@ impl Link<'_> {
 
     fn heard_head(&self, head: u64) {
         self.repl.update_link(|link| {
-            link.upstream_head = Some(link.upstream_head.unwrap_or(0).max(head));
+            link.saw_head(head);
         });
     }
 
@@ -286,7 +286,7 @@ impl Link<'_> {
             link.state = LinkState::Streaming;
             link.last_resync = Some(resync);
             link.last_error = None;
-            link.upstream_head = Some(link.upstream_head.unwrap_or(0).max(seq));
+            link.saw_head(seq);
         });
         self.applied.send_replace(Some(seq));
         *self.synced = true;
@@ -405,7 +405,7 @@ impl Link<'_> {
         self.applied.send_replace(Some(last));
         self.repl.update_link(|link| {
             link.last_entry_at = Some(Instant::now());
-            link.upstream_head = Some(link.upstream_head.unwrap_or(0).max(last));
+            link.saw_head(last);
         });
         failure.map_or(Ok(()), Err)
     }

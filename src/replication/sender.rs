@@ -56,9 +56,12 @@ pub async fn serve(repl: Arc<Replication>, listener: TcpListener) {
 
 async fn say_goodbye(stream: TcpStream, reason: &'static str) {
     let (_, mut writer) = connection::split(stream, HANDSHAKE_MAX_FRAME);
-    let message = Message::Error {
-        message: reason.into(),
-    };
+    send_error(&mut writer, reason.into()).await;
+}
+
+/// Tells the replica why its connection ends (best effort, briefly).
+async fn send_error<W: AsyncWrite + Unpin>(writer: &mut MessageWriter<W>, message: String) {
+    let message = Message::Error { message };
     let _ = tokio::time::timeout(REFUSE_TIMEOUT, writer.send(&message)).await;
 }
 
@@ -74,13 +77,11 @@ pub async fn serve_replica(repl: &Replication, stream: TcpStream, peer: SocketAd
         _ = repl.shutdown_token().cancelled() => Err(Error::Shutdown),
     };
     if let Err(e) = &result {
-        let message = Message::Error {
-            message: match e {
-                Error::Shutdown => "it is shutting down".into(),
-                other => other.to_string(),
-            },
+        let why = match e {
+            Error::Shutdown => "it is shutting down".into(),
+            other => other.to_string(),
         };
-        let _ = tokio::time::timeout(REFUSE_TIMEOUT, writer.send(&message)).await;
+        send_error(&mut writer, why).await;
     }
     result
 }

@@ -13,7 +13,7 @@ use bytes::{Buf, BytesMut};
 use std::fmt;
 
 use super::inline::split_args;
-use crate::store::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use crate::store::{check_value_size, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
 /// Largest request (all its arguments together) accepted, in bytes; a larger one is read,
 /// discarded and answered with an error.
@@ -230,11 +230,9 @@ impl RequestDecoder {
         };
         let remaining = request.remaining - 1;
         let total = request.total.saturating_add(len);
-        let refusal = if len > MAX_ARGUMENT {
-            Some(format!(
-                "ERR value too large: {len} bytes; kv stores values of up to \
-                 {MAX_VALUE_BYTES} bytes (8 MiB)"
-            ))
+        // An argument over the largest value is refused in the store's own words.
+        let refusal = if let Err(too_large) = check_value_size(len) {
+            Some(format!("ERR {too_large}"))
         } else if total > MAX_REQUEST {
             Some(format!(
                 "ERR request too large: over {MAX_REQUEST} bytes (16 MiB) in all; send it \

@@ -424,22 +424,9 @@ pub fn fill_chunk<I: Iterator<Item = Result<Pair>>>(
     max_entries: usize,
     max_bytes: usize,
 ) -> Result<Vec<Pair>> {
-    let mut chunk = Vec::new();
-    let mut bytes = 0usize;
-    while chunk.len() < max_entries.max(1) {
-        let size = match pairs.peek() {
-            None => break,
-            Some(Ok((key, value))) => key.len() + value.len(),
-            Some(Err(_)) => 0, // taken below, to return the error
-        };
-        if !chunk.is_empty() && bytes.saturating_add(size) > max_bytes {
-            break;
-        }
-        let Some(pair) = pairs.next() else { break };
-        chunk.push(pair?);
-        bytes = bytes.saturating_add(size);
-    }
-    Ok(chunk)
+    take_bounded(pairs, max_entries.max(1), max_bytes, |(key, value)| {
+        key.len() + value.len()
+    })
 }
 
 /// Takes entries from `entries` while they fit: at most `max_entries`, and at most
@@ -449,17 +436,35 @@ pub fn fill_log_batch(
     max_entries: usize,
     max_bytes: usize,
 ) -> Result<Vec<LogEntry>> {
-    let mut batch = Vec::new();
+    take_bounded(&mut entries.peekable(), max_entries, max_bytes, |entry| {
+        entry.op.size()
+    })
+}
+
+/// The one rule of both bounds above: up to `max_items` items, stopping before the item
+/// that would take the total `size` past `max_bytes`, but always taking the first.
+fn take_bounded<T, I: Iterator<Item = Result<T>>>(
+    items: &mut std::iter::Peekable<I>,
+    max_items: usize,
+    max_bytes: usize,
+    size: impl Fn(&T) -> usize,
+) -> Result<Vec<T>> {
+    let mut taken = Vec::new();
     let mut bytes = 0usize;
-    for entry in entries.take(max_entries) {
-        let entry = entry?;
-        bytes = bytes.saturating_add(entry.op.size());
-        if !batch.is_empty() && bytes > max_bytes {
+    while taken.len() < max_items {
+        let next_size = match items.peek() {
+            None => break,
+            Some(Ok(item)) => size(item),
+            Some(Err(_)) => 0, // taken below, to return the error
+        };
+        if !taken.is_empty() && bytes.saturating_add(next_size) > max_bytes {
             break;
         }
-        batch.push(entry);
+        let Some(item) = items.next() else { break };
+        taken.push(item?);
+        bytes = bytes.saturating_add(next_size);
     }
-    Ok(batch)
+    Ok(taken)
 }
 
 /// The smallest string greater than every string starting with `prefix`, if one exists:
