@@ -73,6 +73,11 @@ pub enum Error {
     #[error("{0}")]
     Closed(String),
 
+    /// An upstream offered a history unrelated to the one this replica holds, on a
+    /// reconnect the operator did not ask for: the replica keeps its data and stops.
+    #[error("{0}")]
+    UnrelatedHistory(String),
+
     /// A peer stayed silent longer than allowed.
     #[error("timed out: {0}")]
     Timeout(String),

@@ -5,9 +5,11 @@
 //!
 //! | message | direction | meaning |
 //! |---|---|---|
-//! | `Join { node_id, replica_addr, history_id, last_seq, protocol_version }` | replica → upstream | first frame on a connection the replica opened |
-//! | `Continue { history_id, from_seq }` | upstream → replica | partial resync: log entries after `from_seq` follow |
-//! | `SnapshotBegin { history_id, seq, keys, reason }` | upstream → replica | full resync (and why): a snapshot at `seq` of `keys` keys follows |
+//! | `Join { node_id, replica_addr, history_id, last_seq, protocol_version, fork, checksum, oldest_log }` | replica → upstream | first frame on a connection the replica opened: its lineage, seq, log checksum at that seq, oldest logged seq |
+//! | `Probe { seq }` | upstream → replica | handshake: what is your log checksum at `seq`? (bisecting for the last seq both logs agree on) |
+//! | `ProbeReply { seq, checksum }` | replica → upstream | the answer (`None`: not in its log) |
+//! | `Continue { history_id, from_seq, fork }` | upstream → replica | partial resync: log entries after `from_seq` follow; a `history_id` other than the replica's continues it across `fork`, and the replica adopts both |
+//! | `SnapshotBegin { history_id, seq, keys, reason, fork, checksum, keep_diverged_after }` | upstream → replica | full resync (and why): a snapshot at `seq` of `keys` keys follows, of a history with that fork, whose log checksum at `seq` is `checksum`; the replica first keeps its log entries after `keep_diverged_after` in `diverged` |
 //! | `Snapshot { entries }` | upstream → replica | one bounded chunk of the snapshot, in key order |
 //! | `SnapshotEnd { seq }` | upstream → replica | the snapshot is complete; log entries after `seq` follow |
 //! | `Put { seq, key, value }` / `Delete { seq, key }` | upstream → replica | log entries, seq strictly increasing by one |
@@ -37,18 +39,32 @@
 //!    | -- Ack{seq} (every second when idle) --> |
 //!
 //! resync after a restart, same history and S+1 still in the upstream's log:
-//!    | -- Join{history, last_seq S} ----------> |
+//!    | -- Join{history, last_seq S, checksum C} > |  C equals the upstream's checksum at S
 //!    | <------------- Continue{history, S} ---- |
 //!    | <------------- Ping{seq S, head H} ----- |
 //!    | <------------- Put{S+1} ... ------------ |
+//!
+//! resync across a fork: the upstream was promoted at seq N (history B, fork (A, N)), the
+//! replica followed A up to S <= N:
+//!    | -- Join{A, last_seq S, checksum C} ----> |  A is B's previous history, S <= N
+//!    | <------------- Continue{B, S, fork (A, N)} |  the replica adopts B and its fork
+//!    | <------------- Put{S+1} ... ------------ |
+//!
+//! a replica whose log differs (or runs past the fork): find the last common seq, then a
+//! full resync that keeps the replica's entries after it:
+//!    | -- Join{A, last_seq S, checksum C} ----> |  checksums differ at S
+//!    | <------------- Probe{seq M} ------------ |  bisect over the seqs both logs hold
+//!    | -- ProbeReply{M, checksum} ------------> |  (about log2(S) round trips)
+//!    | <------------- SnapshotBegin{.., keep_diverged_after K} |
+//!    |   save entries > K in `diverged`, then install, in one transaction
 //! ```
 
 use crate::error::Result;
-use crate::store::{LogEntry, Op, Pair, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use crate::store::{Fork, LogEntry, Op, Pair, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks; a `Join` with another version is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame accepted once a connection is established.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -90,6 +106,28 @@ pub enum Message {
         last_seq: u64,
         /// [`PROTOCOL_VERSION`] of the replica.
         protocol_version: u32,
+        /// Where the replica's history forked, if a promotion started it.
+        #[serde(default)]
+        fork: Option<Fork>,
+        /// The replica's log checksum at `last_seq` (`None`: unknown).
+        #[serde(default)]
+        checksum: Option<u64>,
+        /// The oldest seq in the replica's log (the lowest it can answer a `Probe` for).
+        #[serde(default)]
+        oldest_log: Option<u64>,
+    },
+    /// Upstream, during the handshake: what is your log checksum at `seq`? (Finding the
+    /// last seq at which the two logs agree, by bisection.)
+    Probe {
+        /// The seq asked about.
+        seq: u64,
+    },
+    /// Replica: my log checksum at `seq` (`None`: not in my log, or unknown).
+    ProbeReply {
+        /// The seq asked about.
+        seq: u64,
+        /// The checksum.
+        checksum: Option<u64>,
     },
     /// Partial resync: the entries after `from_seq` follow.
     Continue {
@@ -97,6 +135,11 @@ pub enum Message {
         history_id: String,
         /// The replica's applied seq; the next entry is `from_seq + 1`.
         from_seq: u64,
+        /// The upstream history's fork. When `history_id` is not the replica's, the
+        /// upstream's history continues the replica's across this fork, and the replica
+        /// adopts both.
+        #[serde(default)]
+        fork: Option<Fork>,
     },
     /// Full resync: a snapshot at `seq` of `keys` keys follows.
     SnapshotBegin {
@@ -110,6 +153,16 @@ pub enum Message {
         /// older senders, so it defaults to empty.
         #[serde(default)]
         reason: String,
+        /// The history's fork, if a promotion started it.
+        #[serde(default)]
+        fork: Option<Fork>,
+        /// The upstream's log checksum at `seq`, which the replica's log continues.
+        #[serde(default)]
+        checksum: Option<u64>,
+        /// The replica diverged: it saves its log entries after this seq in its
+        /// `diverged` table before installing the snapshot.
+        #[serde(default)]
+        keep_diverged_after: Option<u64>,
     },
     /// A chunk of the snapshot, in key order.
     Snapshot {
@@ -202,6 +255,8 @@ impl Message {
             Message::Put { .. } => "Put",
             Message::Delete { .. } => "Delete",
             Message::Ack { .. } => "Ack",
+            Message::Probe { .. } => "Probe",
+            Message::ProbeReply { .. } => "ProbeReply",
             Message::Ping { .. } => "Ping",
             Message::Error { .. } => "Error",
         }
@@ -238,16 +293,31 @@ mod tests {
                 history_id: Some("ab".into()),
                 last_seq: 7,
                 protocol_version: PROTOCOL_VERSION,
+                fork: Some(Fork {
+                    prev_history_id: "aa".into(),
+                    seq: 5,
+                }),
+                checksum: Some(u64::MAX),
+                oldest_log: Some(2),
+            },
+            Message::Probe { seq: 3 },
+            Message::ProbeReply {
+                seq: 3,
+                checksum: None,
             },
             Message::Continue {
                 history_id: "ab".into(),
                 from_seq: 7,
+                fork: None,
             },
             Message::SnapshotBegin {
                 history_id: "ab".into(),
                 seq: 9,
                 keys: 2,
                 reason: "new replica".into(),
+                fork: None,
+                checksum: Some(1),
+                keep_diverged_after: Some(4),
             },
             Message::Snapshot {
                 entries: vec![("k".into(), "v w\n".into()), ("é".into(), String::new())],

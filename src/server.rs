@@ -9,7 +9,7 @@ use crate::net::validate_addr;
 use crate::node::retention;
 use crate::node::Node;
 use crate::replication::receiver::SyncReport;
-use crate::replication::sender;
+use crate::replication::{sender, LinkMode};
 use crate::store::{KvStore, MemoryStore, Role, SqliteStore};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,9 +58,17 @@ pub fn default_listen(role: Role) -> &'static str {
     }
 }
 
-/// Opens the node's store: SQLite at `db`, or memory.
-pub fn open_store(db: Option<&std::path::Path>, role: Role) -> Result<Arc<dyn KvStore>> {
+/// Opens the node's store: SQLite at `db`, or memory. A replica that is given an
+/// upstream (`joining`) accepts a primary's file too, and demotes it.
+pub fn open_store(
+    db: Option<&std::path::Path>,
+    role: Role,
+    joining: bool,
+) -> Result<Arc<dyn KvStore>> {
     Ok(match db {
+        Some(path) if role == Role::Replica && joining => {
+            Arc::new(SqliteStore::open_demoting(path)?)
+        }
         Some(path) => Arc::new(SqliteStore::open(path, role)?),
         None => Arc::new(MemoryStore::new(role)),
     })
@@ -79,7 +87,7 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
     if let Some(upstream) = &config.join {
         validate_addr(upstream).map_err(|e| Error::Invalid(format!("--join: {e}")))?;
     }
-    let store = open_store(config.db.as_deref(), config.role)?;
+    let store = open_store(config.db.as_deref(), config.role, config.join.is_some())?;
     let listener = runtime.block_on(bind(&config.listen))?;
     let listen_addr = listener.local_addr()?;
     if !listen_addr.ip().is_loopback() {
@@ -91,7 +99,6 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
     };
     let node = Arc::new(Node::new(
         Arc::clone(&store),
-        config.role,
         listen_addr,
         runtime.handle().clone(),
         config.client_memory,
@@ -110,9 +117,9 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
         }
         None => None,
     };
-    let first_sync = match (node.link(), &config.join) {
-        (Some(link), Some(upstream)) => Some(link.follow(upstream.clone(), true)),
-        _ => None,
+    let first_sync = match &config.join {
+        Some(upstream) => Some(node.follow(upstream.clone(), LinkMode::Start)?.first_sync),
+        None => None,
     };
     info!(
         "{} ready on {listen_addr}, data in {}",

@@ -83,6 +83,9 @@ fn bad_frames_close_one_connection_and_nothing_else() {
             history_id: None,
             last_seq: 0,
             protocol_version: 99,
+            fork: None,
+            checksum: None,
+            oldest_log: None,
         },
     );
     assert_reason(

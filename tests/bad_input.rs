@@ -41,7 +41,8 @@ fn primary_shell_refuses_bad_lines_and_carries_on() {
     assert_refused(&mut primary, b"PUT lonely", "usage: PUT <key> <value>");
     assert_refused(&mut primary, b"GET", "usage: GET <key>");
     assert_refused(&mut primary, b"DEL", "usage: DEL <key>");
-    assert_refused(&mut primary, b"JOIN localhost:8080", "replica command");
+    // A JOIN that cannot sync leaves the primary a primary.
+    assert_refused(&mut primary, b"JOIN 127.0.0.1:1", "still the primary");
     assert_refused(&mut primary, &vec![b'x'; 100 * 1024], "line too long");
     assert_refused(&mut primary, b"PUT k \x1b[31mred", "control character");
     assert_refused(&mut primary, b"PUT k \x00", "control character");

@@ -168,12 +168,24 @@ fn replaced_primary_database_forces_a_full_resync_without_old_keys() {
     assert_converges(&cluster.db("r1.db"), &cluster.db("old.db"));
     primary.kill();
 
-    // A new database on the same address, with more writes than the old history had.
+    // A new database on the same address, with more writes than the old history had:
+    // on its own, the replica keeps its data and stops following (an unrelated history is
+    // never adopted silently)...
     let mut primary = cluster.primary("new.db", &addr, &[]);
     let writes: Vec<String> = (0..6).map(|i| format!("PUT new{i} v{i}")).collect();
     let writes: Vec<&str> = writes.iter().map(String::as_str).collect();
     write_all(&mut primary, &writes);
     write_all(&mut primary, &["PUT shared new"]);
+    replica.wait_stderr("unrelated history");
+    assert!(replica
+        .command_lines("STATUS")
+        .contains(&"link: stopped".to_string()));
+    assert_eq!(replica.command("GET shared"), "shared -> old");
+    // ...until the operator says to follow it: then no old key survives.
+    assert_eq!(
+        replica.command(&format!("JOIN {addr}")),
+        "Snapshot received"
+    );
     assert_converges(&cluster.db("r1.db"), &cluster.db("new.db"));
     replica.wait_stderr("full resync: new history (replica had");
     primary.wait_stderr("full resync: new history");
@@ -213,8 +225,9 @@ fn a_chained_replica_follows_its_upstream_onto_a_new_primary() {
     write_all(&mut second, &["PUT b0 x", "PUT b1 y"]);
 
     let mut r1 = cluster.replica("r1.db", &first.addr(), "Snapshot received");
-    let r2 = cluster.replica("r2.db", &r1.addr(), "Snapshot received");
+    let mut r2 = cluster.replica("r2.db", &r1.addr(), "Snapshot received");
     assert_converges(&cluster.db("r2.db"), &cluster.db("a.db"));
+    let a_digest = r2.command("DIGEST");
 
     // r1 switches to B (snapshot at seq 2); B then writes seqs 3..=10, past A's head 6.
     assert_eq!(
@@ -224,8 +237,15 @@ fn a_chained_replica_follows_its_upstream_onto_a_new_primary() {
     let b_writes: Vec<String> = (2..10).map(|i| format!("PUT b{i} v{i}")).collect();
     let b_writes: Vec<&str> = b_writes.iter().map(String::as_str).collect();
     write_all(&mut second, &b_writes);
+    // r2 reconnects by itself and meets history B, unrelated to its A: it keeps A's data
+    // (none of B's entries lands on it) and stops, until told to follow r1 again.
+    r2.wait_stderr("unrelated history");
+    assert_eq!(r2.command("DIGEST"), a_digest);
+    assert_eq!(
+        r2.command(&format!("JOIN {}", r1.addr())),
+        "Snapshot received"
+    );
     assert_converges(&cluster.db("r2.db"), &cluster.db("b.db"));
-    drop(r2);
     drop(first);
 }
 

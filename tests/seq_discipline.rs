@@ -64,6 +64,9 @@ fn gaps_and_duplicates_drop_the_link_and_are_never_applied() {
             seq: 0,
             keys: 1,
             reason: "new replica".into(),
+            fork: None,
+            checksum: None,
+            keep_diverged_after: None,
         },
         Message::Snapshot {
             entries: vec![("a".into(), "1".into())],
@@ -85,6 +88,7 @@ fn gaps_and_duplicates_drop_the_link_and_are_never_applied() {
         Message::Continue {
             history_id: HISTORY.into(),
             from_seq: 1,
+            fork: None,
         },
         put(2, "c"),
         put(2, "duplicate"),

@@ -127,6 +127,9 @@ fn wait_does_not_count_a_replica_still_syncing_a_replaced_primary() {
         &addr,
         &["--no-shell", "--resp", "127.0.0.1:0"],
     );
+    // The replica will not adopt the new, unrelated history by itself; the operator says so.
+    replica.wait_stderr("unrelated history");
+    replica.send(&format!("JOIN {}", proxy.addr));
     let mut con = redis(&new);
     let connected = wait_until(PATIENCE, || {
         let info: String = redis::cmd("INFO")
@@ -151,6 +154,8 @@ fn wait_does_not_count_a_replica_still_syncing_a_replaced_primary() {
         "a replica still syncing does not hold the write yet"
     );
 
+    let synced = replica.next_line_within(Duration::from_secs(90));
+    assert_eq!(synced.as_deref(), Some("Snapshot received"));
     let holds = wait_until(Duration::from_secs(90), || {
         replica.command("GET x") == "x -> 1"
     });

@@ -78,7 +78,22 @@ fn tables_hold_data_log_and_meta_and_survive_a_restart() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
+    // Every log row carries the running checksum; nothing diverged on a lone primary.
+    let checksums: Vec<Option<i64>> = conn
+        .prepare("SELECT checksum FROM log ORDER BY seq")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(checksums.len(), 5);
+    let distinct: std::collections::HashSet<_> = checksums.iter().flatten().collect();
+    assert_eq!(distinct.len(), 5, "{checksums:?}");
+    let diverged: i64 = conn
+        .query_row("SELECT count(*) FROM diverged", [], |r| r.get(0))
+        .expect("diverged table");
+    assert_eq!(diverged, 0);
     drop(conn);
 
     // Restart: data is there, the history is the same, and seq continues.
@@ -203,4 +218,46 @@ fn a_database_with_an_unfinished_transaction_is_refused_untouched() {
     let before = std::fs::read(&journal).expect("read journal");
     assert_refused_untouched("primary", &file, "unfinished transaction");
     assert_eq!(std::fs::read(&journal).expect("journal after"), before);
+}
+
+#[test]
+fn a_version_1_database_is_migrated_and_its_new_rows_carry_checksums() {
+    let dir = TempDir::new().expect("tempdir");
+    let db = dir.path().join("v1.db");
+    let conn = Connection::open(&db).expect("create");
+    conn.execute_batch(include_str!("../migrations/0001_init.sql"))
+        .expect("version 1 schema");
+    conn.execute_batch(
+        "PRAGMA user_version = 1;
+         INSERT INTO meta VALUES ('role', 'primary'), ('history_id', '0123456789abcdef0123456789abcdef');
+         INSERT INTO kv VALUES ('a', '1'), ('b', '2');
+         INSERT INTO log VALUES (1, 'put', 'a', '1'), (2, 'put', 'b', '2');",
+    )
+    .expect("version 1 rows");
+    drop(conn);
+
+    let out = script(&db, "GET a\nPUT c 3\n");
+    assert_eq!(out, ["a -> 1", "OK c = 3"]);
+    let conn = Connection::open(&db).expect("open");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 2);
+    let checksums: Vec<(i64, Option<i64>)> = conn
+        .prepare("SELECT seq, checksum FROM log ORDER BY seq")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(
+        checksums[..2],
+        [(1, None), (2, None)],
+        "old rows stay as they were"
+    );
+    assert!(checksums[2].1.is_some(), "{checksums:?}");
+    assert_eq!(
+        meta(&db, "history_id").as_deref(),
+        Some("0123456789abcdef0123456789abcdef")
+    );
 }

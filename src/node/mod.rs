@@ -1,23 +1,32 @@
-//! A running node: its role, its store, the replication state it shares with its links
-//! ([`Replication`]), its link to an upstream (replicas: [`ReplicaLink`]), the write path
-//! of a primary (group commit on a writer thread, see [`writer`]) and the memory budget of
-//! its client connections ([`budget`]). The shell, the client port and the replication
-//! tasks all hold an `Arc<Node>` or its [`Replication`].
+//! A running node: its role, a state machine that promotion and re-pointing change at
+//! run time ([`role`]), its store, its replication state ([`Replication`]: downstream
+//! replicas, the upstream link's status and fence), the controller of its link to an
+//! upstream ([`ReplicaLink`]), the write path (group commit on a writer thread, see
+//! [`writer`]) and the memory budget of its client connections ([`budget`]). The shell,
+//! the client port and the replication tasks all hold an `Arc<Node>` or its
+//! [`Replication`].
 
 pub mod budget;
 pub mod retention;
+pub mod role;
 pub mod status;
 pub mod writer;
 
 use crate::error::{Error, Result};
-use crate::replication::{ReplicaLink, Replication};
-use crate::store::{KvStore, Op, Role};
+use crate::locks::lock;
+use crate::replication::receiver::SyncReport;
+use crate::replication::{LinkMode, LinkStatus, ReplicaLink, Replication};
+use crate::store::history::short_id;
+use crate::store::{KvStore, Op, Position, Role, Unfenced};
 use budget::{Charge, MemoryBudget};
+use role::{plan, RoleRequest};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 pub use writer::PendingWrite;
 use writer::Writer;
 
@@ -26,37 +35,83 @@ const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// A running node.
 pub struct Node {
-    role: Role,
+    role: Mutex<Role>,
+    /// Held while the role changes, so two requests never interleave; counts the changes,
+    /// so undoing one can tell whether another came after it.
+    changing: Mutex<u64>,
     repl: Arc<Replication>,
-    /// The group-commit writer thread; primaries only (see [`Node::new`]).
-    writer: Option<Writer>,
-    /// The link to an upstream; replicas only.
-    link: Option<ReplicaLink>,
+    /// The group-commit writer thread.
+    writer: Writer,
+    /// Which upstream the node follows, while it is a replica.
+    link: ReplicaLink,
     budget: MemoryBudget,
 }
 
+/// A request to follow an upstream, as [`Node::follow`] started it: its first sync, and
+/// what [`Node::undo_follow`] needs to put the node back if that fails.
+pub struct Following {
+    /// The link's first sync (or why it failed).
+    pub first_sync: oneshot::Receiver<Result<SyncReport>>,
+    /// The role change this was (see `Node::changing`).
+    change: u64,
+    /// The role before.
+    was: Role,
+    /// The upstream followed before, if any.
+    previous: Option<String>,
+    /// The history before.
+    history: Option<String>,
+}
+
+/// What a promotion did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Promotion {
+    /// The node was already the primary.
+    AlreadyPrimary,
+    /// The node is now the primary of the new history at this position.
+    Promoted(Position),
+}
+
+impl Promotion {
+    /// The shell's line for it.
+    pub fn line(&self) -> String {
+        match self {
+            Promotion::AlreadyPrimary => "ERR this node is already the primary".into(),
+            Promotion::Promoted(position) => {
+                let id = position.history_id.as_deref().unwrap_or_default();
+                match &position.fork {
+                    Some(fork) => format!(
+                        "Promoted: new history {}… continues {}… after seq {}; accepting writes",
+                        short_id(id),
+                        short_id(&fork.prev_history_id),
+                        fork.seq
+                    ),
+                    None => format!("Promoted: new history {}…; accepting writes", short_id(id)),
+                }
+            }
+        }
+    }
+}
+
 impl Node {
-    /// A node serving `store` in `role`, whose replication listener is bound to
-    /// `listen_addr`, running its tasks on `runtime`, with `client_memory` bytes of budget
-    /// for client requests.
+    /// A node serving `store` in the role stored with it, whose replication listener is
+    /// bound to `listen_addr`, running its tasks on `runtime`, with `client_memory` bytes
+    /// of budget for client requests.
     ///
-    /// A primary starts its writer thread here; a replica has none, because it never
-    /// writes through [`Node::write`] (it applies its upstream's entries, and refuses
-    /// writes before they would reach a writer). Starting it eagerly rather than on the
-    /// first write keeps the write path free of a lock or a once-cell, at the cost of one
-    /// idle thread on a primary that is never written to.
+    /// Every node starts its writer thread, because a replica may be promoted at any
+    /// time; a replica's writes are refused before they would reach it.
     pub fn new(
         store: Arc<dyn KvStore>,
-        role: Role,
         listen_addr: SocketAddr,
         runtime: Handle,
         client_memory: usize,
     ) -> Result<Self> {
+        let role = store.role()?;
         let repl = Arc::new(Replication::new(Arc::clone(&store), listen_addr)?);
-        let writer = (role == Role::Primary).then(|| Writer::start(store, repl.head_sender()));
-        let link = (role == Role::Replica).then(|| ReplicaLink::new(Arc::clone(&repl), runtime));
+        let writer = Writer::start(store, repl.head_sender());
+        let link = ReplicaLink::new(Arc::clone(&repl), runtime);
         Ok(Node {
-            role,
+            role: Mutex::new(role),
+            changing: Mutex::new(0),
             repl,
             writer,
             link,
@@ -64,14 +119,89 @@ impl Node {
         })
     }
 
+    /// Promotes a replica (`REPLICAOF NO ONE`, `PROMOTE`): stops following, then, in one
+    /// transaction, starts a new history that forks from the current one at the applied
+    /// seq and stores the primary role. Writes are accepted from then on; replicas
+    /// chained below this node rejoin and continue across the fork. Blocking (SQLite).
+    pub fn promote(&self) -> Result<Promotion> {
+        let mut changing = lock(&self.changing);
+        let steps = plan(self.role(), &RoleRequest::Promote);
+        if !steps.promote {
+            return Ok(Promotion::AlreadyPrimary);
+        }
+        *changing += 1;
+        if steps.stop_link {
+            self.link.stop();
+        }
+        let position = self.store().promote(&Unfenced)?;
+        self.repl.update_link(|link| *link = LinkStatus::default());
+        // Streams of the old history to chained replicas end (they rejoin across the
+        // fork) before the first write of the new one can reach them.
+        self.repl.reset_history();
+        *lock(&self.role) = Role::Primary;
+        let promotion = Promotion::Promoted(position);
+        info!("{}", promotion.line());
+        Ok(promotion)
+    }
+
+    /// Follows `upstream` (`REPLICAOF host port`, `JOIN`, `--join`), replacing any current
+    /// link; a primary is demoted first: from then on it refuses writes, and a write
+    /// already queued is refused by the store. Blocking (SQLite).
+    pub fn follow(&self, upstream: String, mode: LinkMode) -> Result<Following> {
+        let mut changing = lock(&self.changing);
+        let was = self.role();
+        let previous = self.link.following();
+        let history = self.store().history_id()?;
+        let steps = plan(was, &RoleRequest::Follow(upstream.clone()));
+        *changing += 1;
+        if steps.demote {
+            *lock(&self.role) = Role::Replica;
+            if let Err(e) = self.store().set_role(Role::Replica) {
+                *lock(&self.role) = Role::Primary;
+                return Err(e);
+            }
+            warn!("demoted to a replica: following {upstream}");
+        }
+        Ok(Following {
+            first_sync: self.link.follow(upstream, mode),
+            change: *changing,
+            was,
+            previous,
+            history,
+        })
+    }
+
+    /// After a `JOIN` that failed before its first sync: follow the previous upstream
+    /// again, or, for a node that was the primary, become the primary again. Only if no
+    /// other role change came since and nothing was installed (its history is unchanged);
+    /// returns whether it undid anything. Blocking.
+    pub fn undo_follow(&self, following: &Following) -> Result<bool> {
+        let changing = lock(&self.changing);
+        if *changing != following.change {
+            return Ok(false);
+        }
+        if following.was == Role::Primary {
+            self.link.stop();
+            if self.store().history_id()? != following.history {
+                return Ok(false);
+            }
+            self.repl.update_link(|link| *link = LinkStatus::default());
+            self.store().set_role(Role::Primary)?;
+            *lock(&self.role) = Role::Primary;
+            return Ok(true);
+        }
+        self.link.resume(following.previous.clone());
+        Ok(true)
+    }
+
     /// The store, for blocking calls from a non-async thread (the shell).
     pub fn store(&self) -> &Arc<dyn KvStore> {
         self.repl.store()
     }
 
-    /// The node's role.
+    /// The node's role now.
     pub fn role(&self) -> Role {
-        self.role
+        *lock(&self.role)
     }
 
     /// The replication state: downstream replicas, the upstream link's status, the head.
@@ -79,9 +209,9 @@ impl Node {
         &self.repl
     }
 
-    /// The link to an upstream (replicas only).
-    pub fn link(&self) -> Option<&ReplicaLink> {
-        self.link.as_ref()
+    /// The controller of the link to an upstream.
+    pub fn link(&self) -> &ReplicaLink {
+        &self.link
     }
 
     /// The memory budget of client requests.
@@ -123,7 +253,7 @@ impl Node {
     /// moment, and returns once they are durable and the senders are woken. Returns each
     /// op's seq, `None` for a delete of a key absent at that point. Replicas refuse.
     pub async fn write_all(&self, ops: Vec<Op>) -> Result<Vec<Option<u64>>> {
-        if ops.is_empty() && self.role == Role::Primary {
+        if ops.is_empty() && self.role() == Role::Primary {
             return Ok(Vec::new());
         }
         self.start_write(ops, Charge::default())
@@ -137,24 +267,20 @@ impl Node {
     /// write holds `charge` on the memory budget until it is committed. Keys and values
     /// beyond kv's limits are refused here, before anything is stored.
     pub async fn start_write(&self, ops: Vec<Op>, charge: Charge) -> Result<PendingWrite> {
-        if self.role != Role::Primary {
+        if self.role() != Role::Primary {
             return Err(Error::ReadOnly(
                 "replicas do not accept writes; write on the primary".into(),
             ));
         }
         ops.iter().try_for_each(Op::check_size)?;
-        // Every primary has a writer (see `Node::new`).
-        let Some(writer) = &self.writer else {
-            return Err(Error::Shutdown);
-        };
-        writer.submit(ops, charge).await
+        self.writer.submit(ops, charge).await
     }
 
     /// How many transactions the write path has committed: with group commit, fewer than
-    /// the writes when writes overlap. 0 on a replica.
+    /// the writes when writes overlap. 0 on a node that was never written to.
     #[cfg(test)]
     pub fn commits(&self) -> u64 {
-        self.writer.as_ref().map_or(0, Writer::commits)
+        self.writer.commits()
     }
 }
 

@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 /// Renders the status as `name: value` lines.
 pub fn render(node: &Node) -> Result<String> {
     let store = node.store();
-    let head = store.head_seq()?;
+    let position = store.position()?;
+    let head = position.head;
     let mut text = String::new();
     let mut line = |name: &str, value: &dyn std::fmt::Display| {
         let _ = writeln!(text, "{name}: {value}");
@@ -19,10 +20,17 @@ pub fn render(node: &Node) -> Result<String> {
     line("database", &store.location());
     line(
         "history",
-        &store
-            .history_id()?
+        &position
+            .history_id
+            .clone()
             .unwrap_or_else(|| "none (never synced)".into()),
     );
+    if let Some(fork) = &position.fork {
+        line(
+            "forked_from",
+            &format!("{} after seq {}", fork.prev_history_id, fork.seq),
+        );
+    }
     match node.role() {
         Role::Primary => line("head_seq", &head),
         Role::Replica => line("applied_seq", &head),

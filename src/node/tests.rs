@@ -6,6 +6,7 @@
 //! writes that arrive meanwhile are certain to queue up behind it.
 
 use super::*;
+use crate::replication::LinkMode;
 use crate::store::{LogEntry, MemoryStore, SqliteStore};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -31,7 +32,8 @@ fn node_runtime() -> tokio::runtime::Handle {
 
 fn node_on(store: Arc<dyn KvStore>, role: Role) -> Arc<Node> {
     let addr = "127.0.0.1:0".parse().expect("addr");
-    let node = Node::new(store, role, addr, node_runtime(), 64 << 20).expect("node");
+    assert_eq!(store.role().expect("role"), role);
+    let node = Node::new(store, addr, node_runtime(), 64 << 20).expect("node");
     Arc::new(node)
 }
 
@@ -327,10 +329,9 @@ fn a_full_queue_makes_writers_wait_instead_of_failing() {
 }
 
 #[test]
-fn replicas_refuse_writes_and_run_no_writer() {
+fn replicas_refuse_writes() {
     let rt = runtime();
     let node = node_on(Arc::new(MemoryStore::new(Role::Replica)), Role::Replica);
-    assert!(node.writer.is_none());
     let err = rt.block_on(node.write(put("a", "1"))).expect_err("a write");
     assert!(matches!(err, Error::ReadOnly(_)), "{err}");
     let err = rt
@@ -355,4 +356,87 @@ fn dropping_the_node_ends_the_writer_thread() {
     drop(node);
     // The drop joined the thread, which released its handle on the store.
     assert_eq!(Arc::strong_count(&store), 1);
+}
+
+#[test]
+fn a_promoted_replica_takes_writes_in_a_history_forked_at_its_seq() {
+    let rt = runtime();
+    let store = Arc::new(MemoryStore::new(Role::Replica));
+    let entries: Vec<LogEntry> = (1..=3)
+        .map(|seq| LogEntry {
+            seq,
+            op: put(&format!("k{seq}"), "v"),
+        })
+        .collect();
+    store
+        .install_snapshot("old", 0, &mut || Ok(None))
+        .expect("install");
+    store.apply(&entries).expect("apply");
+    let node = node_on(store, Role::Replica);
+    let Promotion::Promoted(position) = node.promote().expect("promote") else {
+        panic!("a replica must be promoted");
+    };
+    assert_eq!(node.role(), Role::Primary);
+    assert_eq!(node.store().role().expect("role"), Role::Primary);
+    let fork = position.fork.expect("a fork");
+    assert_eq!((fork.prev_history_id.as_str(), fork.seq), ("old", 3));
+    assert_ne!(position.history_id.as_deref(), Some("old"));
+    assert_eq!(
+        rt.block_on(node.write(put("new", "1"))).expect("write"),
+        Some(4)
+    );
+    assert_eq!(node.promote().expect("again"), Promotion::AlreadyPrimary);
+}
+
+#[test]
+fn a_primary_told_to_follow_refuses_writes_and_a_failed_join_restores_it() {
+    let rt = runtime();
+    let node = node_on(Arc::new(MemoryStore::new(Role::Primary)), Role::Primary);
+    rt.block_on(node.write(put("a", "1"))).expect("write");
+    // Nothing listens on a port just released: the first sync fails.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = closed.local_addr().expect("addr").to_string();
+    drop(closed);
+    let following = node.follow(upstream, LinkMode::Join).expect("follow");
+    assert_eq!(node.role(), Role::Replica);
+    assert_eq!(node.store().role().expect("role"), Role::Replica);
+    let err = rt.block_on(node.write(put("b", "1"))).expect_err("refused");
+    assert!(matches!(err, Error::ReadOnly(_)), "{err}");
+    let mut following = following;
+    assert!(rt
+        .block_on(&mut following.first_sync)
+        .expect("report")
+        .is_err());
+    assert!(node.undo_follow(&following).expect("undo"));
+    assert_eq!(node.role(), Role::Primary);
+    assert_eq!(
+        rt.block_on(node.write(put("b", "1"))).expect("write"),
+        Some(2)
+    );
+}
+
+#[test]
+fn a_failed_join_is_not_undone_over_a_later_role_change() {
+    let rt = runtime();
+    let node = node_on(Arc::new(MemoryStore::new(Role::Primary)), Role::Primary);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = closed.local_addr().expect("addr").to_string();
+    drop(closed);
+    let mut joined = node
+        .follow(upstream.clone(), LinkMode::Join)
+        .expect("follow");
+    // Meanwhile a client re-points the node (REPLICAOF): that replaces the JOIN.
+    let _later = node.follow(upstream, LinkMode::Start).expect("follow");
+    let _ = rt.block_on(&mut joined.first_sync);
+    assert!(!node.undo_follow(&joined).expect("undo"));
+    assert_eq!(node.role(), Role::Replica, "the later request stands");
+}
+
+#[test]
+fn a_write_queued_before_a_demotion_commits_or_is_refused_never_after() {
+    // The store itself refuses a primary write once its role is replica.
+    let store = MemoryStore::new(Role::Primary);
+    store.set_role(Role::Replica).expect("demote");
+    let err = store.append(&put("a", "1")).expect_err("refused");
+    assert!(matches!(err, Error::ReadOnly(_)), "{err}");
 }

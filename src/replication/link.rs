@@ -27,6 +27,9 @@ pub enum LinkState {
     Streaming,
     /// The link failed or closed; it reconnects by itself.
     Down,
+    /// The upstream offered a history unrelated to this node's data on a reconnect: the
+    /// node kept its data and stopped following until told again (`JOIN`, `REPLICAOF`).
+    Stopped,
 }
 
 impl LinkState {
@@ -38,6 +41,7 @@ impl LinkState {
             LinkState::Syncing => "syncing",
             LinkState::Streaming => "streaming",
             LinkState::Down => "down",
+            LinkState::Stopped => "stopped",
         }
     }
 }
@@ -75,6 +79,34 @@ impl LinkStatus {
     }
 }
 
+/// Who asked a link to follow its upstream, which decides how it treats failures and
+/// unrelated histories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkMode {
+    /// The shell's `JOIN`: the operator waits; the first failure is reported and the link
+    /// stops. Until it first syncs, it may replace the node's data with any history.
+    Join,
+    /// A start with `--join`, or `REPLICAOF host port`: retries until the upstream answers.
+    /// Until it first syncs, it may replace the node's data with any history.
+    Start,
+    /// Following again the upstream a failed `JOIN` replaced: retries, and never adopts an
+    /// unrelated history (nobody asked for one).
+    Resume,
+}
+
+impl LinkMode {
+    /// Whether a failure before the first sync is retried rather than reported.
+    pub fn retries_before_sync(self) -> bool {
+        self != LinkMode::Join
+    }
+
+    /// Whether the operator named this upstream, so that its first sync may replace the
+    /// node's data with an unrelated history.
+    pub fn operator_chose(self) -> bool {
+        self != LinkMode::Resume
+    }
+}
+
 /// Controls which upstream a replica follows.
 pub struct ReplicaLink {
     repl: Arc<Replication>,
@@ -100,13 +132,12 @@ impl ReplicaLink {
 
     /// Starts following `upstream`, replacing any previous link (whose writes still in
     /// flight are then refused by the fence). Called from a thread that may block (the
-    /// shell, start-up): it may wait for a commit of the old link to finish. The receiver reports the first sync. With
-    /// `retry_before_sync`, the link keeps retrying until the upstream answers (start-up
-    /// `--join`); without, the first failure is reported and it stops.
+    /// shell, start-up): it may wait for a commit of the old link to finish. The receiver
+    /// reports the first sync; `mode` says how failures and unrelated histories are met.
     pub fn follow(
         &self,
         upstream: String,
-        retry_before_sync: bool,
+        mode: LinkMode,
     ) -> oneshot::Receiver<Result<SyncReport>> {
         let cancel = self.repl.shutdown_token().child_token();
         let following = Following {
@@ -127,7 +158,7 @@ impl ReplicaLink {
             Arc::clone(&self.repl),
             upstream,
             Some(report),
-            retry_before_sync,
+            mode,
             cancel,
             generation,
         );
@@ -135,8 +166,22 @@ impl ReplicaLink {
         first_sync
     }
 
-    /// The upstream the replica follows (or last tried to), if any.
+    /// Stops following: cancels the current link and advances the fence, which waits for
+    /// a commit of that link in progress and refuses any later one. Blocking.
+    pub fn stop(&self) {
+        let mut current = lock(&self.current);
+        if let Some(following) = current.take() {
+            following.cancel.cancel();
+        }
+        self.repl.fence().advance();
+    }
+
+    /// The upstream the replica follows, or tries to, if any: not one whose link stopped
+    /// at an unrelated history.
     pub fn following(&self) -> Option<String> {
+        if self.repl.link().state == LinkState::Stopped {
+            return None;
+        }
         lock(&self.current).as_ref().map(|f| f.upstream.clone())
     }
 
@@ -144,7 +189,7 @@ impl ReplicaLink {
     /// mistyped address does not silently stop replication.
     pub fn resume(&self, previous: Option<String>) {
         match previous {
-            Some(upstream) => drop(self.follow(upstream, true)),
+            Some(upstream) => drop(self.follow(upstream, LinkMode::Resume)),
             None => {
                 if let Some(failed) = lock(&self.current).take() {
                     failed.cancel.cancel();

@@ -4,17 +4,16 @@
 
 use crate::error::{Error, Result};
 use crate::protocol::Message;
-use crate::store::{check_next_seq, LogEntry, Pair, MAX_SEQ};
+use crate::store::history::shared_bound;
+use crate::store::{check_next_seq, Fork, Lineage, LogEntry, Pair, SnapshotTarget, MAX_SEQ};
 
 /// What a replica must do with one message from its upstream.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
-    /// Start replacing the contents with a snapshot at `seq`.
+    /// Start replacing the contents with a snapshot.
     BeginSnapshot {
-        /// History of the snapshot.
-        history_id: String,
-        /// Its seq.
-        seq: u64,
+        /// What to install: history, fork, seq, checksum, what to keep as diverged.
+        target: SnapshotTarget,
         /// Its key count.
         keys: u64,
         /// Why the upstream chose a full resync.
@@ -31,6 +30,9 @@ pub enum Step {
     Resume {
         /// The replica's applied seq.
         from_seq: u64,
+        /// The upstream's lineage, when its history continues the replica's across a
+        /// fork: the replica adopts it.
+        adopt: Option<Lineage>,
     },
     /// Apply this entry (the next in order).
     Apply(LogEntry),
@@ -57,7 +59,7 @@ enum Phase {
 #[derive(Debug)]
 pub struct Receiver {
     phase: Phase,
-    history_id: Option<String>,
+    lineage: Lineage,
     /// The seq of the last entry accepted (applied, or about to be).
     last_seq: u64,
 }
@@ -67,9 +69,18 @@ impl Receiver {
     pub fn new(history_id: Option<String>, applied_seq: u64) -> Self {
         Receiver {
             phase: Phase::AwaitingStart,
-            history_id,
+            lineage: Lineage {
+                history_id,
+                fork: None,
+            },
             last_seq: applied_seq,
         }
+    }
+
+    /// The replica's history started at `fork` (a promotion).
+    pub fn with_fork(mut self, fork: Option<Fork>) -> Self {
+        self.lineage.fork = fork;
+        self
     }
 
     /// The seq of the last entry accepted.
@@ -105,6 +116,9 @@ impl Receiver {
                     seq,
                     keys,
                     reason,
+                    fork,
+                    checksum,
+                    keep_diverged_after,
                 },
             ) => {
                 if seq > MAX_SEQ {
@@ -112,14 +126,29 @@ impl Receiver {
                         "snapshot seq {seq} is out of range"
                     )));
                 }
+                check_fork(fork.as_ref(), seq)?;
+                if keep_diverged_after.is_some_and(|after| after > MAX_SEQ) {
+                    return Err(Error::Protocol(
+                        "keep_diverged_after is out of range".into(),
+                    ));
+                }
                 self.phase = Phase::InSnapshot {
                     seq,
                     last_key: None,
                 };
-                self.history_id = Some(history_id.clone());
-                Ok(Step::BeginSnapshot {
+                self.lineage = Lineage {
+                    history_id: Some(history_id.clone()),
+                    fork: fork.clone(),
+                };
+                let target = SnapshotTarget {
                     history_id,
+                    fork,
                     seq,
+                    checksum,
+                    keep_diverged_after,
+                };
+                Ok(Step::BeginSnapshot {
+                    target,
                     keys,
                     reason,
                 })
@@ -129,19 +158,9 @@ impl Receiver {
                 Message::Continue {
                     history_id,
                     from_seq,
+                    fork,
                 },
-            ) => {
-                if self.history_id.as_deref() != Some(history_id.as_str())
-                    || from_seq != self.last_seq
-                {
-                    return Err(Error::Protocol(format!(
-                        "Continue from {history_id}@{from_seq} does not match this replica at {:?}@{}",
-                        self.history_id, self.last_seq
-                    )));
-                }
-                self.phase = Phase::Streaming;
-                Ok(Step::Resume { from_seq })
-            }
+            ) => self.resume(history_id, from_seq, fork),
             (Phase::InSnapshot { .. }, Message::Snapshot { entries }) => {
                 self.check_key_order(&entries)?;
                 Ok(Step::SnapshotChunk(entries))
@@ -169,7 +188,41 @@ impl Receiver {
     }
 }
 
+/// A history's fork lies within the history: at or before `seq`.
+fn check_fork(fork: Option<&Fork>, seq: u64) -> Result<()> {
+    match fork {
+        Some(fork) if fork.seq > seq => Err(Error::Protocol(format!(
+            "a fork at seq {} beyond the history's seq {seq}",
+            fork.seq
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl Receiver {
+    /// A partial resync: from the replica's own seq, in its own history or in one that
+    /// continues it (forked at or after that seq).
+    fn resume(&mut self, history_id: String, from_seq: u64, fork: Option<Fork>) -> Result<Step> {
+        check_fork(fork.as_ref(), MAX_SEQ)?;
+        let offered = Lineage {
+            history_id: Some(history_id),
+            fork,
+        };
+        let same = offered.history_id == self.lineage.history_id;
+        let continues =
+            shared_bound(&self.lineage, &offered).is_some_and(|bound| from_seq <= bound);
+        if from_seq != self.last_seq || !(same || continues) {
+            return Err(Error::Protocol(format!(
+                "Continue from {:?}@{from_seq} does not match this replica at {:?}@{}",
+                offered.history_id, self.lineage.history_id, self.last_seq
+            )));
+        }
+        self.phase = Phase::Streaming;
+        let adopt = (!same).then(|| offered.clone());
+        self.lineage = offered;
+        Ok(Step::Resume { from_seq, adopt })
+    }
+
     /// Snapshot keys come in key order, each once: checked here so that a faulty upstream
     /// cannot make the two backends disagree (one would keep the last duplicate, the
     /// other refuse it).

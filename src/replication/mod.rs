@@ -10,6 +10,7 @@
 mod backoff;
 pub mod downstreams;
 pub mod fence;
+mod handshake;
 pub mod link;
 mod machine;
 mod plan;
@@ -20,9 +21,12 @@ pub mod window;
 pub use backoff::Backoff;
 pub use downstreams::{DownstreamStatus, Downstreams};
 pub use fence::LinkFence;
-pub use link::{LinkState, LinkStatus, ReplicaLink};
+pub use link::{LinkMode, LinkState, LinkStatus, ReplicaLink};
 pub use machine::{Receiver, Step};
-pub use plan::{plan_sync, FullResyncReason, SyncPlan, UpstreamState};
+pub use plan::{
+    decide, first_look, plan_sync, Bisection, Crossing, Divergence, FirstLook, FullResyncReason,
+    JoinerState, SyncPlan, UpstreamState,
+};
 pub use window::InFlight;
 
 use crate::error::Result;

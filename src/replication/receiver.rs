@@ -5,15 +5,18 @@
 //! the link reconnects with capped, jittered backoff. Every write it makes commits through
 //! the [`LinkFence`](super::LinkFence) with its connection's generation.
 
+use super::handshake::{answer_probes, check_related, closed, join_message, next_message};
+use super::plan::entries;
 use super::{
-    Backoff, Receiver, Replication, Step, CONNECT_TIMEOUT, DEAD_PEER, LOG_BATCH, LOG_BATCH_BYTES,
+    Backoff, Crossing, Receiver, Replication, Step, CONNECT_TIMEOUT, LOG_BATCH, LOG_BATCH_BYTES,
     PING_INTERVAL,
 };
 use crate::connection::{self, MessageReader, MessageWriter};
 use crate::error::{Error, Result};
-use crate::protocol::{Message, MAX_FRAME, PROTOCOL_VERSION};
-use crate::replication::LinkState;
-use crate::store::{LogEntry, Pair};
+use crate::protocol::{Message, MAX_FRAME};
+use crate::replication::{LinkMode, LinkState};
+use crate::store::history::shared_bound;
+use crate::store::{Lineage, LogEntry, Pair, Position, SnapshotTarget};
 use futures::FutureExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,14 +60,14 @@ impl SyncReport {
 pub type FirstSync = oneshot::Sender<Result<SyncReport>>;
 
 /// Runs a replica's link to `upstream` until `cancel` fires or another link supersedes
-/// `generation`. If `first_sync` is given and `retry_before_sync` is false, a failure
-/// before the first sync is reported there and the link stops (a mistyped `JOIN` should
-/// fail, not retry forever); after a first sync, every failure is followed by a reconnect.
+/// `generation`. In [`LinkMode::Join`], a failure before the first sync is reported to
+/// `first_sync` and the link stops (a mistyped `JOIN` should fail, not retry forever);
+/// otherwise, and after a first sync, every failure is followed by a reconnect.
 pub async fn run_link(
     repl: Arc<Replication>,
     upstream: String,
     mut first_sync: Option<FirstSync>,
-    retry_before_sync: bool,
+    mode: LinkMode,
     cancel: CancellationToken,
     mut generation: u64,
 ) {
@@ -83,16 +86,27 @@ pub async fn run_link(
         };
         generation = connection;
         let mut synced = false;
+        // Until this link first synced, the operator's choice of upstream stands: it may
+        // replace this node's data with an unrelated history. Afterwards it may not.
+        let accept_unrelated = mode.operator_chose() && !ever_synced;
+        let attempt = Attempt {
+            generation: connection,
+            accept_unrelated,
+        };
         let result = tokio::select! {
             biased;
             _ = cancel.cancelled() => return,
-            result = sync_once(&repl, &upstream, connection, &mut first_sync, &mut synced) => result,
+            result = sync_once(&repl, &upstream, attempt, &mut first_sync, &mut synced) => result,
         };
         if cancel.is_cancelled() {
             // Stopping, or replaced by another link: nothing went wrong.
             return;
         }
         ever_synced |= synced;
+        if let Err(Error::UnrelatedHistory(reason)) = &result {
+            stop_following(&repl, &upstream, reason, first_sync.take());
+            return;
+        }
         let reason = match result {
             Ok(()) => closed().to_string(),
             Err(e) => e.to_string(),
@@ -102,7 +116,7 @@ pub async fn run_link(
             link.last_error = Some(reason.clone());
             link.snapshot = None;
         });
-        if !ever_synced && !retry_before_sync {
+        if !ever_synced && !mode.retries_before_sync() {
             if let Some(report) = first_sync.take() {
                 let _ = report.send(Err(Error::Invalid(reason)));
             }
@@ -127,11 +141,33 @@ pub async fn run_link(
     }
 }
 
+/// The link stops for good: the upstream offered an unrelated history on a reconnect.
+fn stop_following(repl: &Replication, upstream: &str, reason: &str, first_sync: Option<FirstSync>) {
+    warn!("link to {upstream} stopped: {reason}");
+    repl.update_link(|link| {
+        link.state = LinkState::Stopped;
+        link.last_error = Some(reason.to_string());
+        link.snapshot = None;
+    });
+    if let Some(report) = first_sync {
+        let _ = report.send(Err(Error::UnrelatedHistory(reason.to_string())));
+    }
+}
+
+/// What one connection of a link may do.
+#[derive(Clone, Copy)]
+struct Attempt {
+    /// The connection's fence generation.
+    generation: u64,
+    /// Whether it may replace this node's data with an unrelated history.
+    accept_unrelated: bool,
+}
+
 /// One connection: dial, join, sync, stream until an error or close.
 async fn sync_once(
     repl: &Arc<Replication>,
     upstream: &str,
-    generation: u64,
+    attempt: Attempt,
     first_sync: &mut Option<FirstSync>,
     synced: &mut bool,
 ) -> Result<()> {
@@ -149,30 +185,27 @@ async fn sync_once(
     };
     let (mut reader, mut writer) = connection::split(stream, MAX_FRAME);
     let position = repl.blocking(|store| store.position()).await?;
-    let (history_id, applied) = (position.history_id, position.head);
-    let join = Message::Join {
-        node_id: repl.node_id().to_string(),
-        replica_addr: repl.listen_addr().to_string(),
-        history_id: history_id.clone(),
-        last_seq: applied,
-        protocol_version: PROTOCOL_VERSION,
-    };
-    writer.send(&join).await?;
+    writer.send(&join_message(repl, &position)).await?;
     repl.update_link(|link| link.state = LinkState::Syncing);
+    let first = answer_probes(repl, &mut reader, &mut writer).await?;
     // Nothing is acked until this connection has synced: the replica's seq may belong to
     // another history, and acking it would tell the upstream it holds writes it does not.
     let (applied_tx, applied_rx) = watch::channel(None);
+    let machine =
+        Receiver::new(position.history_id.clone(), position.head).with_fork(position.fork.clone());
     let mut link = Link {
         repl,
         upstream,
-        generation,
-        machine: Receiver::new(history_id, applied),
+        generation: attempt.generation,
+        accept_unrelated: attempt.accept_unrelated,
+        own: position,
+        machine,
         applied: applied_tx,
         first_sync,
         synced,
     };
     tokio::select! {
-        result = link.receive(&mut reader) => result,
+        result = link.receive(&mut reader, first) => result,
         result = send_acks(&mut writer, applied_rx) => result,
     }
 }
@@ -217,6 +250,10 @@ struct Link<'a> {
     upstream: &'a str,
     /// This connection's fence generation.
     generation: u64,
+    /// Whether an unrelated history may replace this node's data.
+    accept_unrelated: bool,
+    /// Where this node stood when it joined.
+    own: Position,
     machine: Receiver,
     applied: watch::Sender<Option<u64>>,
     first_sync: &'a mut Option<FirstSync>,
@@ -230,17 +267,26 @@ enum Piece {
 }
 
 impl Link<'_> {
-    async fn receive<R: AsyncRead + Unpin>(&mut self, reader: &mut MessageReader<R>) -> Result<()> {
+    async fn receive<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut MessageReader<R>,
+        first: Message,
+    ) -> Result<()> {
+        let mut first = Some(first);
         loop {
-            let message = next_message(reader).await?;
+            let message = match first.take() {
+                Some(message) => message,
+                None => next_message(reader).await?,
+            };
             match self.machine.on_message(message)? {
                 Step::BeginSnapshot {
-                    history_id,
-                    seq,
+                    target,
                     keys,
                     reason,
                 } => {
+                    check_related(&self.own, &target, self.upstream, self.accept_unrelated)?;
                     let resync = format!("full resync: {reason}");
+                    let seq = target.seq;
                     info!(
                         "{resync}; receiving a snapshot of {keys} keys at seq {seq} from {}",
                         self.upstream
@@ -249,17 +295,22 @@ impl Link<'_> {
                         link.snapshot = Some((0, keys));
                         link.saw_head(seq);
                     });
-                    let installed = self.receive_snapshot(reader, history_id, seq).await;
+                    let kept = target
+                        .keep_diverged_after
+                        .map(|after| self.kept_after(after));
+                    let installed = self.receive_snapshot(reader, target).await;
                     self.repl.update_link(|link| link.snapshot = None);
                     let report = SyncReport::Snapshot {
                         seq,
                         keys: installed?,
                     };
+                    if let Some(kept) = kept {
+                        warn!("{kept}");
+                    }
                     self.on_synced(report, resync);
                 }
-                Step::Resume { from_seq } => {
-                    let resync =
-                        format!("partial resync: same history, resuming after seq {from_seq}");
+                Step::Resume { from_seq, adopt } => {
+                    let resync = self.resume(from_seq, adopt).await?;
                     info!("{resync} from {}", self.upstream);
                     self.on_synced(SyncReport::Resumed { from_seq }, resync);
                 }
@@ -272,6 +323,58 @@ impl Link<'_> {
                 }
             }
         }
+    }
+
+    /// What a diverged full resync keeps of this node's log (entries after `after`), in
+    /// words for the log.
+    fn kept_after(&self, after: u64) -> String {
+        let next = after.saturating_add(1);
+        let first_kept = self.own.oldest_log.map_or(next, |oldest| oldest.max(next));
+        let kept = self.own.head.saturating_add(1).saturating_sub(first_kept);
+        let mut line = match kept {
+            0 => "kept no diverged entry: this node's log no longer holds them".to_string(),
+            kept => format!(
+                "kept {} (seq {first_kept}..={}) in the table `diverged` before replacing \
+                 this node's contents",
+                entries(kept),
+                self.own.head
+            ),
+        };
+        if first_kept > next {
+            line.push_str(&format!(
+                "; the logs part before this node's retained log (entries up to seq {} were \
+                 trimmed), so all it had is kept",
+                first_kept - 1
+            ));
+        }
+        line
+    }
+
+    /// A partial resync; across a fork, this node first adopts the upstream's history (and
+    /// ends its own replicas' streams, so they rejoin across the fork too).
+    async fn resume(&mut self, from_seq: u64, adopt: Option<Lineage>) -> Result<String> {
+        let Some(lineage) = adopt else {
+            return Ok(format!(
+                "partial resync: same history, resuming after seq {from_seq}"
+            ));
+        };
+        let crossing = Crossing {
+            from: self.own.history_id.clone().unwrap_or_default(),
+            to: lineage.history_id.clone().unwrap_or_default(),
+            fork_seq: shared_bound(&self.own.lineage(), &lineage).unwrap_or(from_seq),
+        };
+        let ticket = self.repl.fence().ticket(self.generation);
+        let repl = Arc::clone(self.repl);
+        self.repl
+            .blocking(move |store| {
+                store.adopt_history(&lineage, &ticket)?;
+                repl.reset_history();
+                Ok(())
+            })
+            .await?;
+        Ok(format!(
+            "partial resync: {crossing}; resuming after seq {from_seq}"
+        ))
     }
 
     fn heard_head(&self, head: u64) {
@@ -300,8 +403,7 @@ impl Link<'_> {
     async fn receive_snapshot<R: AsyncRead + Unpin>(
         &mut self,
         reader: &mut MessageReader<R>,
-        history_id: String,
-        seq: u64,
+        target: SnapshotTarget,
     ) -> Result<u64> {
         let (pieces, mut incoming) = mpsc::channel::<Piece>(2);
         let repl = Arc::clone(self.repl);
@@ -312,14 +414,14 @@ impl Link<'_> {
                 Some(Piece::End) => Ok(None),
                 None => Err(Error::Protocol("the snapshot stream broke off".into())),
             };
-            let keys =
-                repl.store()
-                    .install_snapshot_fenced(&history_id, seq, &mut source, &ticket)?;
+            let keys = repl
+                .store()
+                .install_snapshot_fenced(&target, &mut source, &ticket)?;
             // Here, not after the await: the install commits even if this link is torn
             // down meanwhile, and the new history must never reach chained replicas
             // through a stream of the old one.
             repl.reset_history();
-            repl.reset_head(seq);
+            repl.reset_head(target.seq);
             Ok::<u64, Error>(keys)
         });
         let fed = self.feed_snapshot(reader, pieces).await;
@@ -423,15 +525,4 @@ impl Link<'_> {
             ))),
         }
     }
-}
-
-fn closed() -> Error {
-    Error::Closed("the upstream closed the connection".into())
-}
-
-async fn next_message<R: AsyncRead + Unpin>(reader: &mut MessageReader<R>) -> Result<Message> {
-    reader
-        .read_within(DEAD_PEER, "a message from the upstream")
-        .await?
-        .ok_or_else(closed)
 }

@@ -8,10 +8,11 @@
 //! is full, so it always knows how far behind it is.
 
 use super::downstreams::{Registration, ReplicaIdentity};
+use super::plan::{decide, first_look, keep_diverged_after, Bisection, FirstLook, JoinerState};
 use super::window::WINDOW_BYTES;
 use super::{
-    plan_sync, InFlight, Replication, SyncPlan, UpstreamState, DEAD_PEER, HANDSHAKE_TIMEOUT,
-    LOG_BATCH, PING_INTERVAL,
+    InFlight, Replication, SyncPlan, UpstreamState, DEAD_PEER, HANDSHAKE_TIMEOUT, LOG_BATCH,
+    PING_INTERVAL,
 };
 use crate::connection::{self, MessageReader, MessageWriter};
 use crate::error::{Error, Result};
@@ -19,7 +20,7 @@ use crate::net::{accept_loop, Listener, REFUSE_TIMEOUT};
 use crate::protocol::{
     Message, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_ENTRIES,
 };
-use crate::store::{check_next_seq, Snapshot};
+use crate::store::{check_next_seq, Lineage, Snapshot};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -96,42 +97,59 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (identity, history, last_seq) = read_join(reader, peer).await?;
+    let (identity, joiner) = read_join(reader, peer).await?;
     // Taken before reading the state, so a snapshot install after this point ends us.
     let reset = repl.history_reset_token();
     let position = repl.blocking(|store| store.position()).await?;
-    let Some(history_id) = position.history_id else {
+    if position.history_id.is_none() {
         return Err(Error::Protocol(
             "this node has not synced from a primary yet; nothing to serve".into(),
         ));
-    };
+    }
     let upstream = UpstreamState {
-        history_id,
+        lineage: position.lineage(),
         head: position.head,
         oldest_log: position.oldest_log,
     };
-    let plan = plan_sync(&upstream, history.as_deref(), last_seq);
+    let plan = match first_look(&upstream, &joiner) {
+        FirstLook::Decided(plan) => plan,
+        FirstLook::Verify { at } => {
+            let mut probes = Probes {
+                repl,
+                reader,
+                writer,
+                joiner: &joiner,
+            };
+            let (common, differ) = probes.find_common(at, upstream.oldest_log).await?;
+            decide(&upstream, &joiner, common, differ)
+        }
+    };
     info!("replica {} ({peer}) joined: {plan}", identity.replica_addr);
     // What the replica holds of this history: its seq when it continues; nothing yet
     // when it gets a snapshot (whatever seq it claims belongs to another history).
     let holds = match plan {
-        SyncPlan::Partial { from_seq } => from_seq,
+        SyncPlan::Partial { from_seq, .. } => from_seq,
         SyncPlan::Full(_) => 0,
     };
     let registration = repl.downstreams().register(identity, holds);
+    let lineage = upstream.lineage;
+    let keep = keep_diverged_after(&plan, &joiner);
+    // Biased to the reset: once this node's history changed, not one more entry goes out
+    // on a stream that began in the old one.
     tokio::select! {
-        result = read_acks(&registration, reader) => result,
-        result = stream_history(repl, &registration, writer, &upstream.history_id, plan) => result,
+        biased;
         _ = reset.cancelled() => Err(Error::Protocol(
-            "this node's contents were replaced by a new snapshot; join again".into(),
+            "this node's history changed (a new snapshot, or a promotion); join again".into(),
         )),
+        result = read_acks(&registration, reader) => result,
+        result = stream_history(repl, &registration, writer, &lineage, keep, plan) => result,
     }
 }
 
 async fn read_join<R: AsyncRead + Unpin>(
     reader: &mut MessageReader<R>,
     peer: SocketAddr,
-) -> Result<(ReplicaIdentity, Option<String>, u64)> {
+) -> Result<(ReplicaIdentity, JoinerState)> {
     match reader.read_before(HANDSHAKE_TIMEOUT, "Join").await? {
         Some(Message::Join {
             node_id,
@@ -139,6 +157,9 @@ async fn read_join<R: AsyncRead + Unpin>(
             history_id,
             last_seq,
             protocol_version,
+            fork,
+            checksum,
+            oldest_log,
         }) => {
             if protocol_version != PROTOCOL_VERSION {
                 return Err(Error::Protocol(format!(
@@ -150,13 +171,90 @@ async fn read_join<R: AsyncRead + Unpin>(
                 replica_addr,
                 peer,
             };
-            Ok((identity, history_id, last_seq))
+            let joiner = JoinerState {
+                lineage: Lineage { history_id, fork },
+                seq: last_seq,
+                checksum,
+                oldest_log,
+            };
+            Ok((identity, joiner))
         }
         Some(other) => Err(Error::Protocol(format!(
             "expected Join as the first message, got {}",
             other.name()
         ))),
         None => Err(Error::Protocol("connection closed before Join".into())),
+    }
+}
+
+/// The handshake's content comparison: this node's log checksums against the joiner's,
+/// asked for one seq at a time.
+struct Probes<'a, R, W> {
+    repl: &'a Replication,
+    reader: &'a mut MessageReader<R>,
+    writer: &'a mut MessageWriter<W>,
+    joiner: &'a JoinerState,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Probes<'_, R, W> {
+    /// The last seq at which both logs agree, at most `at`, and whether they differed at
+    /// `at`. Where a checksum is unknown (rows older than checksums), ids are trusted.
+    async fn find_common(&mut self, at: u64, oldest: Option<u64>) -> Result<(u64, bool)> {
+        if self.agree_at(at).await? != Some(false) {
+            return Ok((at, false));
+        }
+        // The lowest seq both logs can answer for; below it nothing can be compared.
+        let lowest = oldest
+            .unwrap_or(0)
+            .max(self.joiner.oldest_log.unwrap_or(0))
+            .min(at);
+        if lowest == at || self.agree_at(lowest).await? != Some(true) {
+            // The common point lies before what the logs retain: every entry the joiner
+            // holds is kept as diverged.
+            let before_joiner = self.joiner.oldest_log.map_or(0, |o| o.saturating_sub(1));
+            return Ok((before_joiner.min(at.saturating_sub(1)), true));
+        }
+        let mut search = Bisection::new(lowest, at);
+        while let Some(seq) = search.next_probe() {
+            let agree = self.agree_at(seq).await? == Some(true);
+            search.record(seq, agree);
+        }
+        Ok((search.common(), true))
+    }
+
+    /// Whether both logs have the same checksum at `seq` (`None`: one does not know).
+    async fn agree_at(&mut self, seq: u64) -> Result<Option<bool>> {
+        let ours = self
+            .repl
+            .blocking(move |store| store.checksum_at(seq))
+            .await?;
+        let theirs = match seq {
+            0 => Some(0),
+            seq if seq == self.joiner.seq => self.joiner.checksum,
+            seq => self.ask(seq).await?,
+        };
+        Ok(ours.zip(theirs).map(|(ours, theirs)| ours == theirs))
+    }
+
+    async fn ask(&mut self, seq: u64) -> Result<Option<u64>> {
+        self.writer.send(&Message::Probe { seq }).await?;
+        match self
+            .reader
+            .read_before(HANDSHAKE_TIMEOUT, "ProbeReply")
+            .await?
+        {
+            Some(Message::ProbeReply {
+                seq: answered,
+                checksum,
+            }) if answered == seq => Ok(checksum),
+            Some(other) => Err(Error::Protocol(format!(
+                "expected ProbeReply for seq {seq}, got {}",
+                other.name()
+            ))),
+            None => Err(Error::Protocol(
+                "connection closed during the handshake".into(),
+            )),
+        }
     }
 }
 
@@ -193,20 +291,27 @@ async fn stream_history<W: AsyncWrite + Unpin>(
     repl: &Replication,
     registration: &Registration,
     writer: &mut MessageWriter<W>,
-    history_id: &str,
+    lineage: &Lineage,
+    keep_diverged_after: Option<u64>,
     plan: SyncPlan,
 ) -> Result<()> {
     let from_seq = match plan {
-        SyncPlan::Partial { from_seq } => {
+        SyncPlan::Partial { from_seq, .. } => {
             let message = Message::Continue {
-                history_id: history_id.to_string(),
+                history_id: lineage.history_id.clone().unwrap_or_default(),
                 from_seq,
+                fork: lineage.fork.clone(),
             };
             writer.send(&message).await?;
             from_seq
         }
         SyncPlan::Full(reason) => {
-            let seq = send_snapshot(repl, writer, history_id, reason.to_string()).await?;
+            let begin = SnapshotStart {
+                history_id: lineage.history_id.as_deref().unwrap_or_default(),
+                reason: reason.to_string(),
+                keep_diverged_after,
+            };
+            let seq = send_snapshot(repl, writer, begin).await?;
             registration.sent(seq);
             writer.send(&Message::SnapshotEnd { seq }).await?;
             seq
@@ -215,14 +320,21 @@ async fn stream_history<W: AsyncWrite + Unpin>(
     stream_log(repl, registration, writer, from_seq).await
 }
 
+/// What a full resync's `SnapshotBegin` says besides the snapshot's own facts.
+struct SnapshotStart<'a> {
+    history_id: &'a str,
+    reason: String,
+    keep_diverged_after: Option<u64>,
+}
+
 /// Streams a snapshot in bounded chunks from one read transaction; returns its seq (the
 /// caller ends it with `SnapshotEnd`).
 async fn send_snapshot<W: AsyncWrite + Unpin>(
     repl: &Replication,
     writer: &mut MessageWriter<W>,
-    history_id: &str,
-    reason: String,
+    start: SnapshotStart<'_>,
 ) -> Result<u64> {
+    let history_id = start.history_id;
     let mut snapshot = repl.blocking(|store| store.snapshot()).await?;
     if snapshot.history_id() != Some(history_id) {
         // The contents were replaced since the plan was made; the reset token ends us.
@@ -235,7 +347,10 @@ async fn send_snapshot<W: AsyncWrite + Unpin>(
         history_id: history_id.to_string(),
         seq,
         keys: snapshot.key_count(),
-        reason,
+        reason: start.reason,
+        fork: snapshot.info().fork.clone(),
+        checksum: snapshot.info().checksum,
+        keep_diverged_after: start.keep_diverged_after,
     };
     writer.send(&begin).await?;
     loop {

@@ -5,69 +5,6 @@ use crate::error::Error;
 use crate::protocol::Message;
 use crate::store::{LogEntry, Op, MAX_SEQ};
 
-fn upstream(head: u64, oldest: Option<u64>) -> UpstreamState {
-    UpstreamState {
-        history_id: "h1".into(),
-        head,
-        oldest_log: oldest,
-    }
-}
-
-#[test]
-fn new_replica_gets_full_resync() {
-    assert_eq!(
-        plan_sync(&upstream(10, Some(1)), None, 0),
-        SyncPlan::Full(FullResyncReason::NewReplica)
-    );
-}
-
-#[test]
-fn other_history_gets_full_resync_naming_both() {
-    let plan = plan_sync(&upstream(10, Some(1)), Some("h0"), 3);
-    assert!(matches!(
-        plan,
-        SyncPlan::Full(FullResyncReason::NewHistory { .. })
-    ));
-    assert!(
-        plan.to_string().starts_with("full resync: new history"),
-        "{plan}"
-    );
-}
-
-#[test]
-fn retained_log_gets_partial_resync() {
-    assert_eq!(
-        plan_sync(&upstream(10, Some(4)), Some("h1"), 3),
-        SyncPlan::Partial { from_seq: 3 }
-    );
-    assert_eq!(
-        plan_sync(&upstream(10, Some(10)), Some("h1"), 10),
-        SyncPlan::Partial { from_seq: 10 }
-    );
-}
-
-#[test]
-fn trimmed_log_gets_full_resync() {
-    let plan = plan_sync(&upstream(10, Some(6)), Some("h1"), 3);
-    assert_eq!(
-        plan,
-        SyncPlan::Full(FullResyncReason::LogTrimmed {
-            need: 4,
-            oldest: Some(6)
-        })
-    );
-    assert_eq!(
-        plan.to_string(),
-        "full resync: log trimmed (need seq 4, oldest kept 6)"
-    );
-}
-
-#[test]
-fn replica_ahead_gets_full_resync() {
-    let plan = plan_sync(&upstream(5, Some(1)), Some("h1"), 9);
-    assert!(plan.to_string().contains("replica is ahead of the primary"));
-}
-
 fn put(seq: u64) -> Message {
     Message::Put {
         seq,
@@ -84,10 +21,13 @@ fn receiver_accepts_snapshot_then_next_entries() {
         seq: 5,
         keys: 1,
         reason: "new replica".into(),
+        fork: None,
+        checksum: None,
+        keep_diverged_after: None,
     };
     assert!(matches!(
         rx.on_message(begin),
-        Ok(Step::BeginSnapshot { seq: 5, .. })
+        Ok(Step::BeginSnapshot { ref target, .. }) if target.seq == 5
     ));
     let chunk = Message::Snapshot {
         entries: vec![("a".into(), "1".into())],
@@ -117,10 +57,14 @@ fn receiver_rejects_gap_and_duplicate() {
     let resume = Message::Continue {
         history_id: "h".into(),
         from_seq: 3,
+        fork: None,
     };
     assert_eq!(
         rx.on_message(resume).ok(),
-        Some(Step::Resume { from_seq: 3 })
+        Some(Step::Resume {
+            from_seq: 3,
+            adopt: None
+        })
     );
     assert!(matches!(
         rx.on_message(put(5)),
@@ -133,6 +77,7 @@ fn receiver_rejects_gap_and_duplicate() {
     rx.on_message(Message::Continue {
         history_id: "h".into(),
         from_seq: 3,
+        fork: None,
     })
     .expect("resume");
     rx.on_message(put(4)).expect("next");
@@ -151,6 +96,7 @@ fn receiver_rejects_messages_out_of_order() {
     let mismatched = Message::Continue {
         history_id: "other".into(),
         from_seq: 0,
+        fork: None,
     };
     assert!(Receiver::new(Some("h".into()), 0)
         .on_message(mismatched)
@@ -161,6 +107,9 @@ fn receiver_rejects_messages_out_of_order() {
         seq: 5,
         keys: 0,
         reason: String::new(),
+        fork: None,
+        checksum: None,
+        keep_diverged_after: None,
     })
     .expect("begin");
     assert!(rx.on_message(Message::SnapshotEnd { seq: 4 }).is_err());
@@ -197,6 +146,9 @@ fn in_snapshot() -> Receiver {
         seq: 5,
         keys: 3,
         reason: String::new(),
+        fork: None,
+        checksum: None,
+        keep_diverged_after: None,
     })
     .expect("begin");
     rx
@@ -237,6 +189,9 @@ fn seqs_beyond_the_supported_range_are_refused() {
         seq,
         keys: 0,
         reason: String::new(),
+        fork: None,
+        checksum: None,
+        keep_diverged_after: None,
     };
     assert!(Receiver::new(None, 0).on_message(begin(u64::MAX)).is_err());
     let mut rx = Receiver::new(None, 0);
@@ -257,6 +212,7 @@ fn a_heartbeat_ahead_of_the_entries_received_means_entries_were_lost() {
     rx.on_message(Message::Continue {
         history_id: "h".into(),
         from_seq: 3,
+        fork: None,
     })
     .expect("resume");
     assert!(rx.on_message(Message::Ping { seq: 3, head: 9 }).is_ok());
@@ -266,4 +222,54 @@ fn a_heartbeat_ahead_of_the_entries_received_means_entries_were_lost() {
         .on_message(Message::Ping { seq: 6, head: 9 })
         .expect_err("lost entries");
     assert!(err.to_string().contains("never arrived"), "{err}");
+}
+
+#[test]
+fn a_fork_beyond_its_history_is_refused() {
+    let fork = |seq| {
+        Some(crate::store::Fork {
+            prev_history_id: "h".into(),
+            seq,
+        })
+    };
+    let begin = Message::SnapshotBegin {
+        history_id: "b".into(),
+        seq: 5,
+        keys: 0,
+        reason: String::new(),
+        fork: fork(6),
+        checksum: None,
+        keep_diverged_after: None,
+    };
+    assert!(Receiver::new(Some("h".into()), 3)
+        .on_message(begin)
+        .is_err());
+    let past_the_seq_space = Message::Continue {
+        history_id: "b".into(),
+        from_seq: 3,
+        fork: fork(u64::MAX),
+    };
+    assert!(Receiver::new(Some("h".into()), 3)
+        .on_message(past_the_seq_space)
+        .is_err());
+    // A fork at or after the replica's seq, of its own history: it continues.
+    let continues = Message::Continue {
+        history_id: "b".into(),
+        from_seq: 3,
+        fork: fork(3),
+    };
+    let step = Receiver::new(Some("h".into()), 3).on_message(continues);
+    assert!(
+        matches!(step, Ok(Step::Resume { adopt: Some(_), .. })),
+        "{step:?}"
+    );
+    // A fork before it: the replica holds entries the new history does not.
+    let diverged = Message::Continue {
+        history_id: "b".into(),
+        from_seq: 3,
+        fork: fork(2),
+    };
+    assert!(Receiver::new(Some("h".into()), 3)
+        .on_message(diverged)
+        .is_err());
 }

@@ -9,6 +9,7 @@ use super::info::{self, ServerFacts};
 use super::output::Output;
 use super::reply;
 use crate::node::Node;
+use crate::replication::LinkMode;
 use crate::store::Role;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -181,6 +182,37 @@ pub async fn wait(node: &Node, last_write: u64, args: &[Vec<u8>], out: &mut Outp
         .wait_for_acks(last_write, wanted, deadline)
         .await;
     reply::integer(out.buffer(), i64::try_from(count).unwrap_or(i64::MAX));
+    Ok(())
+}
+
+/// `REPLICAOF NO ONE` (or `SLAVEOF`) promotes this node; `REPLICAOF host port` makes it
+/// follow the upstream whose *replication* address that is (kv's replication and client
+/// ports differ), demoting a primary. As in Redis, the reply comes at once and the sync
+/// runs in the background (`INFO replication` shows it).
+pub async fn replicaof(node: &Arc<Node>, args: &[Vec<u8>], out: &mut Output) -> Reply {
+    let (host, port) = (text_of(&args[0])?, text_of(&args[1])?);
+    let node = Arc::clone(node);
+    if host.eq_ignore_ascii_case("no") && port.eq_ignore_ascii_case("one") {
+        tokio::task::spawn_blocking(move || node.promote())
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| err(format!("promotion failed: {e}")))?;
+    } else {
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|&port| port > 0)
+            .ok_or_else(|| err("Invalid master port"))?;
+        let upstream = match host.contains(':') {
+            true => format!("[{host}]:{port}"),
+            false => format!("{host}:{port}"),
+        };
+        tokio::task::spawn_blocking(move || node.follow(upstream, LinkMode::Start))
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| err(e.to_string()))?;
+    }
+    reply::simple(out.buffer(), "OK");
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::node::Node;
 use crate::replication::LinkState;
-use crate::store::Role;
+use crate::store::{Role, NO_HISTORY};
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -58,7 +58,8 @@ fn server(text: &mut String, facts: &ServerFacts) {
 }
 
 fn replication(text: &mut String, node: &Node) -> Result<()> {
-    let head = node.store().head_seq()?;
+    let position = node.store().position()?;
+    let head = position.head;
     text.push_str("# Replication\r\n");
     if node.role() == Role::Replica {
         let link = node.replication().link();
@@ -77,6 +78,10 @@ fn replication(text: &mut String, node: &Node) -> Result<()> {
             if up { "up" } else { "down" },
             u8::from(syncing)
         );
+        let _ = write!(text, "kv_link_state:{}\r\n", link.state.as_str());
+        if let Some(error) = &link.last_error {
+            let _ = write!(text, "kv_link_last_error:{}\r\n", one_line(error));
+        }
     } else {
         text.push_str("role:master\r\n");
     }
@@ -92,6 +97,25 @@ fn replication(text: &mut String, node: &Node) -> Result<()> {
             replica.last_heard.elapsed().as_secs()
         );
     }
-    let _ = write!(text, "master_repl_offset:{head}\r\n\r\n");
+    // Redis's two replication ids (PSYNC2): kv's history id, and the history it forked
+    // from, with the first offset that belongs to the new one.
+    let (replid2, second_offset) = match &position.fork {
+        Some(fork) => (
+            fork.prev_history_id.as_str(),
+            fork.seq.saturating_add(1).to_string(),
+        ),
+        None => (NO_HISTORY, "-1".to_string()),
+    };
+    let _ = write!(
+        text,
+        "master_replid:{}\r\nmaster_replid2:{replid2}\r\nmaster_repl_offset:{head}\r\n\
+         second_repl_offset:{second_offset}\r\n\r\n",
+        position.history_id.as_deref().unwrap_or(NO_HISTORY)
+    );
     Ok(())
+}
+
+/// `text` on one line: an INFO field cannot hold a line break.
+fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
 }

@@ -120,6 +120,7 @@ impl Session {
             ("INFO", 0 | 1) => admin::info(node, &self.facts, args.first(), out).await,
             ("WAIT", 2) => admin::wait(node, self.pipeline.last_write(), args, out).await,
             ("SELECT", 1) => select(&args[0], out),
+            ("REPLICAOF" | "SLAVEOF", 2) => admin::replicaof(node, args, out).await,
             ("CLIENT", n) if n >= 1 => self.client.client(args, out),
             ("COMMAND", _) => {
                 commands::command(args, out);
@@ -131,7 +132,7 @@ impl Session {
             }
             (
                 "PING" | "ECHO" | "GET" | "MGET" | "EXISTS" | "DBSIZE" | "KEYS" | "SCAN" | "INFO"
-                | "WAIT" | "SELECT" | "CLIENT",
+                | "WAIT" | "SELECT" | "CLIENT" | "REPLICAOF" | "SLAVEOF",
                 _,
             ) => Err(arity(name)),
             _ => Err(commands::unknown(name, args)),

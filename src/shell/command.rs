@@ -41,6 +41,8 @@ pub enum Command<'a> {
         /// The upstream address.
         addr: &'a str,
     },
+    /// `PROMOTE`
+    Promote,
     /// `EXIT`
     Exit,
 }
@@ -121,6 +123,7 @@ pub fn parse(line: &str) -> Result<Option<Command<'_>>, String> {
             }
             Command::Keys { prefix }
         }
+        "PROMOTE" => no_args(rest, "PROMOTE").map(|_| Command::Promote)?,
         "JOIN" => Command::Join {
             addr: one_word(rest, "JOIN <host:port>")?,
         },

@@ -10,6 +10,7 @@ pub mod progress;
 use crate::error::Error;
 use crate::net::validate_addr;
 use crate::node::Node;
+use crate::replication::LinkMode;
 use crate::store::{Op, Role};
 use command::{check_line, parse, Command};
 use std::fmt::Write as _;
@@ -50,6 +51,10 @@ fn command_list(role: Role) -> &'static [(&'static str, &'static str)] {
                 "DIGEST",
                 "hash of all keys and values, with the seq it was taken at",
             ),
+            (
+                "JOIN <host:port>",
+                "follow that upstream: this node becomes its replica",
+            ),
             ("HELP", "this list"),
         ],
         Role::Replica => &[
@@ -61,6 +66,7 @@ fn command_list(role: Role) -> &'static [(&'static str, &'static str)] {
             ("EXIT", "stop this node"),
             ("KEYS [prefix]", "list keys in order (at most 1000)"),
             ("STATUS", "role, database, applied seq, keys, primary, link"),
+            ("PROMOTE", "stop following and take writes (a new history)"),
             (
                 "DIGEST",
                 "hash of all keys and values, with the seq it was taken at",
@@ -185,6 +191,7 @@ impl Shell {
                 Ok(format!("{} (seq {})", digest.hex, digest.seq))
             }
             Command::Join { addr } => self.join(addr),
+            Command::Promote => self.promote(),
             Command::Exit => Ok(String::new()),
         }
     }
@@ -220,23 +227,41 @@ impl Shell {
     }
 
     fn join(&self, addr: &str) -> Result<String, String> {
-        let Some(link) = self.node.link() else {
-            return Err("JOIN is a replica command; this node is the primary".into());
-        };
         validate_addr(addr)?;
-        let previous = link.following();
-        let first_sync = link.follow(addr.to_string(), false);
-        let outcome =
-            progress::wait_for_sync(&self.runtime, &self.node, first_sync, self.show_progress);
+        let was = self.node.role();
+        let previous = self.node.link().following();
+        let mut following = self
+            .node
+            .follow(addr.to_string(), LinkMode::Join)
+            .map_err(|e| format!("JOIN {addr} failed: {e}"))?;
+        let outcome = progress::wait_for_sync(
+            &self.runtime,
+            &self.node,
+            &mut following.first_sync,
+            self.show_progress,
+        );
         let report = outcome.map_err(|e| {
-            let resumed = match &previous {
-                Some(upstream) => format!("; still following {upstream}"),
-                None => String::new(),
+            let still = match (&previous, was) {
+                (_, Role::Primary) => "; still the primary".to_string(),
+                (Some(upstream), _) => format!("; still following {upstream}"),
+                (None, _) => String::new(),
             };
-            link.resume(previous);
-            format!("JOIN {addr} failed: {e}{resumed}")
+            match self.node.undo_follow(&following) {
+                Ok(true) => format!("JOIN {addr} failed: {e}{still}"),
+                Ok(false) => format!("JOIN {addr} failed: {e}; another role change came since"),
+                Err(undo) => {
+                    format!("JOIN {addr} failed: {e}; and restoring the node failed: {undo}")
+                }
+            }
         })?;
         Ok(report.line())
+    }
+
+    fn promote(&self) -> Result<String, String> {
+        self.node
+            .promote()
+            .map(|promotion| promotion.line())
+            .map_err(|e| format!("PROMOTE failed: {e}"))
     }
 }
 

@@ -20,14 +20,14 @@ const TICK: Duration = Duration::from_millis(100);
 pub fn wait_for_sync(
     runtime: &Handle,
     node: &Node,
-    mut first_sync: oneshot::Receiver<Result<SyncReport>>,
+    first_sync: &mut oneshot::Receiver<Result<SyncReport>>,
     show: bool,
 ) -> Result<SyncReport> {
     let started = Instant::now();
     let mut bar: Option<ProgressBar> = None;
     let outcome = loop {
         // The timer must be created inside the runtime: this thread is not one of its own.
-        let waited = runtime.block_on(async { tokio::time::timeout(TICK, &mut first_sync).await });
+        let waited = runtime.block_on(async { tokio::time::timeout(TICK, &mut *first_sync).await });
         match waited {
             Ok(outcome) => break outcome.map_err(|_| Error::Shutdown).and_then(|r| r),
             Err(_) if show && started.elapsed() >= QUIET_FOR => {

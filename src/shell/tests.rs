@@ -8,7 +8,7 @@ fn shell(role: Role) -> (tokio::runtime::Runtime, Shell) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let store = Arc::new(MemoryStore::new(role));
     let addr = "127.0.0.1:0".parse().expect("addr");
-    let node = Node::new(store, role, addr, runtime.handle().clone(), 1 << 20).expect("node");
+    let node = Node::new(store, addr, runtime.handle().clone(), 1 << 20).expect("node");
     let shell = Shell::new(Arc::new(node), runtime.handle().clone());
     (runtime, shell)
 }
@@ -107,7 +107,9 @@ fn bad_input_is_one_err_line() {
         b"GET",
         b"GET \xff\xfe",
         b"PUT a \x1b[31m",
-        b"JOIN localhost:8080",
+        b"JOIN 127.0.0.1:1",
+        b"PROMOTE",
+        b"PROMOTE now",
     ] {
         match sh.execute_raw(raw) {
             Outcome::Print(text) => {
@@ -145,4 +147,17 @@ fn digest_follows_contents_not_history() {
     out(&d, "PUT a bc");
     assert_ne!(out(&c, "DIGEST"), out(&d, "DIGEST"));
     assert!(out(&a, "STATUS").contains(&format!("digest: {da}")));
+}
+
+#[test]
+fn promote_turns_a_replica_into_a_primary_that_takes_puts() {
+    let (_rt, sh) = shell(Role::Replica);
+    assert!(out(&sh, "PUT a 1").starts_with("ERR"));
+    assert_eq!(sh.prompt(), "replica> ");
+    let promoted = out(&sh, "PROMOTE");
+    assert!(promoted.starts_with("Promoted: new history"), "{promoted}");
+    assert_eq!(sh.prompt(), "primary> ");
+    assert_eq!(out(&sh, "PUT a 1"), "OK a = 1");
+    assert!(out(&sh, "HELP").contains("JOIN <host:port>"));
+    assert!(out(&sh, "PROMOTE").starts_with("ERR"));
 }

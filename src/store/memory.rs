@@ -1,10 +1,11 @@
 //! The in-memory backend: the book's `HashMap`, grown into an ordered map with a numbered
 //! log so it speaks the same protocol as the SQLite backend. Nothing survives a restart.
 
+use super::history::{history_at, next_checksum, ChainRule};
 use super::{
     check_continues, fill_chunk, fill_log_batch, new_history_id, new_node_id, prefix_upper_bound,
-    BatchSeqs, ChunkSource, CommitFence, KeyCursor, KvStore, LogEntry, Op, Pair, Position, Role,
-    Snapshot, SnapshotInfo, MAX_SEQ,
+    BatchSeqs, ChunkSource, CommitFence, DivergedEntry, Fork, KeyCursor, KvStore, Lineage,
+    LogEntry, Op, Pair, Position, Role, Snapshot, SnapshotInfo, SnapshotTarget, MAX_SEQ,
 };
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -19,10 +20,14 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Inner {
     data: BTreeMap<String, String>,
-    /// Contiguous log entries, oldest first.
-    log: VecDeque<LogEntry>,
+    /// Contiguous log entries with the log's checksum after each, oldest first.
+    log: VecDeque<(LogEntry, Option<u64>)>,
     head: u64,
+    /// The seq the log continues from (a snapshot's, or the last trimmed entry's) and
+    /// the checksum there.
+    base: Option<(u64, Option<u64>)>,
     meta: HashMap<String, String>,
+    diverged: Vec<DivergedEntry>,
 }
 
 impl MemoryStore {
@@ -52,7 +57,8 @@ impl MemoryStore {
 }
 
 impl Inner {
-    fn commit(&mut self, entry: LogEntry) {
+    fn commit(&mut self, entry: LogEntry, rule: ChainRule) {
+        let checksum = next_checksum(self.checksum_at(self.head), entry.seq, &entry.op, rule);
         match &entry.op {
             Op::Put { key, value } => {
                 self.data.insert(key.clone(), value.clone());
@@ -62,7 +68,76 @@ impl Inner {
             }
         }
         self.head = entry.seq;
-        self.log.push_back(entry);
+        self.log.push_back((entry, checksum));
+    }
+
+    /// The log entry at `seq`, with its checksum, if the log holds it.
+    fn logged(&self, seq: u64) -> Option<&(LogEntry, Option<u64>)> {
+        let first = self.log.front()?.0.seq;
+        let index = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.log.get(index)
+    }
+
+    fn checksum_at(&self, seq: u64) -> Option<u64> {
+        if seq == 0 {
+            return Some(0);
+        }
+        match (self.logged(seq), self.base) {
+            (Some((_, checksum)), _) => *checksum,
+            (None, Some((base, checksum))) if base == seq => checksum,
+            (None, _) => None,
+        }
+    }
+
+    fn lineage(&self) -> Lineage {
+        let fork = match (self.meta.get("prev_history_id"), self.meta.get("fork_seq")) {
+            (Some(prev), Some(seq)) => seq.parse().ok().map(|seq| Fork {
+                prev_history_id: prev.clone(),
+                seq,
+            }),
+            _ => None,
+        };
+        Lineage {
+            history_id: self.meta.get("history_id").cloned(),
+            fork,
+        }
+    }
+
+    fn set_lineage(&mut self, history_id: &str, fork: Option<&Fork>) {
+        self.meta.insert("history_id".into(), history_id.into());
+        match fork {
+            Some(fork) => {
+                self.meta
+                    .insert("prev_history_id".into(), fork.prev_history_id.clone());
+                self.meta.insert("fork_seq".into(), fork.seq.to_string());
+            }
+            None => {
+                self.meta.remove("prev_history_id");
+                self.meta.remove("fork_seq");
+            }
+        }
+    }
+
+    fn role(&self) -> Result<Role> {
+        match self.meta.get("role").map(String::as_str) {
+            Some("primary") => Ok(Role::Primary),
+            Some("replica") => Ok(Role::Replica),
+            other => Err(Error::Corrupt(format!("meta.role is {other:?}"))),
+        }
+    }
+
+    fn save_diverged(&mut self, after: u64) {
+        let lineage = self.lineage();
+        let saved: Vec<DivergedEntry> = self
+            .log
+            .iter()
+            .filter(|(entry, _)| entry.seq > after)
+            .map(|(entry, _)| DivergedEntry {
+                history_id: history_at(&lineage, entry.seq),
+                entry: entry.clone(),
+            })
+            .collect();
+        self.diverged.extend(saved);
     }
 
     /// Numbers the ops of `requests` as consecutive appends would, changing nothing:
@@ -177,9 +252,14 @@ impl KvStore for MemoryStore {
         // Under one write lock: numbered first, committed only if the whole batch can be,
         // so a failure changes nothing and readers never see part of a batch.
         let mut inner = self.write();
+        if inner.role()? != Role::Primary {
+            return Err(Error::ReadOnly(
+                "this node is now a replica; write on its primary".into(),
+            ));
+        }
         let (entries, seqs) = inner.plan(requests)?;
         for entry in entries {
-            inner.commit(entry);
+            inner.commit(entry, ChainRule::Restart);
         }
         Ok(seqs)
     }
@@ -189,7 +269,7 @@ impl KvStore for MemoryStore {
         check_continues(inner.head, entries)?;
         fence.commit_if_current(&mut || {
             for entry in entries {
-                inner.commit(entry.clone());
+                inner.commit(entry.clone(), ChainRule::Propagate);
             }
             if let Some(last) = entries.last() {
                 inner
@@ -202,10 +282,13 @@ impl KvStore for MemoryStore {
 
     fn position(&self) -> Result<Position> {
         let inner = self.read();
+        let lineage = inner.lineage();
         Ok(Position {
-            history_id: inner.meta.get("history_id").cloned(),
+            history_id: lineage.history_id,
             head: inner.head,
-            oldest_log: inner.log.front().map(|e| e.seq),
+            oldest_log: inner.log.front().map(|(e, _)| e.seq),
+            fork: lineage.fork,
+            checksum: inner.checksum_at(inner.head),
         })
     }
 
@@ -215,13 +298,13 @@ impl KvStore for MemoryStore {
 
     fn log_batch(&self, after: u64, max_entries: usize, max_bytes: usize) -> Result<Vec<LogEntry>> {
         let inner = self.read();
-        let Some(first) = inner.log.front().map(|e| e.seq) else {
+        let Some(first) = inner.log.front().map(|(e, _)| e.seq) else {
             return Ok(Vec::new());
         };
         // The log is contiguous, so the entry with seq `after + 1` sits at a known index.
         let start =
             usize::try_from(after.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
-        let entries = inner.log.iter().skip(start).cloned().map(Ok);
+        let entries = inner.log.iter().skip(start).map(|(e, _)| Ok(e.clone()));
         fill_log_batch(entries, max_entries, max_bytes)
     }
 
@@ -230,7 +313,10 @@ impl KvStore for MemoryStore {
         let mut inner = self.write();
         let excess = (inner.log.len() as u64).saturating_sub(keep);
         let remove = excess.min(batch as u64);
-        inner.log.drain(..remove as usize);
+        let last = inner.log.drain(..remove as usize).next_back();
+        if let Some((last, checksum)) = last {
+            inner.base = Some((last.seq, checksum));
+        }
         Ok(remove)
     }
 
@@ -243,11 +329,14 @@ impl KvStore for MemoryStore {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let lineage = inner.lineage();
         Ok(Box::new(MemorySnapshot {
             info: SnapshotInfo {
-                history_id: inner.meta.get("history_id").cloned(),
+                history_id: lineage.history_id,
                 seq: inner.head,
                 keys: inner.data.len() as u64,
+                fork: lineage.fork,
+                checksum: inner.checksum_at(inner.head),
             },
             entries: entries
                 .into_iter()
@@ -258,8 +347,7 @@ impl KvStore for MemoryStore {
 
     fn install_snapshot_fenced(
         &self,
-        history_id: &str,
-        seq: u64,
+        target: &SnapshotTarget,
         chunks: &mut ChunkSource<'_>,
         fence: &dyn CommitFence,
     ) -> Result<u64> {
@@ -272,14 +360,78 @@ impl KvStore for MemoryStore {
         let mut inner = self.write();
         let mut data = Some(data);
         fence.commit_if_current(&mut || {
+            if let Some(after) = target.keep_diverged_after {
+                inner.save_diverged(after);
+            }
             inner.data = data.take().unwrap_or_default();
             inner.log.clear();
-            inner.head = seq;
-            inner.meta.insert("history_id".into(), history_id.into());
-            inner.meta.insert("applied_seq".into(), seq.to_string());
+            inner.head = target.seq;
+            inner.base = Some((target.seq, target.checksum));
+            inner.set_lineage(&target.history_id, target.fork.as_ref());
+            inner
+                .meta
+                .insert("applied_seq".into(), target.seq.to_string());
             Ok(())
         })?;
         Ok(count)
+    }
+
+    fn role(&self) -> Result<Role> {
+        self.read().role()
+    }
+
+    fn promote(&self, fence: &dyn CommitFence) -> Result<Position> {
+        let mut inner = self.write();
+        let mut promoted = None;
+        fence.commit_if_current(&mut || {
+            let head = inner.head;
+            let fork = inner.lineage().history_id.map(|prev_history_id| Fork {
+                prev_history_id,
+                seq: head,
+            });
+            let history_id = new_history_id();
+            inner.set_lineage(&history_id, fork.as_ref());
+            inner
+                .meta
+                .insert("role".into(), Role::Primary.as_str().into());
+            promoted = Some(Position {
+                history_id: Some(history_id),
+                head,
+                oldest_log: None,
+                fork,
+                checksum: inner.checksum_at(head),
+            });
+            Ok(())
+        })?;
+        promoted.ok_or_else(|| Error::Invalid("the promotion did not run".into()))
+    }
+
+    fn set_role(&self, role: Role) -> Result<()> {
+        self.write()
+            .meta
+            .insert("role".into(), role.as_str().into());
+        Ok(())
+    }
+
+    fn adopt_history(&self, lineage: &Lineage, fence: &dyn CommitFence) -> Result<()> {
+        let Some(history_id) = &lineage.history_id else {
+            return Err(Error::Invalid(
+                "cannot adopt a history without an id".into(),
+            ));
+        };
+        let mut inner = self.write();
+        fence.commit_if_current(&mut || {
+            inner.set_lineage(history_id, lineage.fork.as_ref());
+            Ok(())
+        })
+    }
+
+    fn checksum_at(&self, seq: u64) -> Result<Option<u64>> {
+        Ok(self.read().checksum_at(seq))
+    }
+
+    fn diverged(&self) -> Result<Vec<DivergedEntry>> {
+        Ok(self.read().diverged.clone())
     }
 
     fn history_id(&self) -> Result<Option<String>> {

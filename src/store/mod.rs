@@ -5,8 +5,13 @@
 //! Every method is blocking. Async code calls the store from `spawn_blocking` or from a
 //! dedicated thread, never directly on a runtime worker.
 
+mod digest;
+pub mod history;
 pub mod memory;
 pub mod sqlite;
+
+pub use digest::{ContentDigest, ContentHasher, DIGEST_CHUNK};
+pub use history::{DivergedEntry, Fork, Lineage, SnapshotTarget};
 
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
@@ -193,6 +198,10 @@ pub struct SnapshotInfo {
     pub seq: u64,
     /// How many keys it holds.
     pub keys: u64,
+    /// The history's fork, if a promotion started it.
+    pub fork: Option<Fork>,
+    /// The log's checksum at `seq` (`None`: unknown).
+    pub checksum: Option<u64>,
 }
 
 /// Where a store's history stands; see [`KvStore::position`].
@@ -204,6 +213,20 @@ pub struct Position {
     pub head: u64,
     /// The oldest seq still in the log.
     pub oldest_log: Option<u64>,
+    /// The history's fork, if a promotion started it.
+    pub fork: Option<Fork>,
+    /// The log's checksum at the head (`None`: unknown, e.g. nothing was ever written).
+    pub checksum: Option<u64>,
+}
+
+impl Position {
+    /// The history and its fork.
+    pub fn lineage(&self) -> Lineage {
+        Lineage {
+            history_id: self.history_id.clone(),
+            fork: self.fork.clone(),
+        }
+    }
 }
 
 /// The largest seq kv uses: SQLite integers are signed 64-bit.
@@ -248,7 +271,8 @@ pub trait KvStore: Send + Sync {
     /// each op's seq per request. Every op is numbered exactly as if it were appended on
     /// its own in that order: seqs are consecutive from head + 1, and a delete of a key
     /// that is absent at that point (including one deleted earlier in the batch) changes
-    /// nothing, takes no seq and yields `None`. On error nothing of the batch is stored.
+    /// nothing, takes no seq and yields `None`. On error nothing of the batch is stored;
+    /// a store whose role is no longer primary (demoted meanwhile) refuses the batch.
     fn append_batch(&self, requests: &[Vec<Op>]) -> Result<BatchSeqs>;
 
     /// Replica write: apply `entries`, which must continue the history without gap or
@@ -286,28 +310,54 @@ pub trait KvStore: Send + Sync {
     /// A consistent view of the key space at the current head.
     fn snapshot(&self) -> Result<Box<dyn Snapshot>>;
 
-    /// Replica: replace the whole contents with a snapshot of history `history_id` at
-    /// `seq`, read chunk by chunk from `chunks`, in one transaction that commits only if
+    /// Replica: replace the whole contents with a snapshot of `target`'s history at its
+    /// seq, read chunk by chunk from `chunks`, in one transaction that commits only if
     /// `fence` still allows it. The log is emptied (its entries belonged to the replaced
-    /// state). Readers see the old contents or the new ones, never a mix; if `chunks` or
-    /// the fence fails, nothing changes. Returns the number of keys.
+    /// state); with `target.keep_diverged_after`, the log entries after that seq are first
+    /// copied into `diverged`. Readers see the old contents or the new ones, never a mix;
+    /// if `chunks` or the fence fails, nothing changes. Returns the number of keys.
     fn install_snapshot_fenced(
         &self,
-        history_id: &str,
-        seq: u64,
+        target: &SnapshotTarget,
         chunks: &mut ChunkSource<'_>,
         fence: &dyn CommitFence,
     ) -> Result<u64>;
 
-    /// [`install_snapshot_fenced`](Self::install_snapshot_fenced), unfenced.
+    /// [`install_snapshot_fenced`](Self::install_snapshot_fenced) of a plain snapshot of
+    /// `history_id` at `seq`, unfenced.
     fn install_snapshot(
         &self,
         history_id: &str,
         seq: u64,
         chunks: &mut ChunkSource<'_>,
     ) -> Result<u64> {
-        self.install_snapshot_fenced(history_id, seq, chunks, &Unfenced)
+        let target = SnapshotTarget::plain(history_id, seq);
+        self.install_snapshot_fenced(&target, chunks, &Unfenced)
     }
+
+    /// The role stored with the data (`meta.role`).
+    fn role(&self) -> Result<Role>;
+
+    /// Promotion: in one transaction (committed only if `fence` allows), makes the store a
+    /// primary of a new history that forks from its current one after its head, so the
+    /// next write continues the seq numbering. Returns the new position.
+    fn promote(&self, fence: &dyn CommitFence) -> Result<Position>;
+
+    /// Stores `role` without touching the history: a demotion (the store stays at its
+    /// history until it syncs; a primary write after this is refused), or undoing one
+    /// that never synced.
+    fn set_role(&self, role: Role) -> Result<()>;
+
+    /// A replica continuing across a fork: adopts `lineage` (its upstream's history, which
+    /// holds this store's writes) without changing any data, if `fence` allows.
+    fn adopt_history(&self, lineage: &Lineage, fence: &dyn CommitFence) -> Result<()>;
+
+    /// The log's checksum after `seq` (`Some(0)` at seq 0; `None` when `seq` is not in
+    /// the log or its checksum is unknown).
+    fn checksum_at(&self, seq: u64) -> Result<Option<u64>>;
+
+    /// The entries saved in `diverged`, oldest first.
+    fn diverged(&self) -> Result<Vec<DivergedEntry>>;
 
     /// The id of the history this store's writes belong to (`None` for a replica that has
     /// never synced).
@@ -347,39 +397,9 @@ fn only_seq(seqs: BatchSeqs) -> Result<Option<u64>> {
     Ok(*seq)
 }
 
-/// Pairs hashed per snapshot chunk by [`KvStore::digest`].
-const DIGEST_CHUNK: usize = 10_000;
-
-/// The result of [`KvStore::digest`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ContentDigest {
-    /// The seq the contents were read at.
-    pub seq: u64,
-    /// SHA-256 of the key-ordered rows, as 64 hex digits.
-    pub hex: String,
-}
-
-/// SHA-256 over key-ordered rows, each fed as the key's and the value's byte lengths (u64
-/// big-endian) followed by their bytes, so no two different contents hash the same input.
-#[derive(Default)]
-pub struct ContentHasher(sha2::Sha256);
-
-impl ContentHasher {
-    /// Adds one row; rows must come in key order.
-    pub fn add(&mut self, key: &str, value: &str) {
-        use sha2::Digest;
-        for part in [key, value] {
-            self.0.update((part.len() as u64).to_be_bytes());
-            self.0.update(part.as_bytes());
-        }
-    }
-
-    /// The digest as 64 hex digits.
-    pub fn finish(self) -> String {
-        use sha2::Digest;
-        hex::encode(self.0.finalize())
-    }
-}
+/// What a fresh primary's history id looks like when there is none: 32 zeros, as Redis
+/// shows an absent `master_replid2`.
+pub const NO_HISTORY: &str = "00000000000000000000000000000000";
 
 /// A fresh random 128-bit history id, as 32 hex digits.
 pub fn new_history_id() -> String {

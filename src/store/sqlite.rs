@@ -11,22 +11,29 @@
 
 mod files;
 mod inspect;
+mod lineage;
 mod lock;
 mod rows;
 mod snapshot;
 
 use files::{storage_error, OpenFiles};
 pub use inspect::{inspect, LATEST_SCHEMA_VERSION};
+use lineage::{
+    checksum_at, install_lineage, read_diverged, read_lineage, read_role, require_primary,
+    save_diverged, set_log_base,
+};
 use lock::FileLock;
 use rows::{
-    append_ops, digest_on, get_meta, head, init_meta, log_entry, query_keys, query_pairs,
-    range_sql, read_log_row, set_meta, sql_seq, write_op,
+    append_ops, change_kv, digest_on, get_meta, head, init_meta, log_entry, log_op, query_keys,
+    query_pairs, range_sql, read_log_row, set_meta, sql_seq,
 };
 use snapshot::{SqliteKeyCursor, SqliteSnapshot};
 
+use super::history::ChainRule;
 use super::{
-    check_continues, fill_log_batch, BatchSeqs, ChunkSource, CommitFence, ContentDigest, KeyCursor,
-    KvStore, LogEntry, Op, Pair, Position, Role, Snapshot, Unfenced,
+    check_continues, fill_log_batch, BatchSeqs, ChunkSource, CommitFence, ContentDigest,
+    DivergedEntry, KeyCursor, KvStore, Lineage, LogEntry, Op, Pair, Position, Role, Snapshot,
+    SnapshotTarget, Unfenced,
 };
 use crate::error::{Error, Result};
 use crate::locks::lock;
@@ -39,7 +46,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// The schema, one plain `.sql` file per version, applied in order.
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("../../migrations/0001_init.sql")),
+    M::up(include_str!("../../migrations/0002_history.sql")),
+];
 
 /// How long a connection waits for a lock held by another connection before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,8 +80,18 @@ impl SqliteStore {
     /// while another node has it open), refuse foreign, newer-schema or other-role files
     /// untouched, then migrate, switch to WAL, and give a new primary its history id.
     pub fn open(path: &Path, role: Role) -> Result<Self> {
+        Self::open_as(path, role, false)
+    }
+
+    /// [`open`](Self::open) as a replica that is about to follow an upstream: a primary's
+    /// file is accepted too, and demoted (`meta.role` becomes `replica`).
+    pub fn open_demoting(path: &Path) -> Result<Self> {
+        Self::open_as(path, Role::Replica, true)
+    }
+
+    fn open_as(path: &Path, role: Role, demote: bool) -> Result<Self> {
         let lock = FileLock::acquire(path)?;
-        inspect(path, role)?;
+        inspect(path, role, demote)?;
         let cannot = |e: rusqlite::Error| {
             let hint = match e.sqlite_error_code() {
                 Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly) => {
@@ -103,6 +123,9 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
         init_meta(&mut conn, role)?;
+        if demote {
+            set_meta(&conn, "role", Role::Replica.as_str())?;
+        }
         let files = OpenFiles::record(path)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
@@ -220,10 +243,13 @@ impl KvStore for SqliteStore {
 
     fn append_batch(&self, requests: &[Vec<Op>]) -> Result<BatchSeqs> {
         self.write(|tx| {
-            let mut next = head(tx)? + 1;
+            require_primary(tx)?;
+            let head = head(tx)?;
+            let mut checksum = checksum_at(tx, head)?;
+            let mut next = head + 1;
             requests
                 .iter()
-                .map(|ops| append_ops(tx, &mut next, ops))
+                .map(|ops| append_ops(tx, &mut next, &mut checksum, ops))
                 .collect()
         })
     }
@@ -233,16 +259,20 @@ impl KvStore for SqliteStore {
             return Ok(());
         };
         self.write_fenced(fence, |tx| {
-            check_continues(head(tx)?, entries)?;
+            let head = head(tx)?;
+            check_continues(head, entries)?;
+            let mut checksum = checksum_at(tx, head)?;
             for entry in entries {
                 // A replica logs every entry, including deletes of keys it does not hold,
                 // so its log stays contiguous for replicas chained behind it.
-                if !write_op(tx, entry.seq, &entry.op)? {
-                    tx.prepare_cached(
-                        "INSERT INTO log (seq, op, key, value) VALUES (?1, 'del', ?2, NULL)",
-                    )?
-                    .execute(params![sql_seq(entry.seq)?, entry.op.key()])?;
-                }
+                change_kv(tx, &entry.op)?;
+                log_op(
+                    tx,
+                    entry.seq,
+                    &entry.op,
+                    &mut checksum,
+                    ChainRule::Propagate,
+                )?;
             }
             set_meta(tx, "applied_seq", &last.seq.to_string())
         })
@@ -253,10 +283,14 @@ impl KvStore for SqliteStore {
             // One read transaction, so the three values describe the same state.
             let tx = conn.unchecked_transaction()?;
             let oldest: Option<i64> = tx.query_row("SELECT min(seq) FROM log", [], |r| r.get(0))?;
+            let lineage = read_lineage(&tx)?;
+            let head = head(&tx)?;
             Ok(Position {
-                history_id: get_meta(&tx, "history_id")?,
-                head: head(&tx)?,
+                history_id: lineage.history_id,
+                head,
                 oldest_log: oldest.map(|s| s.max(0) as u64),
+                fork: lineage.fork,
+                checksum: checksum_at(&tx, head)?,
             })
         })
     }
@@ -281,11 +315,20 @@ impl KvStore for SqliteStore {
         // Saturate: `u64::MAX as i64` is -1, which would delete the whole log.
         let keep = i64::try_from(keep.max(1)).unwrap_or(i64::MAX);
         self.write(|tx| {
-            let removed = tx.execute(
-                "DELETE FROM log WHERE seq IN (SELECT seq FROM log WHERE seq <= \
+            // The newest row this batch removes; its checksum becomes the log's base, so
+            // the checksum just before the oldest kept row stays known.
+            let last: Option<i64> = tx.query_row(
+                "SELECT max(seq) FROM (SELECT seq FROM log WHERE seq <= \
                  (SELECT max(seq) FROM log) - ?1 ORDER BY seq LIMIT ?2)",
                 params![keep, batch as i64],
+                |row| row.get(0),
             )?;
+            let Some(last) = last else {
+                return Ok(0);
+            };
+            let checksum = checksum_at(tx, last as u64)?;
+            set_log_base(tx, last as u64, checksum)?;
+            let removed = tx.execute("DELETE FROM log WHERE seq <= ?1", [last])?;
             Ok(removed as u64)
         })
     }
@@ -298,13 +341,15 @@ impl KvStore for SqliteStore {
 
     fn install_snapshot_fenced(
         &self,
-        history_id: &str,
-        seq: u64,
+        target: &SnapshotTarget,
         chunks: &mut ChunkSource<'_>,
         fence: &dyn CommitFence,
     ) -> Result<u64> {
-        sql_seq(seq)?;
+        sql_seq(target.seq)?;
         self.write_fenced(fence, |tx| {
+            if let Some(after) = target.keep_diverged_after {
+                save_diverged(tx, after)?;
+            }
             tx.execute_batch("DELETE FROM kv; DELETE FROM log;")?;
             let mut count = 0;
             while let Some(chunk) = chunks()? {
@@ -315,10 +360,37 @@ impl KvStore for SqliteStore {
                 }
                 count += chunk.len() as u64;
             }
-            set_meta(tx, "history_id", history_id)?;
-            set_meta(tx, "applied_seq", &seq.to_string())?;
+            install_lineage(tx, target)?;
+            set_meta(tx, "applied_seq", &target.seq.to_string())?;
             Ok(count)
         })
+    }
+
+    fn role(&self) -> Result<Role> {
+        self.read(read_role)
+    }
+
+    fn promote(&self, fence: &dyn CommitFence) -> Result<Position> {
+        self.write_fenced(fence, |tx| lineage::promote(tx))
+    }
+
+    fn set_role(&self, role: Role) -> Result<()> {
+        self.write(|tx| set_meta(tx, "role", role.as_str()))
+    }
+
+    fn adopt_history(&self, lineage: &Lineage, fence: &dyn CommitFence) -> Result<()> {
+        self.write_fenced(fence, |tx| lineage::adopt(tx, lineage))
+    }
+
+    fn checksum_at(&self, seq: u64) -> Result<Option<u64>> {
+        self.read(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            checksum_at(&tx, seq)
+        })
+    }
+
+    fn diverged(&self) -> Result<Vec<DivergedEntry>> {
+        self.read(read_diverged)
     }
 
     fn history_id(&self) -> Result<Option<String>> {

@@ -5,10 +5,10 @@
 
 use crate::Rng;
 use kv::protocol::{self, Message, PROTOCOL_VERSION};
-use kv::store::MAX_SEQ;
+use kv::store::{Fork, MAX_SEQ};
 use rand::RngExt;
 
-pub const VARIANTS: usize = 10;
+pub const VARIANTS: usize = 12;
 pub const VARIANT_NAMES: [&str; VARIANTS] = [
     "Join",
     "Continue",
@@ -20,8 +20,10 @@ pub const VARIANT_NAMES: [&str; VARIANTS] = [
     "Ack",
     "Ping",
     "Error",
+    "Probe",
+    "ProbeReply",
 ];
-pub const FIELD_NAMES: [&str; 13] = [
+pub const FIELD_NAMES: [&str; 18] = [
     "node_id",
     "replica_addr",
     "history_id",
@@ -35,6 +37,11 @@ pub const FIELD_NAMES: [&str; 13] = [
     "key",
     "value",
     "message",
+    "fork",
+    "checksum",
+    "oldest_log",
+    "keep_diverged_after",
+    "prev_history_id",
 ];
 /// Seqs at every msgpack integer width boundary and at the store's limits.
 pub const SEQS: [u64; 16] = [
@@ -100,16 +107,23 @@ pub fn message_of(variant: usize, rng: &mut Rng) -> Message {
             } else {
                 PROTOCOL_VERSION
             },
+            fork: random_fork(rng),
+            checksum: rng.random_bool(0.5).then(|| rng.random()),
+            oldest_log: rng.random_bool(0.5).then(|| random_seq(rng)),
         },
         1 => Message::Continue {
             history_id: random_string(rng),
             from_seq: random_seq(rng),
+            fork: random_fork(rng),
         },
         2 => Message::SnapshotBegin {
             history_id: random_string(rng),
             seq: random_seq(rng),
             keys: random_seq(rng),
             reason: random_string(rng),
+            fork: random_fork(rng),
+            checksum: rng.random_bool(0.5).then(|| rng.random()),
+            keep_diverged_after: rng.random_bool(0.3).then(|| random_seq(rng)),
         },
         3 => {
             let n = rng.random_range(0..20);
@@ -138,10 +152,25 @@ pub fn message_of(variant: usize, rng: &mut Rng) -> Message {
             seq: random_seq(rng),
             head: random_seq(rng),
         },
-        _ => Message::Error {
+        9 => Message::Error {
             message: random_string(rng),
         },
+        10 => Message::Probe {
+            seq: random_seq(rng),
+        },
+        _ => Message::ProbeReply {
+            seq: random_seq(rng),
+            checksum: rng.random_bool(0.5).then(|| rng.random()),
+        },
     }
+}
+
+/// Now and then a fork, at any seq.
+fn random_fork(rng: &mut Rng) -> Option<Fork> {
+    rng.random_bool(0.3).then(|| Fork {
+        prev_history_id: random_string(rng),
+        seq: random_seq(rng),
+    })
 }
 
 /// A valid encoding: the protocol's own (fields by name), or now and then rmp-serde's

@@ -73,6 +73,7 @@ fn correct_next(model: &Model, rng: &mut Rng) -> Message {
             Some(history) if rng.random_bool(0.5) => Message::Continue {
                 history_id: history.clone(),
                 from_seq: model.last,
+                fork: None,
             },
             _ => Message::SnapshotBegin {
                 history_id: random_history(rng),
@@ -83,6 +84,9 @@ fn correct_next(model: &Model, rng: &mut Rng) -> Message {
                 },
                 keys: rng.random_range(0..10),
                 reason: random_string(rng),
+                fork: None,
+                checksum: None,
+                keep_diverged_after: None,
             },
         },
         Phase::InSnapshot { seq, last_key } => {
@@ -127,12 +131,16 @@ fn perturbed_next(model: &Model, rng: &mut Rng) -> Message {
                 random_history(rng)
             },
             from_seq: seq,
+            fork: None,
         },
         1 => Message::SnapshotBegin {
             history_id: random_history(rng),
             seq,
             keys: 0,
             reason: String::new(),
+            fork: None,
+            checksum: None,
+            keep_diverged_after: None,
         },
         2 => Message::Snapshot {
             // Possibly unsorted or repeated keys.
@@ -171,9 +179,22 @@ fn must_accept(model: &Model, message: &Message) -> bool {
             Message::Continue {
                 history_id,
                 from_seq,
+                fork: None,
             },
         ) => model.history.as_deref() == Some(history_id.as_str()) && *from_seq == model.last,
-        (Phase::Start, Message::SnapshotBegin { seq, .. }) => *seq <= MAX_SEQ,
+        (
+            Phase::Start,
+            Message::SnapshotBegin {
+                seq,
+                fork,
+                keep_diverged_after,
+                ..
+            },
+        ) => {
+            *seq <= MAX_SEQ
+                && fork.as_ref().is_none_or(|fork| fork.seq <= *seq)
+                && keep_diverged_after.is_none_or(|after| after <= MAX_SEQ)
+        }
         _ => false,
     }
 }
@@ -210,9 +231,8 @@ fn check_step(model: &mut Model, message: &Message, step: &Step) -> Result<(), S
             }
             model.last = entry.seq;
         }
-        Step::BeginSnapshot {
-            history_id, seq, ..
-        } => {
+        Step::BeginSnapshot { target, .. } => {
+            let (history_id, seq) = (&target.history_id, &target.seq);
             if model.phase != Phase::Start || *seq > MAX_SEQ {
                 return Err(format!("BeginSnapshot at {seq} while {:?}", model.phase));
             }
@@ -243,11 +263,12 @@ fn check_step(model: &mut Model, message: &Message, step: &Step) -> Result<(), S
             model.last = *seq;
             model.phase = Phase::Streaming;
         }
-        Step::Resume { from_seq } => {
+        Step::Resume { from_seq, adopt } => {
             let Message::Continue { history_id, .. } = message else {
                 return Err("Resume from something other than Continue".into());
             };
-            if model.phase != Phase::Start
+            if adopt.is_some()
+                || model.phase != Phase::Start
                 || *from_seq != model.last
                 || model.history.as_deref() != Some(history_id.as_str())
             {

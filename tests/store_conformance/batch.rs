@@ -139,8 +139,8 @@ pub fn batch_matches_separate_appends<B: Backend>(backend: &B) {
 
 /// Committing a batch needs a seq for every logged op; when the seq space cannot hold
 /// them all, the whole batch is refused, including the requests that would have fitted.
-/// (A replica's store is used only because a snapshot can put its head near the end of the
-/// seq space; `append_batch` itself does not depend on the role.)
+/// (A replica's store, then made a primary, because a snapshot can put its head near the
+/// end of the seq space.)
 pub fn failing_batch_changes_nothing<B: Backend>(backend: &B) {
     let store = backend.open(Role::Replica);
     install(
@@ -149,6 +149,7 @@ pub fn failing_batch_changes_nothing<B: Backend>(backend: &B) {
         MAX_SEQ - 2,
         vec![pairs(&[("a", "1"), ("b", "2")])],
     );
+    store.set_role(Role::Primary).expect("make it a primary");
     let before = state(&store);
 
     let too_many = [

@@ -15,6 +15,7 @@
 mod batch;
 mod digest;
 mod helpers;
+mod history;
 mod log;
 mod meta;
 mod reads;
@@ -120,6 +121,14 @@ conformance! {
         meta::meta_reports_role_history_and_applied_seq,
         meta::primary_has_history_id,
         digest::digest_of_known_contents,
+        history::promotion_forks_a_new_history_and_continues_the_seqs,
+        history::a_demoted_store_refuses_primary_writes,
+        history::equal_logs_have_equal_checksums_and_any_difference_shows,
+        history::a_snapshot_brings_the_base_its_log_continues_from,
+        history::adopting_a_lineage_changes_no_data,
+        history::a_diverged_install_keeps_the_replaced_entries,
+        history::trimming_keeps_the_checksum_the_log_continues_from,
+        history::a_replica_never_invents_a_checksum_its_upstream_lacks,
     ]
 }
 

@@ -7,8 +7,8 @@
 use super::*;
 use crate::protocol::{self, Message};
 use crate::store::{
-    BatchSeqs, ChunkSource, CommitFence, KeyCursor, KvStore, LogEntry, MemoryStore, Op, Pair,
-    Position, Role, Snapshot,
+    BatchSeqs, ChunkSource, CommitFence, DivergedEntry, KeyCursor, KvStore, Lineage, LogEntry,
+    MemoryStore, Op, Pair, Position, Role, Snapshot, SnapshotTarget,
 };
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -103,13 +103,29 @@ impl KvStore for GatedStore {
     }
     fn install_snapshot_fenced(
         &self,
-        history_id: &str,
-        seq: u64,
+        target: &SnapshotTarget,
         chunks: &mut ChunkSource<'_>,
         fence: &dyn CommitFence,
     ) -> crate::Result<u64> {
-        self.inner
-            .install_snapshot_fenced(history_id, seq, chunks, fence)
+        self.inner.install_snapshot_fenced(target, chunks, fence)
+    }
+    fn role(&self) -> crate::Result<Role> {
+        self.inner.role()
+    }
+    fn promote(&self, fence: &dyn CommitFence) -> crate::Result<Position> {
+        self.inner.promote(fence)
+    }
+    fn set_role(&self, role: Role) -> crate::Result<()> {
+        self.inner.set_role(role)
+    }
+    fn adopt_history(&self, lineage: &Lineage, fence: &dyn CommitFence) -> crate::Result<()> {
+        self.inner.adopt_history(lineage, fence)
+    }
+    fn checksum_at(&self, seq: u64) -> crate::Result<Option<u64>> {
+        self.inner.checksum_at(seq)
+    }
+    fn diverged(&self) -> crate::Result<Vec<DivergedEntry>> {
+        self.inner.diverged()
     }
     fn history_id(&self) -> crate::Result<Option<String>> {
         self.inner.history_id()
@@ -159,6 +175,9 @@ fn snapshot(history: &str, pairs: Vec<Pair>) -> Vec<Message> {
             seq: 0,
             keys: pairs.len() as u64,
             reason: "new replica".into(),
+            fork: None,
+            checksum: None,
+            keep_diverged_after: None,
         },
         Message::Snapshot { entries: pairs },
         Message::SnapshotEnd { seq: 0 },
@@ -184,7 +203,7 @@ fn a_replaced_links_write_in_flight_does_not_commit() {
         key: "from_a".into(),
         value: "old link".into(),
     });
-    let first = link.follow(upstream(from_a), false);
+    let first = link.follow(upstream(from_a), LinkMode::Join);
     store.wait_for(|gate| gate.entered);
     assert!(
         runtime.block_on(first).is_ok(),
@@ -193,7 +212,10 @@ fn a_replaced_links_write_in_flight_does_not_commit() {
 
     // JOIN B while A's write is at the gate; B's snapshot goes in first.
     let pairs = vec![("from_b".to_string(), "new link".to_string())];
-    let second = link.follow(upstream(snapshot(&"b".repeat(32), pairs.clone())), false);
+    let second = link.follow(
+        upstream(snapshot(&"b".repeat(32), pairs.clone())),
+        LinkMode::Join,
+    );
     let report = runtime
         .block_on(second)
         .expect("B answered")

@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::Path;
 
 /// The schema version this build creates and understands (`PRAGMA user_version`).
-pub const LATEST_SCHEMA_VERSION: i64 = 1;
+pub const LATEST_SCHEMA_VERSION: i64 = 2;
 
 /// The 16-byte header every SQLite 3 database file starts with.
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
@@ -19,8 +19,9 @@ const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 const KV_TABLES: [&str; 3] = ["kv", "log", "meta"];
 
 /// Checks, without writing anything, that `path` is absent, empty, an empty SQLite
-/// database, or a kv database of a known schema version and of `role`.
-pub fn inspect(path: &Path, role: Role) -> Result<()> {
+/// database, or a kv database of a known schema version and of `role` (with `demote`, a
+/// replica also accepts a primary's file: it will follow an upstream from now on).
+pub fn inspect(path: &Path, role: Role, demote: bool) -> Result<()> {
     let refuse = |reason: String| Error::Database {
         path: path.to_path_buf(),
         reason,
@@ -55,7 +56,7 @@ pub fn inspect(path: &Path, role: Role) -> Result<()> {
         ));
     }
     let conn = open_untouched(path).map_err(|e| refuse(format!("cannot open: {e}")))?;
-    check_schema(&conn, role).map_err(refuse)
+    check_schema(&conn, role, demote).map_err(refuse)
 }
 
 /// `path` plus `suffix`, for SQLite's side files.
@@ -100,7 +101,7 @@ fn uri_path(path: &Path) -> String {
 }
 
 /// The reason `conn` is not a usable kv database for `role`, if it is not.
-fn check_schema(conn: &Connection, role: Role) -> Result<(), String> {
+fn check_schema(conn: &Connection, role: Role, demote: bool) -> Result<(), String> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(|e| format!("not a readable SQLite database: {e}"))?;
@@ -130,11 +131,22 @@ fn check_schema(conn: &Connection, role: Role) -> Result<(), String> {
         })
         .optional()
         .map_err(|e| format!("unreadable meta table: {e}"))?;
-    match stored_role {
-        Some(stored) if stored != role.as_str() => Err(format!(
-            "is a {stored} database; it cannot be opened as a {role} \
-             (use a different --db file)"
-        )),
+    match (stored_role.as_deref(), role) {
+        (Some("replica"), Role::Primary) => Err(
+            "is a replica database; to make it a primary, promote it: start it with \
+             `kv replica --db FILE`, then PROMOTE in its shell or REPLICAOF NO ONE on its \
+             client port"
+                .into(),
+        ),
+        (Some("primary"), Role::Replica) if !demote => Err(
+            "is a primary database; to make it a replica, give the upstream to follow \
+             (`kv replica --db FILE --join HOST:PORT`): it then demotes, and any write it \
+             holds that the upstream lacks is kept in its `diverged` table"
+                .into(),
+        ),
+        (Some(stored), _) if stored != "primary" && stored != "replica" => {
+            Err(format!("has an unknown role '{stored}' in its meta table"))
+        }
         _ => Ok(()),
     }
 }

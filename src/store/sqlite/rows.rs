@@ -3,6 +3,7 @@
 //! break the schema's rules), key range scans, and the content digest.
 
 use crate::error::{Error, Result};
+use crate::store::history::{next_checksum, ChainRule};
 use crate::store::{
     new_history_id, new_node_id, prefix_upper_bound, ContentDigest, ContentHasher, LogEntry, Op,
     Pair, Role,
@@ -61,47 +62,72 @@ pub(super) fn set_meta(conn: &Connection, name: &str, value: &str) -> Result<()>
     Ok(())
 }
 
-/// Applies `op` to `kv` and logs it at `seq`. Returns false for a delete of an absent key.
-pub(super) fn write_op(conn: &Connection, seq: u64, op: &Op) -> Result<bool> {
-    let (kind, key, value) = match op {
+/// Applies `op` to `kv`. Returns false for a delete of an absent key (nothing changed).
+pub(super) fn change_kv(conn: &Connection, op: &Op) -> Result<bool> {
+    match op {
         Op::Put { key, value } => {
             conn.prepare_cached(
                 "INSERT INTO kv (key, value) VALUES (?1, ?2) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )?
             .execute([key, value])?;
-            ("put", key, Some(value))
+            Ok(true)
         }
         Op::Delete { key } => {
             let removed = conn
                 .prepare_cached("DELETE FROM kv WHERE key = ?1")?
                 .execute([key])?;
-            if removed == 0 {
-                return Ok(false);
-            }
-            ("del", key, None)
+            Ok(removed > 0)
         }
+    }
+}
+
+/// Logs `op` at `seq` with the running checksum after `*checksum` (continued by `rule`),
+/// which it advances.
+pub(super) fn log_op(
+    conn: &Connection,
+    seq: u64,
+    op: &Op,
+    checksum: &mut Option<u64>,
+    rule: ChainRule,
+) -> Result<()> {
+    let next = next_checksum(*checksum, seq, op, rule);
+    let (kind, value) = match op {
+        Op::Put { value, .. } => ("put", Some(value)),
+        Op::Delete { .. } => ("del", None),
     };
-    conn.prepare_cached("INSERT INTO log (seq, op, key, value) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![sql_seq(seq)?, kind, key, value])?;
-    Ok(true)
+    conn.prepare_cached(
+        "INSERT INTO log (seq, op, key, value, checksum) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        sql_seq(seq)?,
+        kind,
+        op.key(),
+        value,
+        next.map(|c| c as i64)
+    ])?;
+    *checksum = next;
+    Ok(())
 }
 
 /// Appends `ops` in order as primary writes numbered from `*next`, which advances past
-/// each logged op. Returns each op's seq (`None`: a delete of an absent key, not logged).
+/// each logged op, chaining the log checksum from `*checksum`. Returns each op's seq
+/// (`None`: a delete of an absent key, not logged).
 pub(super) fn append_ops(
     conn: &Connection,
     next: &mut u64,
+    checksum: &mut Option<u64>,
     ops: &[Op],
 ) -> Result<Vec<Option<u64>>> {
     ops.iter()
         .map(|op| {
             let seq = *next;
-            let logged = write_op(conn, seq, op)?;
-            if logged {
-                *next += 1;
+            if !change_kv(conn, op)? {
+                return Ok(None);
             }
-            Ok(logged.then_some(seq))
+            log_op(conn, seq, op, checksum, ChainRule::Restart)?;
+            *next += 1;
+            Ok(Some(seq))
         })
         .collect()
 }

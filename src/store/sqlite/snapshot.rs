@@ -3,7 +3,8 @@
 //! it is dropped, read in key order by key ranges (`key > last`), so memory is bounded by
 //! the chunk or page size whatever the database's size.
 
-use super::rows::{get_meta, head, query_keys};
+use super::lineage::{checksum_at, read_lineage};
+use super::rows::{head, query_keys};
 use crate::error::{Error, Result};
 use crate::store::{fill_chunk, KeyCursor, Pair, Snapshot, SnapshotInfo};
 use rusqlite::{params, Connection};
@@ -22,10 +23,14 @@ impl SqliteSnapshot {
         // The read transaction starts at the first read and pins this view until dropped.
         conn.execute_batch("BEGIN DEFERRED")?;
         let keys: i64 = conn.query_row("SELECT count(*) FROM kv", [], |row| row.get(0))?;
+        let lineage = read_lineage(&conn)?;
+        let seq = head(&conn)?;
         let info = SnapshotInfo {
-            history_id: get_meta(&conn, "history_id")?,
-            seq: head(&conn)?,
+            history_id: lineage.history_id,
+            seq,
             keys: keys.max(0) as u64,
+            fork: lineage.fork,
+            checksum: checksum_at(&conn, seq)?,
         };
         Ok(SqliteSnapshot {
             conn,
