@@ -133,3 +133,55 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
         first_sync,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::Promotion;
+    use crate::store::Op;
+
+    fn config(role: Role, join: Option<String>) -> Config {
+        Config {
+            role,
+            db: None,
+            listen: "127.0.0.1:0".into(),
+            resp: None,
+            log_retain: 1000,
+            client_memory: 1 << 20,
+            join,
+        }
+    }
+
+    fn put(key: &str) -> Op {
+        Op::Put {
+            key: key.into(),
+            value: "v".into(),
+        }
+    }
+
+    /// The library entry, in-process: a primary and a replica on port 0, then a failover.
+    #[test]
+    fn nodes_started_in_process_replicate_and_fail_over() {
+        let runtime = Runtime::new().expect("runtime");
+        let primary = start(&config(Role::Primary, None), &runtime).expect("primary");
+        runtime
+            .block_on(primary.node.write(put("a")))
+            .expect("write");
+        let upstream = primary.listen_addr.to_string();
+        let replica = start(&config(Role::Replica, Some(upstream)), &runtime).expect("replica");
+        let first_sync = replica.first_sync.expect("a --join link");
+        let report = runtime.block_on(first_sync).expect("report").expect("sync");
+        assert_eq!(report, SyncReport::Snapshot { seq: 1, keys: 1 });
+        runtime.block_on(primary.node.stop());
+
+        let Promotion::Promoted(position) = replica.node.promote().expect("promote") else {
+            panic!("a replica is promoted");
+        };
+        assert_eq!(position.fork.map(|fork| fork.seq), Some(1));
+        let seq = runtime
+            .block_on(replica.node.write(put("b")))
+            .expect("write");
+        assert_eq!(seq, Some(2));
+        runtime.block_on(replica.node.stop());
+    }
+}
