@@ -130,10 +130,18 @@ impl Node {
             return Ok(Promotion::AlreadyPrimary);
         }
         *changing += 1;
+        let previous = self.link.following();
         if steps.stop_link {
             self.link.stop();
         }
-        let position = self.store().promote(&Unfenced)?;
+        let position = match self.store().promote(&Unfenced) {
+            Ok(position) => position,
+            Err(e) => {
+                // Still a replica, with its history unchanged: follow what it followed.
+                self.link.resume(previous);
+                return Err(e);
+            }
+        };
         self.repl.update_link(|link| *link = LinkStatus::default());
         // Streams of the old history to chained replicas end (they rejoin across the
         // fork) before the first write of the new one can reach them.
