@@ -96,3 +96,34 @@ fn a_replica_refuses_an_unrelated_history_until_told_to_join_it() {
     assert_eq!(history(&cluster.db("r.db")), new);
     assert_eq!(status_field(&mut r, "link").as_deref(), Some("streaming"));
 }
+
+/// A failed `JOIN` puts the replica back on the upstream it followed; if that address
+/// then answers with an unrelated history, the resumed link refuses it too: nobody asked
+/// for that history.
+#[test]
+fn a_link_resumed_after_a_failed_join_refuses_an_unrelated_history() {
+    let cluster = Cluster::new();
+    let mut p = cluster.primary("p.db", "127.0.0.1:0");
+    let addr = p.addr();
+    put_many(&mut p, "a", "x", 0..10);
+    let mut r = cluster.replica("r.db", &addr, "Snapshot received");
+    wait_seq(&mut r, 10);
+    let digest = r.command("DIGEST");
+    p.kill();
+
+    let typo = r.command("JOIN 127.0.0.1:1");
+    assert!(
+        typo.ends_with(&format!("; still following {addr}")),
+        "{typo}"
+    );
+    let mut fresh = cluster.primary("fresh.db", &addr);
+    put_many(&mut fresh, "b", "y", 0..5);
+    let mut status = Vec::new();
+    let stopped = wait_until(PATIENCE, || {
+        status = r.command_lines("STATUS");
+        status.iter().any(|l| l == "link: stopped")
+    });
+    assert!(stopped, "{status:?}; stderr:\n{}", r.stderr_text());
+    assert_eq!(r.command("DIGEST"), digest);
+    assert_eq!(r.command("GET b000"), "b000 -> Not found");
+}
