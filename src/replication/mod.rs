@@ -15,6 +15,7 @@ pub mod link;
 mod machine;
 mod plan;
 pub mod receiver;
+mod report;
 pub mod sender;
 pub mod window;
 

@@ -22,42 +22,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// How the first synchronisation of a link went.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SyncReport {
-    /// A snapshot of `keys` keys at `seq` was installed.
-    Snapshot {
-        /// The snapshot's seq.
-        seq: u64,
-        /// Keys installed.
-        keys: u64,
-    },
-    /// The upstream continued from the replica's applied seq.
-    Resumed {
-        /// The replica's applied seq when it resumed.
-        from_seq: u64,
-    },
-}
-
-impl SyncReport {
-    /// The line the shell prints for it (the book's `Snapshot received`).
-    pub fn line(&self) -> String {
-        match self {
-            SyncReport::Snapshot { .. } => "Snapshot received".into(),
-            SyncReport::Resumed { from_seq } => {
-                format!("Resumed after seq {from_seq} (partial resync)")
-            }
-        }
-    }
-}
-
-/// Reports the first successful sync (or the failure that prevented it) to whoever
-/// started the link.
-pub type FirstSync = oneshot::Sender<Result<SyncReport>>;
+pub use super::report::{FirstSync, SyncReport};
 
 /// Runs a replica's link to `upstream` until `cancel` fires or another link supersedes
 /// `generation`. In [`LinkMode::Join`], a failure before the first sync is reported to

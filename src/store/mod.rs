@@ -5,11 +5,13 @@
 //! Every method is blocking. Async code calls the store from `spawn_blocking` or from a
 //! dedicated thread, never directly on a runtime worker.
 
+mod bounds;
 mod digest;
 pub mod history;
 pub mod memory;
 pub mod sqlite;
 
+pub use bounds::{fill_chunk, fill_log_batch};
 pub use digest::{ContentDigest, ContentHasher, DIGEST_CHUNK};
 pub use history::{DivergedEntry, Fork, Lineage, SnapshotTarget};
 
@@ -433,58 +435,6 @@ pub fn check_continues(head: u64, entries: &[LogEntry]) -> Result<()> {
         last = entry.seq;
     }
     Ok(())
-}
-
-/// Takes pairs from `pairs` into one snapshot chunk: at most `max_entries`, and at most
-/// `max_bytes` of keys and values, except that the first pair is always taken (a pair
-/// larger than `max_bytes` travels alone). A pair that would overflow the chunk is left
-/// in `pairs` (peeked, not taken), so the source resumes exactly where the chunk ended.
-pub fn fill_chunk<I: Iterator<Item = Result<Pair>>>(
-    pairs: &mut std::iter::Peekable<I>,
-    max_entries: usize,
-    max_bytes: usize,
-) -> Result<Vec<Pair>> {
-    take_bounded(pairs, max_entries.max(1), max_bytes, |(key, value)| {
-        key.len() + value.len()
-    })
-}
-
-/// Takes entries from `entries` while they fit: at most `max_entries`, and at most
-/// `max_bytes` of keys and values once the first is taken ([`KvStore::log_batch`]).
-pub fn fill_log_batch(
-    entries: impl Iterator<Item = Result<LogEntry>>,
-    max_entries: usize,
-    max_bytes: usize,
-) -> Result<Vec<LogEntry>> {
-    take_bounded(&mut entries.peekable(), max_entries, max_bytes, |entry| {
-        entry.op.size()
-    })
-}
-
-/// The one rule of both bounds above: up to `max_items` items, stopping before the item
-/// that would take the total `size` past `max_bytes`, but always taking the first.
-fn take_bounded<T, I: Iterator<Item = Result<T>>>(
-    items: &mut std::iter::Peekable<I>,
-    max_items: usize,
-    max_bytes: usize,
-    size: impl Fn(&T) -> usize,
-) -> Result<Vec<T>> {
-    let mut taken = Vec::new();
-    let mut bytes = 0usize;
-    while taken.len() < max_items {
-        let next_size = match items.peek() {
-            None => break,
-            Some(Ok(item)) => size(item),
-            Some(Err(_)) => 0, // taken below, to return the error
-        };
-        if !taken.is_empty() && bytes.saturating_add(next_size) > max_bytes {
-            break;
-        }
-        let Some(item) = items.next() else { break };
-        taken.push(item?);
-        bytes = bytes.saturating_add(next_size);
-    }
-    Ok(taken)
 }
 
 /// The smallest string greater than every string starting with `prefix`, if one exists:

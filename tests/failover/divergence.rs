@@ -8,7 +8,7 @@
 //! primary's (no writes after the promotion), and past it (80 writes).
 
 use crate::common::proxy::Proxy;
-use crate::common::{wait_until, PATIENCE};
+use crate::common::{wait_until, KvProcess, PATIENCE};
 use crate::support::{
     assert_converged, assert_diverged, assert_promoted, count_keys, history, promote_in_shell,
     put_many, status_field, wait_seq, Cluster,
@@ -21,7 +21,7 @@ const LOST: usize = 50;
 
 /// Partitions `replica` off: no byte moves, then every open connection is closed, so
 /// nothing written from now on can reach it (its reconnections hang in the blackhole).
-fn cut_off(proxy: &Proxy, replica: &mut crate::common::KvProcess) {
+fn cut_off(proxy: &Proxy, replica: &mut KvProcess) {
     proxy.blackhole(true);
     proxy.cut();
     let cut_off = wait_until(PATIENCE, || {
@@ -37,6 +37,14 @@ fn cut_off(proxy: &Proxy, replica: &mut crate::common::KvProcess) {
     );
 }
 
+/// Cuts `replica` off, has the old primary `p` acknowledge the [`LOST`] writes, and
+/// kills it (SIGKILL).
+fn acknowledge_unreplicated_writes(mut p: KvProcess, proxy: Proxy, replica: &mut KvProcess) {
+    cut_off(&proxy, replica);
+    put_many(&mut p, "lost", "gone", 0..LOST);
+    p.kill();
+}
+
 fn divergent_old_primary_rejoins(writes_after_promotion: usize) {
     let cluster = Cluster::new();
     let mut p = cluster.primary("p.db", "127.0.0.1:0");
@@ -46,10 +54,7 @@ fn divergent_old_primary_rejoins(writes_after_promotion: usize) {
     wait_seq(&mut r1, SHARED as u64);
     let old = history(&cluster.db("p.db"));
 
-    cut_off(&proxy, &mut r1);
-    put_many(&mut p, "lost", "gone", 0..LOST);
-    p.kill();
-    drop(proxy);
+    acknowledge_unreplicated_writes(p, proxy, &mut r1);
 
     promote_in_shell(&mut r1);
     let new = assert_promoted(&cluster.db("r1.db"), &old, SHARED as u64);
@@ -127,10 +132,7 @@ fn an_old_primary_two_promotions_behind_keeps_its_whole_log_aside() {
     put_many(&mut p, "base", "b", 0..SHARED);
     wait_seq(&mut r2, SHARED as u64);
     let old = history(&cluster.db("p.db"));
-    cut_off(&proxy, &mut r1);
-    put_many(&mut p, "lost", "gone", 0..LOST);
-    p.kill();
-    drop(proxy);
+    acknowledge_unreplicated_writes(p, proxy, &mut r1);
 
     promote_in_shell(&mut r1);
     put_many(&mut r1, "b_only", "x", 0..3);

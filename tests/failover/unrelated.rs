@@ -5,7 +5,7 @@
 //! not try again, not even after a mistyped `JOIN` fails. An explicit `JOIN` then
 //! replaces its contents with the new primary's.
 
-use crate::common::{wait_until, PATIENCE};
+use crate::common::{wait_until, KvProcess, PATIENCE};
 use crate::support::{
     assert_converged, history, put_many, status_field, stderr_count, wait_seq, Cluster,
 };
@@ -16,8 +16,9 @@ use std::time::Duration;
 const WATCH: Duration = Duration::from_secs(2);
 const WATCH_SAMPLES: u32 = 20;
 
-#[test]
-fn a_replica_refuses_an_unrelated_history_until_told_to_join_it() {
+/// A replica that synced 10 writes of a primary, now killed: the cluster, the primary's
+/// address, the replica, and its digest.
+fn replica_of_a_killed_primary() -> (Cluster, String, KvProcess, String) {
     let cluster = Cluster::new();
     let mut p = cluster.primary("p.db", "127.0.0.1:0");
     let addr = p.addr();
@@ -25,8 +26,14 @@ fn a_replica_refuses_an_unrelated_history_until_told_to_join_it() {
     let mut r = cluster.replica("r.db", &addr, "Snapshot received");
     wait_seq(&mut r, 10);
     let digest = r.command("DIGEST");
-    let old = history(&cluster.db("r.db"));
     p.kill();
+    (cluster, addr, r, digest)
+}
+
+#[test]
+fn a_replica_refuses_an_unrelated_history_until_told_to_join_it() {
+    let (cluster, addr, mut r, digest) = replica_of_a_killed_primary();
+    let old = history(&cluster.db("r.db"));
 
     // A fresh primary, a new history, on the same address.
     let mut fresh = cluster.primary("fresh.db", &addr);
@@ -102,14 +109,7 @@ fn a_replica_refuses_an_unrelated_history_until_told_to_join_it() {
 /// for that history.
 #[test]
 fn a_link_resumed_after_a_failed_join_refuses_an_unrelated_history() {
-    let cluster = Cluster::new();
-    let mut p = cluster.primary("p.db", "127.0.0.1:0");
-    let addr = p.addr();
-    put_many(&mut p, "a", "x", 0..10);
-    let mut r = cluster.replica("r.db", &addr, "Snapshot received");
-    wait_seq(&mut r, 10);
-    let digest = r.command("DIGEST");
-    p.kill();
+    let (cluster, addr, mut r, digest) = replica_of_a_killed_primary();
 
     let typo = r.command("JOIN 127.0.0.1:1");
     assert!(
