@@ -9,6 +9,7 @@
 
 use crate::error::Result;
 use crate::node::budget::DEFAULT_CLIENT_MEMORY_MIB;
+use crate::node::durability::{Durability, DEFAULT_MAX_LAG, DEFAULT_SYNC_TIMEOUT};
 use crate::node::retention::DEFAULT_LOG_RETAIN;
 use crate::server::{self, default_listen, Config};
 use crate::shell::{self, Shell};
@@ -65,6 +66,24 @@ pub struct NodeArgs {
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_CLIENT_MEMORY_MIB as u64,
           value_parser = at_least_one)]
     pub max_client_memory: u64,
+    /// While this node is the primary: refuse writes (-NOREPLICAS) while fewer than N
+    /// replicas acked within --min-replicas-max-lag. 0: off.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub min_replicas_to_write: usize,
+    /// How recent a replica's last ack must be, in seconds, to count for
+    /// --min-replicas-to-write (an idle healthy replica acks every second).
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_MAX_LAG.as_secs(),
+          value_parser = at_least_one)]
+    pub min_replicas_max_lag: u64,
+    /// While this node is the primary: acknowledge a write only once N replicas hold it
+    /// durably too. 0: off (replication is asynchronous).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub sync_replicas: usize,
+    /// How long a write waits for --sync-replicas before it fails (committed here, not
+    /// confirmed), in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SYNC_TIMEOUT.as_secs(),
+          value_parser = at_least_one)]
+    pub sync_timeout: u64,
 }
 
 /// Options of `kv replica`.
@@ -110,6 +129,12 @@ impl Cli {
             log_retain: args.log_retain,
             client_memory: mib.saturating_mul(1024 * 1024),
             join: join.map(String::from),
+            durability: Durability {
+                min_replicas_to_write: args.min_replicas_to_write,
+                min_replicas_max_lag: Duration::from_secs(args.min_replicas_max_lag),
+                sync_replicas: args.sync_replicas,
+                sync_timeout: Duration::from_secs(args.sync_timeout),
+            },
         }
     }
 }

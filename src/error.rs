@@ -86,6 +86,16 @@ pub enum Error {
     #[error("read-only: {0}")]
     ReadOnly(String),
 
+    /// Fewer replicas than `--min-replicas-to-write` acked within `--min-replicas-max-lag`:
+    /// the write was refused before anything was stored.
+    #[error("not enough good replicas to write: {0}")]
+    NoReplicas(String),
+
+    /// With `--sync-replicas N`, fewer than N replicas confirmed a write in time. The write
+    /// IS committed on this node (and may yet reach replicas); only the confirmation failed.
+    #[error("{0}")]
+    NotConfirmed(String),
+
     /// A caller passed something invalid (bad address, bad key...).
     #[error("{0}")]
     Invalid(String),

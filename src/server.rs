@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use crate::net::validate_addr;
 use crate::node::retention;
-use crate::node::Node;
+use crate::node::{Durability, Node};
 use crate::replication::receiver::SyncReport;
 use crate::replication::{sender, LinkMode};
 use crate::store::{KvStore, MemoryStore, Role, SqliteStore};
@@ -36,6 +36,8 @@ pub struct Config {
     pub client_memory: usize,
     /// The upstream a replica follows from the start, if any.
     pub join: Option<String>,
+    /// What a write waits for while this node is the primary.
+    pub durability: Durability,
 }
 
 /// A started node and where it listens.
@@ -97,12 +99,15 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
         Some(addr) => Some(runtime.block_on(bind(addr))?),
         None => None,
     };
-    let node = Arc::new(Node::new(
-        Arc::clone(&store),
-        listen_addr,
-        runtime.handle().clone(),
-        config.client_memory,
-    )?);
+    let node = Arc::new(
+        Node::new(
+            Arc::clone(&store),
+            listen_addr,
+            runtime.handle().clone(),
+            config.client_memory,
+        )?
+        .with_durability(config.durability.clone()),
+    );
     let repl = Arc::clone(node.replication());
     runtime.spawn(sender::serve(Arc::clone(&repl), listener));
     runtime.spawn(retention::run(repl, config.log_retain));
@@ -149,6 +154,7 @@ mod tests {
             log_retain: 1000,
             client_memory: 1 << 20,
             join,
+            durability: Durability::default(),
         }
     }
 

@@ -7,6 +7,7 @@
 //! [`Replication`].
 
 pub mod budget;
+pub mod durability;
 pub mod retention;
 pub mod role;
 pub mod status;
@@ -19,6 +20,7 @@ use crate::replication::{LinkMode, LinkStatus, ReplicaLink, Replication};
 use crate::store::history::short_id;
 use crate::store::{KvStore, Op, Position, Role, Unfenced};
 use budget::{Charge, MemoryBudget};
+pub use durability::{Durability, PendingWrite};
 use role::{plan, RoleRequest};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -27,7 +29,6 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-pub use writer::PendingWrite;
 use writer::Writer;
 
 /// How long a stopping node waits for its links to say goodbye.
@@ -45,6 +46,7 @@ pub struct Node {
     /// Which upstream the node follows, while it is a replica.
     link: ReplicaLink,
     budget: MemoryBudget,
+    durability: Durability,
 }
 
 /// A request to follow an upstream, as [`Node::follow`] started it: its first sync, and
@@ -116,7 +118,20 @@ impl Node {
             writer,
             link,
             budget: MemoryBudget::new(client_memory),
+            durability: Durability::default(),
         })
+    }
+
+    /// The node with these durability options (what a write waits for while it is the
+    /// primary).
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The durability options.
+    pub fn durability(&self) -> &Durability {
+        &self.durability
     }
 
     /// Promotes a replica (`REPLICAOF NO ONE`, `PROMOTE`): stops following, then, in one
@@ -281,7 +296,10 @@ impl Node {
             ));
         }
         ops.iter().try_for_each(Op::check_size)?;
-        self.writer.submit(ops, charge).await
+        let downstreams = self.repl.downstreams();
+        self.durability.check_before_write(downstreams)?;
+        let commit = self.writer.submit(ops, charge).await?;
+        Ok(self.durability.pending(commit, downstreams))
     }
 
     /// How many transactions the write path has committed: with group commit, fewer than

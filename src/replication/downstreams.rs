@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Who a connected replica is, as it introduced itself.
@@ -39,6 +39,8 @@ pub struct DownstreamStatus {
     pub sent_seq: u64,
     /// When it was last heard from (an ack or a heartbeat).
     pub last_heard: Instant,
+    /// When it last acked (`None` until it has synced on this connection).
+    pub last_ack: Option<Instant>,
 }
 
 /// One registered replica connection.
@@ -47,6 +49,7 @@ struct Downstream {
     sent: AtomicU64,
     acked: watch::Sender<u64>,
     last_heard: Mutex<Instant>,
+    last_ack: Mutex<Option<Instant>>,
 }
 
 /// The registry shared by the sender tasks and the readers of replica state.
@@ -82,6 +85,7 @@ impl Downstreams {
             sent: AtomicU64::new(start),
             acked: watch::Sender::new(start),
             last_heard: Mutex::new(Instant::now()),
+            last_ack: Mutex::new(None),
         });
         lock(&self.registry.replicas).insert(id, Arc::clone(&downstream));
         self.registry.changed();
@@ -109,6 +113,19 @@ impl Downstreams {
             .map(|d| d.identity.node_id.as_str())
             .collect();
         holders.len()
+    }
+
+    /// How many replicas acked within `max_lag` (Redis's "good replicas" of
+    /// `min-replicas-max-lag`), each counted once. A replica acks only once it has synced,
+    /// and an idle one acks every second, so a healthy replica always counts.
+    pub fn count_good(&self, max_lag: Duration) -> usize {
+        let replicas = lock(&self.registry.replicas);
+        let good: BTreeSet<&str> = replicas
+            .values()
+            .filter(|d| lock(&d.last_ack).is_some_and(|at| at.elapsed() <= max_lag))
+            .map(|d| d.identity.node_id.as_str())
+            .collect();
+        good.len()
     }
 
     /// Waits until `wanted` replicas have acknowledged `seq`, or until `deadline` (none:
@@ -153,6 +170,7 @@ impl Downstream {
             acked_seq: *self.acked.borrow(),
             sent_seq: self.sent.load(Ordering::Relaxed),
             last_heard: *lock(&self.last_heard),
+            last_ack: *lock(&self.last_ack),
         }
     }
 }
@@ -168,6 +186,7 @@ impl Registration {
     /// acked position.
     pub fn ack(&self, seq: u64) -> u64 {
         self.heard();
+        *lock(&self.downstream.last_ack) = Some(Instant::now());
         let seq = seq.min(self.downstream.sent.load(Ordering::Relaxed));
         let moved = self.downstream.acked.send_if_modified(|acked| {
             let newer = seq > *acked;

@@ -39,6 +39,7 @@ pub fn texts_of(args: &[Vec<u8>]) -> Result<Vec<String>, String> {
 pub fn store_error(e: Error) -> String {
     match e {
         Error::ReadOnly(_) => "READONLY You can't write against a read only replica.".into(),
+        Error::NoReplicas(_) => "NOREPLICAS Not enough good replicas to write.".into(),
         other => err(other.to_string()),
     }
 }

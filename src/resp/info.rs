@@ -85,8 +85,14 @@ fn replication(text: &mut String, node: &Node) -> Result<()> {
     } else {
         text.push_str("role:master\r\n");
     }
-    let replicas = node.replication().downstreams().list();
+    let downstreams = node.replication().downstreams();
+    let replicas = downstreams.list();
     let _ = write!(text, "connected_slaves:{}\r\n", replicas.len());
+    let durability = node.durability();
+    if durability.min_replicas_to_write > 0 {
+        let good = downstreams.count_good(durability.min_replicas_max_lag);
+        let _ = write!(text, "min_slaves_good_slaves:{good}\r\n");
+    }
     for (i, replica) in replicas.iter().enumerate() {
         let addr = &replica.identity.replica_addr;
         let (ip, port) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "0"));

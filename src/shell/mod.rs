@@ -208,7 +208,11 @@ impl Shell {
     fn write(&self, op: Op) -> Result<Option<u64>, String> {
         self.runtime
             .block_on(self.node.write(op))
-            .map_err(|e| format!("write failed, nothing was stored: {e}"))
+            .map_err(|e| match e {
+                // Committed here; only the replicas' confirmation is missing.
+                Error::NotConfirmed(_) => e.to_string(),
+                e => format!("write failed, nothing was stored: {e}"),
+            })
     }
 
     fn keys(&self, prefix: &str) -> Result<String, String> {
