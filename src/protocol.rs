@@ -13,6 +13,7 @@
 //! | `Snapshot { entries }` | upstream → replica | one bounded chunk of the snapshot, in key order |
 //! | `SnapshotEnd { seq }` | upstream → replica | the snapshot is complete; log entries after `seq` follow |
 //! | `Put { seq, key, value }` / `Delete { seq, key }` | upstream → replica | log entries, seq strictly increasing by one |
+//! | `Promote { seq }` | upstream → replica | `FAILOVER`: writes are paused at `seq`, which the replica acked; it promotes itself, and the upstream follows it |
 //! | `Ack { seq }` | replica → upstream | everything up to `seq` is durable on the replica (sent after each durable batch, and every second when idle) |
 //! | `Ping { seq, head }` | both | heartbeat: `seq` is the last entry the sender sent, `head` its head |
 //! | `Error { message }` | both | the reason, sent before closing |
@@ -190,6 +191,12 @@ pub enum Message {
         /// The key.
         key: String,
     },
+    /// A planned handoff (`FAILOVER`): the upstream paused its writes at `seq`, which the
+    /// replica has acked; the replica promotes itself and the upstream then follows it.
+    Promote {
+        /// The upstream's head; the replica must hold exactly this much.
+        seq: u64,
+    },
     /// Everything up to `seq` is durable on the replica.
     Ack {
         /// The replica's applied seq.
@@ -255,6 +262,7 @@ impl Message {
             Message::Put { .. } => "Put",
             Message::Delete { .. } => "Delete",
             Message::Ack { .. } => "Ack",
+            Message::Promote { .. } => "Promote",
             Message::Probe { .. } => "Probe",
             Message::ProbeReply { .. } => "ProbeReply",
             Message::Ping { .. } => "Ping",
@@ -333,6 +341,7 @@ mod tests {
                 key: "a".into(),
             },
             Message::Ack { seq: 11 },
+            Message::Promote { seq: 11 },
             Message::Ping { seq: 11, head: 20 },
             Message::Error {
                 message: "bye".into(),

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::net::validate_addr;
-use crate::node::retention;
+use crate::node::{failover, retention};
 use crate::node::{Durability, Node};
 use crate::replication::receiver::SyncReport;
 use crate::replication::{sender, LinkMode};
@@ -111,6 +111,7 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
     let repl = Arc::clone(node.replication());
     runtime.spawn(sender::serve(Arc::clone(&repl), listener));
     runtime.spawn(retention::run(repl, config.log_retain));
+    runtime.spawn(failover::serve_promotions(Arc::clone(&node)));
     let client_addr = match clients {
         Some(clients) => {
             let addr = clients.local_addr()?;

@@ -8,6 +8,7 @@
 
 pub mod budget;
 pub mod durability;
+pub mod failover;
 pub mod retention;
 pub mod role;
 pub mod status;
@@ -21,12 +22,13 @@ use crate::store::history::short_id;
 use crate::store::{KvStore, Op, Position, Role, Unfenced};
 use budget::{Charge, MemoryBudget};
 pub use durability::{Durability, PendingWrite};
+use failover::FailoverState;
 use role::{plan, RoleRequest};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use writer::Writer;
@@ -47,6 +49,13 @@ pub struct Node {
     link: ReplicaLink,
     budget: MemoryBudget,
     durability: Durability,
+    /// Every write passes it (shared) on its way to the writer; `FAILOVER` closes it
+    /// (exclusive), so writes wait while it hands over, and none slips past its head.
+    write_gate: tokio::sync::RwLock<()>,
+    /// Where a `FAILOVER` stands.
+    failover_state: watch::Sender<FailoverState>,
+    /// Held by the one `FAILOVER` running.
+    failing_over: tokio::sync::Mutex<()>,
 }
 
 /// A request to follow an upstream, as [`Node::follow`] started it: its first sync, and
@@ -119,6 +128,9 @@ impl Node {
             link,
             budget: MemoryBudget::new(client_memory),
             durability: Durability::default(),
+            write_gate: tokio::sync::RwLock::new(()),
+            failover_state: watch::Sender::new(FailoverState::NoFailover),
+            failing_over: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -132,6 +144,11 @@ impl Node {
     /// The durability options.
     pub fn durability(&self) -> &Durability {
         &self.durability
+    }
+
+    /// Where a `FAILOVER` stands.
+    pub fn failover_state(&self) -> FailoverState {
+        *self.failover_state.borrow()
     }
 
     /// Promotes a replica (`REPLICAOF NO ONE`, `PROMOTE`): stops following, then, in one
@@ -290,6 +307,8 @@ impl Node {
     /// write holds `charge` on the memory budget until it is committed. Keys and values
     /// beyond kv's limits are refused here, before anything is stored.
     pub async fn start_write(&self, ops: Vec<Op>, charge: Charge) -> Result<PendingWrite> {
+        // Held until the write is queued: a FAILOVER waits for it, then measures its head.
+        let _gate = self.write_gate.read().await;
         if self.role() != Role::Primary {
             return Err(Error::ReadOnly(
                 "replicas do not accept writes; write on the primary".into(),

@@ -50,6 +50,8 @@ struct Downstream {
     acked: watch::Sender<u64>,
     last_heard: Mutex<Instant>,
     last_ack: Mutex<Option<Instant>>,
+    /// Set by `FAILOVER`: tell this replica to promote itself at this seq.
+    promote: watch::Sender<Option<u64>>,
 }
 
 /// The registry shared by the sender tasks and the readers of replica state.
@@ -86,6 +88,7 @@ impl Downstreams {
             acked: watch::Sender::new(start),
             last_heard: Mutex::new(Instant::now()),
             last_ack: Mutex::new(None),
+            promote: watch::Sender::new(None),
         });
         lock(&self.registry.replicas).insert(id, Arc::clone(&downstream));
         self.registry.changed();
@@ -126,6 +129,51 @@ impl Downstreams {
             .map(|d| d.identity.node_id.as_str())
             .collect();
         good.len()
+    }
+
+    /// Waits until the replica `node_id` acked `seq` or `deadline` passes; returns its
+    /// acked position then (0 when it is not connected).
+    pub async fn wait_for_replica(
+        &self,
+        node_id: &str,
+        seq: u64,
+        deadline: tokio::time::Instant,
+    ) -> u64 {
+        let mut changes = self.registry.changes.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let acked = self.acked_by(node_id);
+            if acked >= seq {
+                return acked;
+            }
+            let changed = tokio::time::timeout_at(deadline, changes.changed()).await;
+            if !matches!(changed, Ok(Ok(()))) {
+                return self.acked_by(node_id);
+            }
+        }
+    }
+
+    /// The furthest position replica `node_id` acked, over its connections.
+    fn acked_by(&self, node_id: &str) -> u64 {
+        let replicas = lock(&self.registry.replicas);
+        replicas
+            .values()
+            .filter(|d| d.identity.node_id == node_id)
+            .map(|d| *d.acked.borrow())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Tells replica `node_id` to promote itself at `seq` (`FAILOVER`), on each of its
+    /// connections; false if it is not connected.
+    pub fn request_promotion(&self, node_id: &str, seq: u64) -> bool {
+        let replicas = lock(&self.registry.replicas);
+        let mut asked = false;
+        for d in replicas.values().filter(|d| d.identity.node_id == node_id) {
+            d.promote.send_replace(Some(seq));
+            asked = true;
+        }
+        asked
     }
 
     /// Waits until `wanted` replicas have acknowledged `seq`, or until `deadline` (none:
@@ -204,6 +252,11 @@ impl Registration {
     /// Records that the replica was heard from (any message).
     pub fn heard(&self) {
         *lock(&self.downstream.last_heard) = Instant::now();
+    }
+
+    /// A receiver of the promotion `FAILOVER` asks of this replica, for the sender.
+    pub fn promotion(&self) -> watch::Receiver<Option<u64>> {
+        self.downstream.promote.subscribe()
     }
 
     /// A receiver of this replica's acked position, for the sender's window.

@@ -2,15 +2,17 @@
 //! node's history stands (lineage, seq, log checksum, oldest logged seq), the answers to
 //! the upstream's `Probe`s while it looks for the last seq both logs agree on, and the
 //! replica's own rule about what it accepts: a history unrelated to the data it holds
-//! only when the operator asked for this upstream.
+//! only when the operator asked for this upstream (otherwise its link stops, saying why).
 
-use super::{Replication, DEAD_PEER};
+use super::report::FirstSync;
+use super::{LinkState, Replication, DEAD_PEER};
 use crate::connection::{MessageReader, MessageWriter};
 use crate::error::{Error, Result};
 use crate::protocol::{Message, PROTOCOL_VERSION};
 use crate::store::history::{shared_bound, short_id};
 use crate::store::{Lineage, Position, SnapshotTarget};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::warn;
 
 /// The `Join` of a replica at `position`.
 pub fn join_message(repl: &Replication, position: &Position) -> Message {
@@ -81,6 +83,24 @@ pub fn check_related(
         short_id(own_history),
         own.head
     )))
+}
+
+/// The link stops for good: the upstream offered an unrelated history on a reconnect.
+pub fn stop_following(
+    repl: &Replication,
+    upstream: &str,
+    reason: &str,
+    first_sync: Option<FirstSync>,
+) {
+    warn!("link to {upstream} stopped: {reason}");
+    repl.update_link(|link| {
+        link.state = LinkState::Stopped;
+        link.last_error = Some(reason.to_string());
+        link.snapshot = None;
+    });
+    if let Some(report) = first_sync {
+        let _ = report.send(Err(Error::UnrelatedHistory(reason.to_string())));
+    }
 }
 
 /// The upstream closed the connection.

@@ -36,6 +36,11 @@ pub enum Step {
     },
     /// Apply this entry (the next in order).
     Apply(LogEntry),
+    /// `FAILOVER`: the upstream paused at `seq`, everything this replica holds; promote.
+    Promote {
+        /// The seq the upstream paused at.
+        seq: u64,
+    },
     /// A heartbeat: the upstream is alive and its head is `head`.
     Heartbeat {
         /// The upstream's head seq.
@@ -174,6 +179,15 @@ impl Receiver {
                 self.phase = Phase::Streaming;
                 self.last_seq = seq;
                 Ok(Step::FinishSnapshot { seq })
+            }
+            (Phase::Streaming, Message::Promote { seq }) => {
+                if seq != self.last_seq {
+                    return Err(Error::Protocol(format!(
+                        "asked to promote at seq {seq}, but this replica holds up to {}",
+                        self.last_seq
+                    )));
+                }
+                Ok(Step::Promote { seq })
             }
             (Phase::Streaming, message @ (Message::Put { .. } | Message::Delete { .. })) => {
                 let Some(entry) = message.into_entry() else {

@@ -69,6 +69,8 @@ pub struct Replication {
     fence: LinkFence,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Promotions the upstream asked for (`FAILOVER`), for the node to carry out.
+    promotions: watch::Sender<Option<u64>>,
 }
 
 impl Replication {
@@ -88,6 +90,7 @@ impl Replication {
             fence: LinkFence::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            promotions: watch::Sender::new(None),
         })
     }
 
@@ -179,6 +182,17 @@ impl Replication {
     /// The fence that keeps a replaced link from writing.
     pub fn fence(&self) -> &LinkFence {
         &self.fence
+    }
+
+    /// Records that the upstream handed over at `seq` (`FAILOVER`): the node, which
+    /// watches [`promotions`](Self::promotions), promotes itself.
+    pub fn request_promotion(&self, seq: u64) {
+        self.promotions.send_replace(Some(seq));
+    }
+
+    /// A receiver of the promotions the upstream asked for.
+    pub fn promotions(&self) -> watch::Receiver<Option<u64>> {
+        self.promotions.subscribe()
     }
 
     /// Stops the node's replication: cancels every link and connection, and waits up to

@@ -5,7 +5,9 @@
 //! the link reconnects with capped, jittered backoff. Every write it makes commits through
 //! the [`LinkFence`](super::LinkFence) with its connection's generation.
 
-use super::handshake::{answer_probes, check_related, closed, join_message, next_message};
+use super::handshake::{
+    answer_probes, check_related, closed, join_message, next_message, stop_following,
+};
 use super::plan::entries;
 use super::{
     Backoff, Crossing, Receiver, Replication, Step, CONNECT_TIMEOUT, LOG_BATCH, LOG_BATCH_BYTES,
@@ -107,19 +109,6 @@ pub async fn run_link(
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
         }
-    }
-}
-
-/// The link stops for good: the upstream offered an unrelated history on a reconnect.
-fn stop_following(repl: &Replication, upstream: &str, reason: &str, first_sync: Option<FirstSync>) {
-    warn!("link to {upstream} stopped: {reason}");
-    repl.update_link(|link| {
-        link.state = LinkState::Stopped;
-        link.last_error = Some(reason.to_string());
-        link.snapshot = None;
-    });
-    if let Some(report) = first_sync {
-        let _ = report.send(Err(Error::UnrelatedHistory(reason.to_string())));
     }
 }
 
@@ -285,6 +274,13 @@ impl Link<'_> {
                 }
                 Step::Apply(entry) => self.apply_batch(reader, entry).await?,
                 Step::Heartbeat { head } => self.heard_head(head),
+                Step::Promote { seq } => {
+                    info!(
+                        "{} hands over at seq {seq} (FAILOVER): promoting",
+                        self.upstream
+                    );
+                    self.repl.request_promotion(seq);
+                }
                 step => {
                     return Err(Error::Protocol(format!(
                         "unexpected {step:?} outside a snapshot"

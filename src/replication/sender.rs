@@ -382,10 +382,18 @@ async fn stream_log<W: AsyncWrite + Unpin>(
 ) -> Result<()> {
     let mut head = repl.subscribe_head();
     let mut acked = registration.acked();
+    let mut promotion = registration.promotion();
+    let mut promoted = None;
     let mut window = InFlight::new(WINDOW_BYTES);
     let mut next_ping = Instant::now();
     loop {
         window.acked(*acked.borrow_and_update());
+        let requested = *promotion.borrow_and_update();
+        if let Some(seq) = requested.filter(|_| requested != promoted) {
+            // FAILOVER: writes are paused at `seq`, which the replica acked.
+            writer.send(&Message::Promote { seq }).await?;
+            promoted = requested;
+        }
         // Mark the head seen *before* reading the log, so a commit after the read still
         // wakes the wait below.
         let head_seq = *head.borrow_and_update();
@@ -403,6 +411,7 @@ async fn stream_log<W: AsyncWrite + Unpin>(
             // Full: wait for the replica to catch up, telling it the head meanwhile.
             tokio::select! {
                 changed = acked.changed() => changed.map_err(|_| Error::Shutdown)?,
+                _ = promotion.changed() => {}
                 _ = tokio::time::sleep_until(next_ping) => {}
             }
             continue;
@@ -413,6 +422,7 @@ async fn stream_log<W: AsyncWrite + Unpin>(
         let Some(first) = entries.first() else {
             tokio::select! {
                 changed = head.changed() => changed.map_err(|_| Error::Shutdown)?,
+                _ = promotion.changed() => {}
                 _ = tokio::time::sleep_until(next_ping) => {}
             }
             continue;

@@ -8,6 +8,7 @@ use super::glob;
 use super::info::{self, ServerFacts};
 use super::output::Output;
 use super::reply;
+use crate::node::failover::DEFAULT_FAILOVER_TIMEOUT;
 use crate::node::Node;
 use crate::replication::LinkMode;
 use crate::store::Role;
@@ -212,6 +213,46 @@ pub async fn replicaof(node: &Arc<Node>, args: &[Vec<u8>], out: &mut Output) -> 
             .map_err(|e| err(e.to_string()))?
             .map_err(|e| err(e.to_string()))?;
     }
+    reply::simple(out.buffer(), "OK");
+    Ok(())
+}
+
+/// `FAILOVER [TO host port] [TIMEOUT ms]` (Redis 6.2's syntax; host and port are the
+/// target's replication address): hands the primary role to that replica, or the most
+/// caught-up one, without losing a write; `+OK` once this node follows it. Unlike Redis,
+/// it answers when the handoff is done, and waits at most 10 s without `TIMEOUT`.
+pub async fn failover(node: &Arc<Node>, args: &[Vec<u8>], out: &mut Output) -> Reply {
+    let mut target = None;
+    let mut timeout = DEFAULT_FAILOVER_TIMEOUT;
+    let mut rest = args.iter();
+    while let Some(word) = rest.next() {
+        match word.to_ascii_uppercase().as_slice() {
+            b"TO" => {
+                let (Some(host), Some(port)) = (rest.next(), rest.next()) else {
+                    return Err(err("syntax error"));
+                };
+                target = Some(format!("{}:{}", text_of(host)?, text_of(port)?));
+            }
+            b"TIMEOUT" => {
+                let ms = rest.next().ok_or_else(|| err("syntax error"))?;
+                let ms: u64 = text_of(ms)?
+                    .parse()
+                    .ok()
+                    .filter(|&ms| ms > 0)
+                    .ok_or_else(|| err("FAILOVER timeout must be greater than 0"))?;
+                timeout = Duration::from_millis(ms);
+            }
+            b"ABORT" | b"FORCE" => {
+                return Err(err(
+                    "FAILOVER ABORT and FORCE are not supported: FAILOVER waits at most its TIMEOUT, then resumes writes",
+                ))
+            }
+            _ => return Err(err("syntax error")),
+        }
+    }
+    node.failover(target.as_deref(), timeout)
+        .await
+        .map_err(|e| err(e.to_string()))?;
     reply::simple(out.buffer(), "OK");
     Ok(())
 }

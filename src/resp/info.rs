@@ -114,6 +114,11 @@ fn replication(text: &mut String, node: &Node) -> Result<()> {
     };
     let _ = write!(
         text,
+        "master_failover_state:{}\r\n",
+        node.failover_state().as_str()
+    );
+    let _ = write!(
+        text,
         "master_replid:{}\r\nmaster_replid2:{replid2}\r\nmaster_repl_offset:{head}\r\n\
          second_repl_offset:{second_offset}\r\n\r\n",
         position.history_id.as_deref().unwrap_or(NO_HISTORY)

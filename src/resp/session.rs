@@ -121,6 +121,7 @@ impl Session {
             ("WAIT", 2) => admin::wait(node, self.pipeline.last_write(), args, out).await,
             ("SELECT", 1) => select(&args[0], out),
             ("REPLICAOF" | "SLAVEOF", 2) => admin::replicaof(node, args, out).await,
+            ("FAILOVER", _) => admin::failover(node, args, out).await,
             ("CLIENT", n) if n >= 1 => self.client.client(args, out),
             ("COMMAND", _) => {
                 commands::command(args, out);

@@ -43,6 +43,11 @@ pub enum Command<'a> {
     },
     /// `PROMOTE`
     Promote,
+    /// `FAILOVER [host:port]`
+    Failover {
+        /// The replica to hand over to (its replication address), or the most caught up.
+        target: Option<&'a str>,
+    },
     /// `EXIT`
     Exit,
 }
@@ -124,6 +129,13 @@ pub fn parse(line: &str) -> Result<Option<Command<'_>>, String> {
             Command::Keys { prefix }
         }
         "PROMOTE" => no_args(rest, "PROMOTE").map(|_| Command::Promote)?,
+        "FAILOVER" => {
+            let target = rest.map(str::trim).filter(|t| !t.is_empty());
+            if target.is_some_and(|t| t.contains(char::is_whitespace)) {
+                return Err("usage: FAILOVER [host:port]".into());
+            }
+            Command::Failover { target }
+        }
         "JOIN" => Command::Join {
             addr: one_word(rest, "JOIN <host:port>")?,
         },

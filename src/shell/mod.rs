@@ -9,6 +9,7 @@ pub mod progress;
 
 use crate::error::Error;
 use crate::net::validate_addr;
+use crate::node::failover::DEFAULT_FAILOVER_TIMEOUT;
 use crate::node::Node;
 use crate::replication::LinkMode;
 use crate::store::{Op, Role};
@@ -54,6 +55,10 @@ fn command_list(role: Role) -> &'static [(&'static str, &'static str)] {
             (
                 "JOIN <host:port>",
                 "follow that upstream: this node becomes its replica",
+            ),
+            (
+                "FAILOVER [host:port]",
+                "hand over to that replica (or the most caught up), losing nothing",
             ),
             ("HELP", "this list"),
         ],
@@ -192,6 +197,7 @@ impl Shell {
             }
             Command::Join { addr } => self.join(addr),
             Command::Promote => self.promote(),
+            Command::Failover { target } => self.failover(target),
             Command::Exit => Ok(String::new()),
         }
     }
@@ -259,6 +265,17 @@ impl Shell {
             }
         })?;
         Ok(report.line())
+    }
+
+    fn failover(&self, target: Option<&str>) -> Result<String, String> {
+        if let Some(addr) = target {
+            validate_addr(addr)?;
+        }
+        let node = Arc::clone(&self.node);
+        self.runtime
+            .block_on(node.failover(target, DEFAULT_FAILOVER_TIMEOUT))
+            .map(|primary| format!("OK {primary} is the primary now; this node follows it"))
+            .map_err(|e| format!("FAILOVER failed: {e}"))
     }
 
     fn promote(&self) -> Result<String, String> {

@@ -26,6 +26,7 @@ mod backup;
 mod chain;
 mod crash;
 mod divergence;
+mod handoff;
 mod info;
 mod promotion;
 mod restart;

@@ -8,7 +8,7 @@ use kv::protocol::{self, Message, PROTOCOL_VERSION};
 use kv::store::{Fork, MAX_SEQ};
 use rand::RngExt;
 
-pub const VARIANTS: usize = 12;
+pub const VARIANTS: usize = 13;
 pub const VARIANT_NAMES: [&str; VARIANTS] = [
     "Join",
     "Continue",
@@ -22,6 +22,7 @@ pub const VARIANT_NAMES: [&str; VARIANTS] = [
     "Error",
     "Probe",
     "ProbeReply",
+    "Promote",
 ];
 pub const FIELD_NAMES: [&str; 18] = [
     "node_id",
@@ -156,6 +157,9 @@ pub fn message_of(variant: usize, rng: &mut Rng) -> Message {
             message: random_string(rng),
         },
         10 => Message::Probe {
+            seq: random_seq(rng),
+        },
+        11 => Message::Promote {
             seq: random_seq(rng),
         },
         _ => Message::ProbeReply {

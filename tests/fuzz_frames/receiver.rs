@@ -263,6 +263,14 @@ fn check_step(model: &mut Model, message: &Message, step: &Step) -> Result<(), S
             model.last = *seq;
             model.phase = Phase::Streaming;
         }
+        Step::Promote { seq } => {
+            if model.phase != Phase::Streaming || *seq != model.last {
+                return Err(format!(
+                    "Promote at {seq} while {:?} at {}",
+                    model.phase, model.last
+                ));
+            }
+        }
         Step::Resume { from_seq, adopt } => {
             let Message::Continue { history_id, .. } = message else {
                 return Err("Resume from something other than Continue".into());

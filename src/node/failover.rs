@@ -1,0 +1,191 @@
+//! A planned handoff that loses nothing (`FAILOVER` on the client port or in the shell):
+//! the primary pauses its writes (they wait at the write gate), lets everything already
+//! queued commit, waits until the target replica acked that head, tells it to promote
+//! itself (a `Promote` message on its replication link), then demotes itself to follow
+//! it. Writes that waited, and any later write, then get `-READONLY`; if the target does
+//! not catch up in time, the handoff is abandoned and writes resume. The replica's side:
+//! [`serve_promotions`] promotes a node whose upstream asked it to.
+
+use super::budget::Charge;
+use super::Node;
+use crate::error::{Error, Result};
+use crate::replication::{DownstreamStatus, LinkMode};
+use crate::store::Role;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// How long `FAILOVER` waits for its target by default (Redis waits without limit unless
+/// given `TIMEOUT`; a bound keeps a forgotten handoff from pausing writes for good).
+pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a handoff stands, as `INFO replication` shows it (`master_failover_state`,
+/// Redis's words).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FailoverState {
+    /// No handoff running.
+    #[default]
+    NoFailover,
+    /// Writes paused; waiting for the target to ack the head.
+    WaitingForSync,
+    /// The target was told to promote itself; this node is switching to follow it.
+    FailoverInProgress,
+}
+
+impl FailoverState {
+    /// Redis's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverState::NoFailover => "no-failover",
+            FailoverState::WaitingForSync => "waiting-for-sync",
+            FailoverState::FailoverInProgress => "failover-in-progress",
+        }
+    }
+}
+
+/// The replica a handoff goes to: the one at `target` (its replication address, as
+/// `INFO replication` and `STATUS` list it), or else the one that acked furthest.
+pub fn choose_target(
+    replicas: &[DownstreamStatus],
+    target: Option<&str>,
+) -> Result<DownstreamStatus> {
+    let chosen = match target {
+        Some(addr) => replicas.iter().find(|r| r.identity.replica_addr == addr),
+        None => replicas.iter().max_by_key(|r| r.acked_seq),
+    };
+    match (chosen, target) {
+        (Some(replica), _) => Ok(replica.clone()),
+        (None, Some(addr)) => Err(Error::Invalid(format!(
+            "FAILOVER target {addr} is not a replica of this node"
+        ))),
+        (None, None) => Err(Error::Invalid(
+            "FAILOVER requires connected replicas".into(),
+        )),
+    }
+}
+
+impl Node {
+    /// Hands the primary role to a replica (the one at `target`, or the most caught up)
+    /// without losing a write, waiting up to `timeout` for it to catch up. Returns the new
+    /// primary's replication address.
+    pub async fn failover(
+        self: &Arc<Self>,
+        target: Option<&str>,
+        timeout: Duration,
+    ) -> Result<String> {
+        let Ok(_one_at_a_time) = self.failing_over.try_lock() else {
+            return Err(Error::Invalid("FAILOVER already in progress".into()));
+        };
+        if self.role() != Role::Primary {
+            return Err(Error::Invalid(
+                "FAILOVER is for a primary; this node is a replica".into(),
+            ));
+        }
+        let chosen = choose_target(&self.replication().downstreams().list(), target)?;
+        let addr = chosen.identity.replica_addr.clone();
+        info!("FAILOVER to {addr}: pausing writes");
+        self.failover_state
+            .send_replace(FailoverState::WaitingForSync);
+        // Writes wait here (the gate) from now until the handoff ends either way.
+        let gate = self.write_gate.write().await;
+        let outcome = self.hand_over(&chosen, timeout).await;
+        self.failover_state.send_replace(FailoverState::NoFailover);
+        drop(gate);
+        match &outcome {
+            Ok(()) => info!("FAILOVER done: {addr} is the primary; this node follows it"),
+            Err(e) => warn!("FAILOVER to {addr} failed: {e}"),
+        }
+        outcome.map(|()| addr)
+    }
+
+    async fn hand_over(
+        self: &Arc<Self>,
+        target: &DownstreamStatus,
+        timeout: Duration,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (node_id, addr) = (&target.identity.node_id, &target.identity.replica_addr);
+        // Every write queued before the gate closed commits before this empty one.
+        self.writer
+            .submit(Vec::new(), Charge::default())
+            .await?
+            .durable()
+            .await?;
+        let (head, history) = self
+            .blocking(|store| Ok((store.head_seq()?, store.history_id()?)))
+            .await?;
+        let downstreams = self.replication().downstreams();
+        let acked = downstreams.wait_for_replica(node_id, head, deadline).await;
+        if acked < head {
+            return Err(Error::Invalid(format!(
+                "FAILOVER target {addr} did not catch up within {} ms (it acked seq {acked} \
+                 of {head}); the handoff is abandoned and writes resume",
+                timeout.as_millis()
+            )));
+        }
+        self.failover_state
+            .send_replace(FailoverState::FailoverInProgress);
+        if !downstreams.request_promotion(node_id, head) {
+            return Err(Error::Invalid(format!(
+                "FAILOVER target {addr} disconnected; the handoff is abandoned and writes resume"
+            )));
+        }
+        let node = Arc::clone(self);
+        let upstream = addr.clone();
+        tokio::task::spawn_blocking(move || node.follow(upstream, LinkMode::Start)).await??;
+        // Done once this node holds the target's new history (which continues ours).
+        let adopted = self
+            .wait_for_new_history(history, deadline + timeout)
+            .await?;
+        if !adopted {
+            return Err(Error::Invalid(format!(
+                "FAILOVER target {addr} was told to take over but this node has not seen its \
+                 new history yet; this node is a replica following it"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Waits until the store's history is no longer `old`, up to `deadline`.
+    async fn wait_for_new_history(
+        &self,
+        old: Option<String>,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool> {
+        let mut head = self.replication().subscribe_head();
+        loop {
+            if self.blocking(|store| store.history_id()).await? != old {
+                return Ok(true);
+            }
+            // A new history arrives with its adoption (no head change) or its snapshot:
+            // check again on a head change, or every 50 ms.
+            let wait = tokio::time::timeout(Duration::from_millis(50), head.changed());
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            let _ = wait.await;
+        }
+    }
+}
+
+/// The replica's side of `FAILOVER`: promotes `node` whenever its upstream asks it to
+/// (the `Promote` message), until the node shuts down.
+pub async fn serve_promotions(node: Arc<Node>) {
+    let mut requests = node.replication().promotions();
+    let shutdown = node.shutdown_token().clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = requests.changed() => if changed.is_err() { return },
+        }
+        let Some(seq) = *requests.borrow_and_update() else {
+            continue;
+        };
+        let promoting = Arc::clone(&node);
+        match tokio::task::spawn_blocking(move || promoting.promote()).await {
+            Ok(Ok(promotion)) => info!("FAILOVER at seq {seq}: {}", promotion.line()),
+            Ok(Err(e)) => warn!("FAILOVER at seq {seq}: the promotion failed: {e}"),
+            Err(e) => warn!("FAILOVER at seq {seq}: the promotion did not run: {e}"),
+        }
+    }
+}
