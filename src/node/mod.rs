@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 use writer::Writer;
 
 /// How long a stopping node waits for its links to say goodbye.
@@ -200,7 +200,7 @@ impl Node {
                 *lock(&self.role) = Role::Primary;
                 return Err(e);
             }
-            warn!("demoted to a replica: following {upstream}");
+            info!("demoted to a replica: following {upstream}");
         }
         Ok(Following {
             first_sync: self.link.follow(upstream, mode),
