@@ -43,6 +43,15 @@ impl FailoverState {
     }
 }
 
+/// Sets the failover state back to no-failover when dropped.
+struct StateReset<'a>(&'a tokio::sync::watch::Sender<FailoverState>);
+
+impl Drop for StateReset<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(FailoverState::NoFailover);
+    }
+}
+
 /// The replica a handoff goes to: the one at `target` (its replication address, as
 /// `INFO replication` and `STATUS` list it), or else the one that acked furthest.
 pub fn choose_target(
@@ -84,12 +93,13 @@ impl Node {
         let chosen = choose_target(&self.replication().downstreams().list(), target)?;
         let addr = chosen.identity.replica_addr.clone();
         info!("FAILOVER to {addr}: pausing writes");
+        // Back to no-failover however this ends, even if the future is dropped.
+        let _state = StateReset(&self.failover_state);
         self.failover_state
             .send_replace(FailoverState::WaitingForSync);
         // Writes wait here (the gate) from now until the handoff ends either way.
         let gate = self.write_gate.write().await;
         let outcome = self.hand_over(&chosen, timeout).await;
-        self.failover_state.send_replace(FailoverState::NoFailover);
         drop(gate);
         match &outcome {
             Ok(()) => info!("FAILOVER done: {addr} is the primary; this node follows it"),
