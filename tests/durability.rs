@@ -1,6 +1,7 @@
 //! Durability options on the real binary: `--min-replicas-to-write` refuses writes with
-//! `-NOREPLICAS` (nothing stored) while too few replicas acked recently, and accepts them
-//! again once a replica is back; `--sync-replicas 1` acknowledges a write only once a
+//! `-NOREPLICAS` (nothing stored) while too few replicas acked recently (a replica that
+//! goes silent, SIGSTOPped, stops counting after the lag; one that dies, at once), and
+//! accepts them again once a replica is back; `--sync-replicas 1` acknowledges a write only once a
 //! replica holds it, so SIGKILL of the primary at a random moment under 20 concurrent
 //! writers, then `REPLICAOF NO ONE` on the replica, loses no acknowledged write; without
 //! a replica, a synchronous write fails after `--sync-timeout`, saying it is committed
@@ -50,6 +51,12 @@ fn get(con: &mut redis::Connection, key: &str) -> Option<String> {
     redis::cmd("GET").arg(key).query(con).expect("GET")
 }
 
+fn signal(node: &KvProcess, signal: libc::c_int) {
+    // SAFETY: kill(2) on a child process this test started and still owns.
+    let sent = unsafe { libc::kill(node.pid() as libc::pid_t, signal) };
+    assert_eq!(sent, 0, "kill({}, {signal})", node.pid());
+}
+
 fn is_noreplicas(result: &redis::RedisResult<()>) -> bool {
     matches!(result, Err(e) if e.code() == Some("NOREPLICAS"))
 }
@@ -87,6 +94,24 @@ fn min_replicas_refuses_writes_until_a_replica_acks_and_again_once_it_dies() {
         .query(&mut con)
         .expect("INFO");
     assert!(info.contains("min_slaves_good_slaves:1"), "{info}");
+
+    // A replica that stops answering (SIGSTOP: its connection stays open) stops counting
+    // once its last ack is older than the lag, not before.
+    let stopped = Instant::now();
+    signal(&r, libc::SIGSTOP);
+    let refused = wait_until(PATIENCE, || is_noreplicas(&set(&mut con, "stalled", "1")));
+    assert!(refused, "writes still accepted with a silent replica");
+    let waited = stopped.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(6),
+        "refused after {waited:?} with a 2 s lag"
+    );
+    signal(&r, libc::SIGCONT);
+    let back = wait_until(PATIENCE, || set(&mut con, "back", "1").is_ok());
+    assert!(
+        back,
+        "writes never accepted again once the replica answered"
+    );
 
     r.kill();
     let died = Instant::now();

@@ -66,6 +66,7 @@ impl Durability {
     pub fn pending(&self, commit: writer::PendingWrite, downstreams: &Downstreams) -> PendingWrite {
         let confirm = (self.sync_replicas > 0).then(|| Confirm {
             downstreams: downstreams.clone(),
+            epoch: downstreams.epoch(),
             replicas: self.sync_replicas,
             timeout: self.sync_timeout,
         });
@@ -83,6 +84,8 @@ pub struct PendingWrite {
 /// The replicas a synchronous write waits for.
 struct Confirm {
     downstreams: Downstreams,
+    /// The history the write was made in: only acks of it count.
+    epoch: u64,
     replicas: usize,
     timeout: Duration,
 }
@@ -100,8 +103,15 @@ impl PendingWrite {
         let deadline = tokio::time::Instant::now() + confirm.timeout;
         let holders = confirm
             .downstreams
-            .wait_for_acks(last, confirm.replicas, Some(deadline))
+            .wait_for_acks((last, confirm.epoch), confirm.replicas, Some(deadline))
             .await;
+        if confirm.downstreams.epoch() != confirm.epoch {
+            return Err(Error::NotConfirmed(format!(
+                "the write was committed on this node (seq {last}) but this node's history \
+                 changed before {} replica(s) confirmed it: it may not be on the primary now",
+                confirm.replicas
+            )));
+        }
         if holders < confirm.replicas {
             return Err(Error::NotConfirmed(format!(
                 "the write is committed on this node (seq {last}) but was not confirmed by \

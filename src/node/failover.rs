@@ -98,9 +98,14 @@ impl Node {
         self.failover_state
             .send_replace(FailoverState::WaitingForSync);
         // Writes wait here (the gate) from now until the handoff ends either way.
-        let gate = self.write_gate.write().await;
-        let outcome = self.hand_over(&chosen, timeout).await;
-        drop(gate);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let outcome = match tokio::time::timeout_at(deadline, self.write_gate.write()).await {
+            Ok(_gate) => self.hand_over(&chosen, timeout, deadline).await,
+            Err(_) => Err(Error::Invalid(
+                "FAILOVER could not pause writes within its timeout".into(),
+            )),
+        };
+        self.replication().downstreams().clear_promotion();
         match &outcome {
             Ok(()) => info!("FAILOVER done: {addr} is the primary; this node follows it"),
             Err(e) => warn!("FAILOVER to {addr} failed: {e}"),
@@ -112,8 +117,8 @@ impl Node {
         self: &Arc<Self>,
         target: &DownstreamStatus,
         timeout: Duration,
+        deadline: tokio::time::Instant,
     ) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + timeout;
         let (node_id, addr) = (&target.identity.node_id, &target.identity.replica_addr);
         // Every write queued before the gate closed commits before this empty one.
         self.writer
@@ -135,14 +140,19 @@ impl Node {
         }
         self.failover_state
             .send_replace(FailoverState::FailoverInProgress);
-        if !downstreams.request_promotion(node_id, head) {
-            return Err(Error::Invalid(format!(
-                "FAILOVER target {addr} disconnected; the handoff is abandoned and writes resume"
-            )));
-        }
+        // Demoted first: once the target is asked to promote, this node never takes a write
+        // again. (Until then, a failure leaves it the primary.)
         let node = Arc::clone(self);
         let upstream = addr.clone();
-        tokio::task::spawn_blocking(move || node.follow(upstream, LinkMode::Start)).await??;
+        let following =
+            tokio::task::spawn_blocking(move || node.follow(upstream, LinkMode::Handoff)).await??;
+        if !downstreams.request_promotion(node_id, head) {
+            let undone = self.blocking_undo(following).await?;
+            return Err(Error::Invalid(format!(
+                "FAILOVER target {addr} disconnected; the handoff is abandoned{}",
+                if undone { " and writes resume" } else { "" }
+            )));
+        }
         // Done once this node holds the target's new history (which continues ours).
         let adopted = self
             .wait_for_new_history(history, deadline + timeout)
@@ -154,6 +164,12 @@ impl Node {
             )));
         }
         Ok(())
+    }
+
+    /// Undoes the demotion of a handoff that could not ask its target to promote.
+    async fn blocking_undo(self: &Arc<Self>, following: super::Following) -> Result<bool> {
+        let node = Arc::clone(self);
+        tokio::task::spawn_blocking(move || node.undo_follow(&following)).await?
     }
 
     /// Waits until the store's history is no longer `old`, up to `deadline`.
@@ -192,7 +208,7 @@ pub async fn serve_promotions(node: Arc<Node>) {
             continue;
         };
         let promoting = Arc::clone(&node);
-        match tokio::task::spawn_blocking(move || promoting.promote()).await {
+        match tokio::task::spawn_blocking(move || promoting.promote_at(seq)).await {
             Ok(Ok(promotion)) => info!("FAILOVER at seq {seq}: {}", promotion.line()),
             Ok(Err(e)) => warn!("FAILOVER at seq {seq}: the promotion failed: {e}"),
             Err(e) => warn!("FAILOVER at seq {seq}: the promotion did not run: {e}"),

@@ -156,6 +156,16 @@ impl Node {
     /// seq and stores the primary role. Writes are accepted from then on; replicas
     /// chained below this node rejoin and continue across the fork. Blocking (SQLite).
     pub fn promote(&self) -> Result<Promotion> {
+        self.promote_if_at(None)
+    }
+
+    /// A promotion its upstream asked for (`FAILOVER`): only if this node holds exactly
+    /// `seq`, where the upstream paused; otherwise it follows that upstream again.
+    pub fn promote_at(&self, seq: u64) -> Result<Promotion> {
+        self.promote_if_at(Some(seq))
+    }
+
+    fn promote_if_at(&self, expected: Option<u64>) -> Result<Promotion> {
         let mut changing = lock(&self.changing);
         let steps = plan(self.role(), &RoleRequest::Promote);
         if !steps.promote {
@@ -166,7 +176,13 @@ impl Node {
         if steps.stop_link {
             self.link.stop();
         }
-        let position = match self.store().promote(&Unfenced) {
+        let promoted = match (expected, self.store().head_seq()) {
+            (Some(seq), Ok(head)) if head != seq => Err(Error::Invalid(format!(
+                "asked to promote at seq {seq}, but this node holds up to {head}"
+            ))),
+            _ => self.store().promote(&Unfenced),
+        };
+        let position = match promoted {
             Ok(position) => position,
             Err(e) => {
                 // Still a replica, with its history unchanged: follow what it followed.

@@ -52,6 +52,8 @@ struct Downstream {
     last_ack: Mutex<Option<Instant>>,
     /// Set by `FAILOVER`: tell this replica to promote itself at this seq.
     promote: watch::Sender<Option<u64>>,
+    /// The history epoch it was registered in (see [`Downstreams::new_epoch`]).
+    epoch: u64,
 }
 
 /// The registry shared by the sender tasks and the readers of replica state.
@@ -61,6 +63,12 @@ struct Registry {
     next_id: AtomicU64,
     /// Bumped whenever an acked position moves or a replica comes or goes.
     changes: watch::Sender<u64>,
+    /// Bumped whenever this node's history changes: acks of a later epoch say nothing
+    /// about writes of an earlier one.
+    epoch: AtomicU64,
+    /// A promotion `FAILOVER` asked for (replica node id, seq), also for connections the
+    /// replica makes after it was asked.
+    pending_promotion: Mutex<Option<(String, u64)>>,
 }
 
 /// The replicas connected to this node; cheap to clone (one shared registry).
@@ -82,13 +90,18 @@ impl Downstreams {
     /// `start` (its seq for a partial resync, 0 for a full one).
     pub fn register(&self, identity: ReplicaIdentity, start: u64) -> Registration {
         let id = self.registry.next_id.fetch_add(1, Ordering::Relaxed);
+        let pending = lock(&self.registry.pending_promotion)
+            .as_ref()
+            .filter(|(node_id, _)| *node_id == identity.node_id)
+            .map(|(_, seq)| *seq);
         let downstream = Arc::new(Downstream {
             identity,
             sent: AtomicU64::new(start),
             acked: watch::Sender::new(start),
             last_heard: Mutex::new(Instant::now()),
             last_ack: Mutex::new(None),
-            promote: watch::Sender::new(None),
+            promote: watch::Sender::new(pending),
+            epoch: self.epoch(),
         });
         lock(&self.registry.replicas).insert(id, Arc::clone(&downstream));
         self.registry.changed();
@@ -105,14 +118,31 @@ impl Downstreams {
         replicas.values().map(|d| d.status()).collect()
     }
 
-    /// How many replicas have acknowledged `seq`, each counted once however many
-    /// connections it has (a replica that reconnected while its old connection is not yet
-    /// declared dead is one replica, by its node id).
+    /// The current history epoch.
+    pub fn epoch(&self) -> u64 {
+        self.registry.epoch.load(Ordering::SeqCst)
+    }
+
+    /// This node's history changed (a snapshot installed, a fork adopted, a promotion):
+    /// waits for acks of the old history end, and replicas registered from now on count
+    /// only for writes of the new one.
+    pub fn new_epoch(&self) {
+        self.registry.epoch.fetch_add(1, Ordering::SeqCst);
+        self.registry.changed();
+    }
+
+    /// How many replicas have acknowledged `seq` of this epoch's history, each counted
+    /// once however many connections it has (a replica that reconnected while its old
+    /// connection is not yet declared dead is one replica, by its node id).
     pub fn count_acked(&self, seq: u64) -> usize {
+        self.count_acked_in(seq, self.epoch())
+    }
+
+    fn count_acked_in(&self, seq: u64, epoch: u64) -> usize {
         let replicas = lock(&self.registry.replicas);
         let holders: BTreeSet<&str> = replicas
             .values()
-            .filter(|d| *d.acked.borrow() >= seq)
+            .filter(|d| d.epoch == epoch && *d.acked.borrow() >= seq)
             .map(|d| d.identity.node_id.as_str())
             .collect();
         holders.len()
@@ -165,8 +195,10 @@ impl Downstreams {
     }
 
     /// Tells replica `node_id` to promote itself at `seq` (`FAILOVER`), on each of its
-    /// connections; false if it is not connected.
+    /// connections, and on any it makes until [`clear_promotion`](Self::clear_promotion);
+    /// false if it is not connected now.
     pub fn request_promotion(&self, node_id: &str, seq: u64) -> bool {
+        *lock(&self.registry.pending_promotion) = Some((node_id.to_string(), seq));
         let replicas = lock(&self.registry.replicas);
         let mut asked = false;
         for d in replicas.values().filter(|d| d.identity.node_id == node_id) {
@@ -176,11 +208,17 @@ impl Downstreams {
         asked
     }
 
+    /// Forgets the promotion asked for (the `FAILOVER` ended).
+    pub fn clear_promotion(&self) {
+        *lock(&self.registry.pending_promotion) = None;
+    }
+
     /// Waits until `wanted` replicas have acknowledged `seq`, or until `deadline` (none:
     /// no limit); returns how many had then. Woken by acks, not by polling.
+    /// Acks count only in history `epoch`; once the history changed, the wait ends.
     pub async fn wait_for_acks(
         &self,
-        seq: u64,
+        (seq, epoch): (u64, u64),
         wanted: usize,
         deadline: Option<tokio::time::Instant>,
     ) -> usize {
@@ -188,8 +226,8 @@ impl Downstreams {
         loop {
             // Marked seen before counting, so an ack after the count still wakes us.
             changes.borrow_and_update();
-            let count = self.count_acked(seq);
-            if count >= wanted {
+            let count = self.count_acked_in(seq, epoch);
+            if count >= wanted || self.epoch() != epoch {
                 return count;
             }
             let changed = match deadline {
@@ -199,7 +237,7 @@ impl Downstreams {
                 None => Some(changes.changed().await),
             };
             if !matches!(changed, Some(Ok(()))) {
-                return self.count_acked(seq);
+                return self.count_acked_in(seq, epoch);
             }
         }
     }
@@ -325,12 +363,36 @@ mod tests {
         replica.sent(5);
         let waiter = {
             let downstreams = downstreams.clone();
-            tokio::spawn(async move { downstreams.wait_for_acks(5, 1, None).await })
+            tokio::spawn(async move { downstreams.wait_for_acks((5, 0), 1, None).await })
         };
         tokio::task::yield_now().await;
         replica.ack(5);
         assert_eq!(waiter.await.expect("waiter"), 1);
         let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(20);
-        assert_eq!(downstreams.wait_for_acks(6, 1, Some(soon)).await, 0);
+        assert_eq!(downstreams.wait_for_acks((6, 0), 1, Some(soon)).await, 0);
+    }
+
+    #[tokio::test]
+    async fn acks_of_a_later_history_do_not_confirm_a_write_of_an_earlier_one() {
+        let downstreams = Downstreams::default();
+        let epoch = downstreams.epoch();
+        let waiter = {
+            let downstreams = downstreams.clone();
+            tokio::spawn(async move { downstreams.wait_for_acks((2, epoch), 1, None).await })
+        };
+        tokio::task::yield_now().await;
+        // The history changes (a snapshot installed): the wait ends unconfirmed, and a
+        // replica of the new history acking far past seq 2 counts for nothing old.
+        downstreams.new_epoch();
+        assert_eq!(waiter.await.expect("waiter"), 0);
+        let replica = downstreams.register(identity(), 0);
+        replica.sent(6);
+        replica.ack(6);
+        assert_eq!(downstreams.count_acked(2), 1);
+        let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(20);
+        assert_eq!(
+            downstreams.wait_for_acks((2, epoch), 1, Some(soon)).await,
+            0
+        );
     }
 }

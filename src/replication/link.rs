@@ -92,6 +92,9 @@ pub enum LinkMode {
     /// Following again the upstream a failed `JOIN` replaced: retries, and never adopts an
     /// unrelated history (nobody asked for one).
     Resume,
+    /// A primary following the replica it hands over to (`FAILOVER`): retries, and never
+    /// adopts an unrelated history (the target continues this node's own).
+    Handoff,
 }
 
 impl LinkMode {
@@ -103,7 +106,7 @@ impl LinkMode {
     /// Whether the operator named this upstream, so that its first sync may replace the
     /// node's data with an unrelated history.
     pub fn operator_chose(self) -> bool {
-        self != LinkMode::Resume
+        matches!(self, LinkMode::Join | LinkMode::Start)
     }
 }
 

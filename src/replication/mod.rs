@@ -162,6 +162,7 @@ impl Replication {
     pub fn reset_history(&self) {
         let old = std::mem::replace(&mut *lock(&self.history_reset), CancellationToken::new());
         old.cancel();
+        self.downstreams.new_epoch();
     }
 
     /// The replicas connected to this node.

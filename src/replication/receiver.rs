@@ -280,6 +280,9 @@ impl Link<'_> {
                         self.upstream
                     );
                     self.repl.request_promotion(seq);
+                    // Nothing more is taken from this upstream: the promotion ends the link
+                    // (or, if it fails, the node follows it again on a new one).
+                    std::future::pending::<()>().await;
                 }
                 step => {
                     return Err(Error::Protocol(format!(

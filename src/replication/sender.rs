@@ -168,7 +168,7 @@ async fn read_join<R: AsyncRead + Unpin>(
             }
             let identity = ReplicaIdentity {
                 node_id,
-                replica_addr,
+                replica_addr: reachable_addr(&replica_addr, peer),
                 peer,
             };
             let joiner = JoinerState {
@@ -184,6 +184,18 @@ async fn read_join<R: AsyncRead + Unpin>(
             other.name()
         ))),
         None => Err(Error::Protocol("connection closed before Join".into())),
+    }
+}
+
+/// The address a replica can be reached at: what it reported (its `--listen`), with the
+/// address its connection came from when it listens on all interfaces (`0.0.0.0:P`), so
+/// `INFO`, `STATUS` and `FAILOVER` name a host that reaches it.
+fn reachable_addr(reported: &str, peer: SocketAddr) -> String {
+    match reported.parse::<SocketAddr>() {
+        Ok(addr) if addr.ip().is_unspecified() => {
+            SocketAddr::new(peer.ip(), addr.port()).to_string()
+        }
+        _ => reported.to_string(),
     }
 }
 

@@ -180,7 +180,11 @@ pub async fn wait(node: &Node, last_write: u64, args: &[Vec<u8>], out: &mut Outp
     let count = node
         .replication()
         .downstreams()
-        .wait_for_acks(last_write, wanted, deadline)
+        .wait_for_acks(
+            (last_write, node.replication().downstreams().epoch()),
+            wanted,
+            deadline,
+        )
         .await;
     reply::integer(out.buffer(), i64::try_from(count).unwrap_or(i64::MAX));
     Ok(())

@@ -1,6 +1,6 @@
-//! A planned handoff (`FAILOVER`) loses nothing: under a continuous writer, `FAILOVER TO`
+//! A planned handoff (`FAILOVER`) loses nothing: under 20 continuous writers, `FAILOVER TO`
 //! a replica answers `+OK` once the roles are swapped; every write that got `+OK` is on the
-//! new primary, the writer's next write gets `-READONLY`, and the old primary and a
+//! new primary, each writer's next write gets `-READONLY`, and the old primary and a
 //! replica that stays below it follow the new primary to the same digest, the old primary
 //! by partial resync (nothing diverged). A target that cannot catch up in time
 //! (partitioned by the proxy) makes `FAILOVER` fail and writes resume; so does having no
@@ -12,10 +12,11 @@ use crate::support::{assert_converged, info_field, redis, wait_seq, Cluster};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A writer on its own thread, SETting `w{i:05}` until its first error (returned), at
-/// most `max` writes or 30 s; the acknowledged keys are collected.
+/// Writer `w` on its own thread, SETting `w{w}-{i:05}` until its first error (returned),
+/// at most `max` writes or 30 s; the acknowledged keys are collected.
 fn writer(
     node: &KvProcess,
+    w: usize,
     max: usize,
     acknowledged: Arc<Mutex<Vec<String>>>,
 ) -> std::thread::JoinHandle<Option<redis::RedisError>> {
@@ -26,7 +27,7 @@ fn writer(
             if started.elapsed() > Duration::from_secs(30) {
                 return None;
             }
-            let key = format!("w{i:05}");
+            let key = format!("w{w:02}-{i:05}");
             match redis::cmd("SET").arg(&key).arg(i).query::<()>(&mut con) {
                 Ok(()) => acknowledged.lock().expect("lock").push(key),
                 Err(e) => return Some(e),
@@ -65,16 +66,21 @@ fn a_handoff_under_a_continuous_writer_loses_no_acknowledged_write() {
     let mut r1 = cluster.replica("r1.db", &p.addr(), "Snapshot received");
     let mut r2 = cluster.replica("r2.db", &p.addr(), "Snapshot received");
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
-    let writing = writer(&p, 50_000, Arc::clone(&acknowledged));
+    // 20 writers, so that writes are queued, waiting and arriving when the handoff starts.
+    let writing: Vec<_> = (0..20)
+        .map(|w| writer(&p, w, 50_000, Arc::clone(&acknowledged)))
+        .collect();
     let started = wait_until(PATIENCE, || acknowledged.lock().expect("lock").len() >= 200);
     assert!(started, "the writer never got going");
 
     assert_eq!(failover_to(&p, &r1, 10_000).expect("FAILOVER"), "OK");
-    let error = writing
-        .join()
-        .expect("writer")
-        .expect("the writer must be refused");
-    assert_eq!(error.code(), Some("READONLY"), "{error}");
+    for writing in writing {
+        let error = writing
+            .join()
+            .expect("writer")
+            .expect("every writer must be refused");
+        assert_eq!(error.code(), Some("READONLY"), "{error}");
+    }
     assert_eq!(info_field(&r1, "role"), "master");
     assert_eq!(info_field(&p, "role"), "slave");
     assert_eq!(info_field(&p, "master_failover_state"), "no-failover");
