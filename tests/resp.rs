@@ -18,16 +18,7 @@ fn connect(node: &KvProcess) -> Connection {
 }
 
 fn primary(dir: &TempDir) -> KvProcess {
-    let db = dir.path().join("p.db").display().to_string();
-    KvProcess::start(&[
-        "primary",
-        "--db",
-        &db,
-        "--listen",
-        "127.0.0.1:0",
-        "--resp",
-        "127.0.0.1:0",
-    ])
+    KvProcess::primary_with_clients(&dir.path().join("p.db"), &[])
 }
 
 fn replica_of(dir: &TempDir, upstream: &KvProcess) -> KvProcess {

@@ -108,6 +108,23 @@ impl KvProcess {
         found.unwrap_or_else(|| panic!("never on stderr: {}", self.stderr_text()))
     }
 
+    /// `kv primary --db DB --listen 127.0.0.1:0 --resp 127.0.0.1:0 EXTRA...`: a primary
+    /// with a client port.
+    pub fn primary_with_clients(db: &Path, extra: &[&str]) -> KvProcess {
+        let db = db.display().to_string();
+        let mut args = vec![
+            "primary",
+            "--db",
+            &db,
+            "--listen",
+            "127.0.0.1:0",
+            "--resp",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        KvProcess::start(&args)
+    }
+
     /// `kv replica --db DB --listen 127.0.0.1:0 --join UPSTREAM EXTRA...`.
     pub fn replica(db: &Path, upstream: &str, extra: &[&str]) -> KvProcess {
         let db = db.display().to_string();
