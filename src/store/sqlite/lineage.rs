@@ -2,7 +2,7 @@
 //! `fork_seq`), the log's running checksum at a seq, the role check of a primary write,
 //! promotion, adopting an upstream's lineage, and saving diverged log entries.
 
-use super::rows::{get_meta, head, log_entry, read_log_row, set_meta, sql_seq};
+use super::rows::{delete_meta, get_meta, head, log_entry, read_log_row, set_meta, sql_seq};
 use crate::error::{Error, Result};
 use crate::store::history::history_at;
 use crate::store::{new_history_id, DivergedEntry, Fork, Lineage, Position, Role, SnapshotTarget};
@@ -37,10 +37,8 @@ fn write_lineage(conn: &Connection, history_id: &str, fork: Option<&Fork>) -> Re
             set_meta(conn, "fork_seq", &fork.seq.to_string())?;
         }
         None => {
-            conn.execute(
-                "DELETE FROM meta WHERE name IN ('prev_history_id', 'fork_seq')",
-                [],
-            )?;
+            delete_meta(conn, "prev_history_id")?;
+            delete_meta(conn, "fork_seq")?;
         }
     }
     Ok(())
@@ -71,10 +69,7 @@ pub(super) fn set_log_base(conn: &Connection, seq: u64, checksum: Option<u64>) -
     set_meta(conn, "base_seq", &seq.to_string())?;
     match checksum {
         Some(checksum) => set_meta(conn, "base_checksum", &checksum.to_string()),
-        None => {
-            conn.execute("DELETE FROM meta WHERE name = 'base_checksum'", [])?;
-            Ok(())
-        }
+        None => delete_meta(conn, "base_checksum"),
     }
 }
 
@@ -158,20 +153,16 @@ pub(super) fn save_diverged(conn: &Connection, after: u64) -> Result<()> {
 
 /// The entries in `diverged`, in the order they were saved.
 pub(super) fn read_diverged(conn: &Connection) -> Result<Vec<DivergedEntry>> {
+    // The log row's columns first, so `read_log_row` reads them as it reads `log`.
     let mut stmt =
-        conn.prepare_cached("SELECT history_id, seq, op, key, value FROM diverged ORDER BY rowid")?;
-    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, read_shifted(row)?)))?;
+        conn.prepare_cached("SELECT seq, op, key, value, history_id FROM diverged ORDER BY rowid")?;
+    let rows = stmt.query_map([], |row| Ok((read_log_row(row)?, row.get::<_, String>(4)?)))?;
     rows.map(|row| {
-        let (history_id, raw) = row?;
+        let (raw, history_id) = row?;
         Ok(DivergedEntry {
             history_id,
             entry: log_entry(raw)?,
         })
     })
     .collect()
-}
-
-/// A log row's four columns, read from columns 1..=4.
-fn read_shifted(row: &rusqlite::Row<'_>) -> rusqlite::Result<super::rows::LogRow> {
-    Ok((row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
 }

@@ -62,6 +62,12 @@ pub(super) fn set_meta(conn: &Connection, name: &str, value: &str) -> Result<()>
     Ok(())
 }
 
+/// Removes a `meta` row, if present.
+pub(super) fn delete_meta(conn: &Connection, name: &str) -> Result<()> {
+    conn.execute("DELETE FROM meta WHERE name = ?1", [name])?;
+    Ok(())
+}
+
 /// Applies `op` to `kv`. Returns false for a delete of an absent key (nothing changed).
 pub(super) fn change_kv(conn: &Connection, op: &Op) -> Result<bool> {
     match op {
