@@ -139,26 +139,25 @@ impl Downstreams {
     }
 
     fn count_acked_in(&self, seq: u64, epoch: u64) -> usize {
+        self.count_replicas(|d| d.epoch == epoch && *d.acked.borrow() >= seq)
+    }
+
+    /// How many replicas have a connection that `counts`, each counted once by node id.
+    fn count_replicas(&self, counts: impl Fn(&Downstream) -> bool) -> usize {
         let replicas = lock(&self.registry.replicas);
-        let holders: BTreeSet<&str> = replicas
+        let counted: BTreeSet<&str> = replicas
             .values()
-            .filter(|d| d.epoch == epoch && *d.acked.borrow() >= seq)
+            .filter(|d| counts(d))
             .map(|d| d.identity.node_id.as_str())
             .collect();
-        holders.len()
+        counted.len()
     }
 
     /// How many replicas acked within `max_lag` (Redis's "good replicas" of
     /// `min-replicas-max-lag`), each counted once. A replica acks only once it has synced,
     /// and an idle one acks every second, so a healthy replica always counts.
     pub fn count_good(&self, max_lag: Duration) -> usize {
-        let replicas = lock(&self.registry.replicas);
-        let good: BTreeSet<&str> = replicas
-            .values()
-            .filter(|d| lock(&d.last_ack).is_some_and(|at| at.elapsed() <= max_lag))
-            .map(|d| d.identity.node_id.as_str())
-            .collect();
-        good.len()
+        self.count_replicas(|d| lock(&d.last_ack).is_some_and(|at| at.elapsed() <= max_lag))
     }
 
     /// Waits until the replica `node_id` acked `seq` or `deadline` passes; returns its
@@ -169,18 +168,9 @@ impl Downstreams {
         seq: u64,
         deadline: tokio::time::Instant,
     ) -> u64 {
-        let mut changes = self.registry.changes.subscribe();
-        loop {
-            changes.borrow_and_update();
-            let acked = self.acked_by(node_id);
-            if acked >= seq {
-                return acked;
-            }
-            let changed = tokio::time::timeout_at(deadline, changes.changed()).await;
-            if !matches!(changed, Ok(Ok(()))) {
-                return self.acked_by(node_id);
-            }
-        }
+        let acked = || self.acked_by(node_id);
+        self.watch_until(Some(deadline), acked, |&acked| acked >= seq)
+            .await
     }
 
     /// The furthest position replica `node_id` acked, over its connections.
@@ -222,13 +212,27 @@ impl Downstreams {
         wanted: usize,
         deadline: Option<tokio::time::Instant>,
     ) -> usize {
+        let count = || self.count_acked_in(seq, epoch);
+        let done = |&count: &usize| count >= wanted || self.epoch() != epoch;
+        self.watch_until(deadline, count, done).await
+    }
+
+    /// Reads `state` again on every change of the registry (acks, replicas coming and
+    /// going, a new epoch) until it is `done` or `deadline` (none: no limit) passes;
+    /// returns the last reading. Woken by the changes watch, not by polling.
+    async fn watch_until<T>(
+        &self,
+        deadline: Option<tokio::time::Instant>,
+        state: impl Fn() -> T,
+        done: impl Fn(&T) -> bool,
+    ) -> T {
         let mut changes = self.registry.changes.subscribe();
         loop {
-            // Marked seen before counting, so an ack after the count still wakes us.
+            // Marked seen before reading, so a change after the reading still wakes us.
             changes.borrow_and_update();
-            let count = self.count_acked_in(seq, epoch);
-            if count >= wanted || self.epoch() != epoch {
-                return count;
+            let now = state();
+            if done(&now) {
+                return now;
             }
             let changed = match deadline {
                 Some(deadline) => tokio::time::timeout_at(deadline, changes.changed())
@@ -237,7 +241,7 @@ impl Downstreams {
                 None => Some(changes.changed().await),
             };
             if !matches!(changed, Some(Ok(()))) {
-                return self.count_acked_in(seq, epoch);
+                return state();
             }
         }
     }
