@@ -13,6 +13,7 @@ use crate::replication::{DownstreamStatus, LinkMode};
 use crate::store::Role;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// How long `FAILOVER` waits for its target by default (Redis waits without limit unless
@@ -129,6 +130,8 @@ impl Node {
         let (head, history) = self
             .blocking(|store| Ok((store.head_seq()?, store.history_id()?)))
             .await?;
+        // Cancelled when this node's history changes: when it adopts the target's.
+        let replaced = self.replication().history_reset_token();
         let downstreams = self.replication().downstreams();
         let acked = downstreams.wait_for_replica(node_id, head, deadline).await;
         if acked < head {
@@ -154,10 +157,10 @@ impl Node {
             )));
         }
         // Done once this node holds the target's new history (which continues ours).
-        let adopted = self
-            .wait_for_new_history(history, deadline + timeout)
-            .await?;
-        if !adopted {
+        if !self
+            .adopts_new_history(replaced, history, deadline + timeout)
+            .await?
+        {
             return Err(Error::Invalid(format!(
                 "FAILOVER target {addr} was told to take over but this node has not seen its \
                  new history yet; this node is a replica following it"
@@ -166,31 +169,34 @@ impl Node {
         Ok(())
     }
 
+    /// Waits, woken by `replaced` (this node's history-reset token), until its history is
+    /// no longer `old`, up to `deadline`.
+    async fn adopts_new_history(
+        &self,
+        mut replaced: CancellationToken,
+        old: Option<String>,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool> {
+        loop {
+            if tokio::time::timeout_at(deadline, replaced.cancelled())
+                .await
+                .is_err()
+            {
+                return Ok(false);
+            }
+            // Taken before looking, so a change right after the look still wakes us.
+            let next = self.replication().history_reset_token();
+            if self.blocking(|store| store.history_id()).await? != old {
+                return Ok(true);
+            }
+            replaced = next;
+        }
+    }
+
     /// Undoes the demotion of a handoff that could not ask its target to promote.
     async fn blocking_undo(self: &Arc<Self>, following: super::Following) -> Result<bool> {
         let node = Arc::clone(self);
         tokio::task::spawn_blocking(move || node.undo_follow(&following)).await?
-    }
-
-    /// Waits until the store's history is no longer `old`, up to `deadline`.
-    async fn wait_for_new_history(
-        &self,
-        old: Option<String>,
-        deadline: tokio::time::Instant,
-    ) -> Result<bool> {
-        let mut head = self.replication().subscribe_head();
-        loop {
-            if self.blocking(|store| store.history_id()).await? != old {
-                return Ok(true);
-            }
-            // A new history arrives with its adoption (no head change) or its snapshot:
-            // check again on a head change, or every 50 ms.
-            let wait = tokio::time::timeout(Duration::from_millis(50), head.changed());
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(false);
-            }
-            let _ = wait.await;
-        }
     }
 }
 
