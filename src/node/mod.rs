@@ -86,7 +86,7 @@ impl Promotion {
     /// The shell's line for it.
     pub fn line(&self) -> String {
         match self {
-            Promotion::AlreadyPrimary => "ERR this node is already the primary".into(),
+            Promotion::AlreadyPrimary => "this node is already the primary".into(),
             Promotion::Promoted(position) => {
                 let id = position.history_id.as_deref().unwrap_or_default();
                 match &position.fork {
@@ -208,7 +208,7 @@ impl Node {
         let was = self.role();
         let previous = self.link.following();
         let history = self.store().history_id()?;
-        let steps = plan(was, &RoleRequest::Follow(upstream.clone()));
+        let steps = plan(was, &RoleRequest::Follow);
         *changing += 1;
         if steps.demote {
             *lock(&self.role) = Role::Replica;

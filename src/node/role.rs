@@ -19,8 +19,8 @@ use crate::store::Role;
 pub enum RoleRequest {
     /// Become the primary of a new history that continues the current one.
     Promote,
-    /// Follow this upstream (its replication address).
-    Follow(String),
+    /// Follow an upstream (its replication address comes with the request to the node).
+    Follow,
 }
 
 /// What a request does, step by step, in this order.
@@ -33,34 +33,26 @@ pub struct RolePlan {
     pub stop_link: bool,
     /// Start a new history and store the primary role, in one transaction.
     pub promote: bool,
-    /// Start following this upstream.
-    pub follow: Option<String>,
-    /// The role afterwards.
-    pub next: Option<Role>,
+    /// Start following the upstream.
+    pub follow: bool,
 }
 
 /// What `request` does to a node in role `current`.
 pub fn plan(current: Role, request: &RoleRequest) -> RolePlan {
     match (current, request) {
-        (Role::Primary, RoleRequest::Promote) => RolePlan {
-            next: Some(Role::Primary),
-            ..RolePlan::default()
-        },
+        (Role::Primary, RoleRequest::Promote) => RolePlan::default(),
         (Role::Replica, RoleRequest::Promote) => RolePlan {
             stop_link: true,
             promote: true,
-            next: Some(Role::Primary),
             ..RolePlan::default()
         },
-        (Role::Primary, RoleRequest::Follow(upstream)) => RolePlan {
+        (Role::Primary, RoleRequest::Follow) => RolePlan {
             demote: true,
-            follow: Some(upstream.clone()),
-            next: Some(Role::Replica),
+            follow: true,
             ..RolePlan::default()
         },
-        (Role::Replica, RoleRequest::Follow(upstream)) => RolePlan {
-            follow: Some(upstream.clone()),
-            next: Some(Role::Replica),
+        (Role::Replica, RoleRequest::Follow) => RolePlan {
+            follow: true,
             ..RolePlan::default()
         },
     }
@@ -73,35 +65,26 @@ mod tests {
     #[test]
     fn promoting_a_replica_stops_its_link_before_the_new_history() {
         let steps = plan(Role::Replica, &RoleRequest::Promote);
-        assert!(steps.stop_link && steps.promote && !steps.demote);
-        assert_eq!(steps.follow, None);
-        assert_eq!(steps.next, Some(Role::Primary));
+        assert!(steps.stop_link && steps.promote && !steps.demote && !steps.follow);
     }
 
     #[test]
     fn promoting_a_primary_changes_nothing() {
-        let steps = plan(Role::Primary, &RoleRequest::Promote);
         assert_eq!(
-            steps,
-            RolePlan {
-                next: Some(Role::Primary),
-                ..RolePlan::default()
-            }
+            plan(Role::Primary, &RoleRequest::Promote),
+            RolePlan::default()
         );
     }
 
     #[test]
     fn a_primary_told_to_follow_demotes_first() {
-        let steps = plan(Role::Primary, &RoleRequest::Follow("h:1".into()));
-        assert!(steps.demote && !steps.promote);
-        assert_eq!(steps.follow.as_deref(), Some("h:1"));
-        assert_eq!(steps.next, Some(Role::Replica));
+        let steps = plan(Role::Primary, &RoleRequest::Follow);
+        assert!(steps.demote && steps.follow && !steps.promote && !steps.stop_link);
     }
 
     #[test]
     fn a_replica_told_to_follow_replaces_its_link() {
-        let steps = plan(Role::Replica, &RoleRequest::Follow("h:2".into()));
-        assert!(!steps.demote && !steps.promote);
-        assert_eq!(steps.follow.as_deref(), Some("h:2"));
+        let steps = plan(Role::Replica, &RoleRequest::Follow);
+        assert!(steps.follow && !steps.demote && !steps.promote);
     }
 }

@@ -10,7 +10,7 @@ pub mod progress;
 use crate::error::Error;
 use crate::net::validate_addr;
 use crate::node::failover::DEFAULT_FAILOVER_TIMEOUT;
-use crate::node::Node;
+use crate::node::{Node, Promotion};
 use crate::replication::LinkMode;
 use crate::store::{Op, Role};
 use command::{check_line, parse, Command};
@@ -279,10 +279,11 @@ impl Shell {
     }
 
     fn promote(&self) -> Result<String, String> {
-        self.node
-            .promote()
-            .map(|promotion| promotion.line())
-            .map_err(|e| format!("PROMOTE failed: {e}"))
+        match self.node.promote() {
+            Ok(promoted @ Promotion::Promoted(_)) => Ok(promoted.line()),
+            Ok(already) => Err(already.line()),
+            Err(e) => Err(format!("PROMOTE failed: {e}")),
+        }
     }
 }
 
