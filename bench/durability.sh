@@ -14,13 +14,11 @@ set -euo pipefail
 N_C1=${N_C1:-5000}      # requests of the -c 1 rows (one fsync, or more, each)
 N_C50=${N_C50:-100000}  # requests of the -c 50 rows
 DEADLINE=${DEADLINE:-300}
-for var in N_C1 N_C50 DEADLINE; do
-    [[ ${!var} =~ ^[1-9][0-9]*$ ]] || { echo "$var must be a positive integer" >&2; exit 2; }
-done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+positive_ints N_C1 N_C50 DEADLINE
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-durability.XXXXXX")
 PIDS=()
 trap cleanup EXIT

@@ -21,12 +21,6 @@ REPLICA=${REPLICA:-1}    # 1: kv primary with one replica, Redis primary with on
 REDIS=${REDIS:-1}        # 0: kv only
 DEADLINE=${DEADLINE:-600} # seconds: the flood, every wait, every verification
 SAMPLE_MS=${SAMPLE_MS:-100} # RSS sampling period
-for var in CLIENTS SETS V DEADLINE SAMPLE_MS; do
-    [[ ${!var} =~ ^[1-9][0-9]*$ ]] || {
-        echo "$var must be a positive integer (got '${!var}')" >&2
-        exit 2
-    }
-done
 for var in REPLICA REDIS; do
     [[ ${!var} == 0 || ${!var} == 1 ]] || {
         echo "$var must be 0 or 1 (got '${!var}')" >&2
@@ -39,6 +33,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # install_redis, start_redis
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+positive_ints CLIENTS SETS V DEADLINE SAMPLE_MS
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-flood.XXXXXX")
 PIDS=()
 trap cleanup EXIT

@@ -12,16 +12,13 @@ set -euo pipefail
 
 KEYS=${KEYS:-1000000}
 DEADLINE=${DEADLINE:-300} # seconds, for every wait loop
-if ! [[ $KEYS =~ ^[1-9][0-9]*$ ]]; then
-    echo "KEYS must be a positive integer (got '$KEYS')" >&2
-    exit 2
-fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # cleanup, log, die, alive, proc_kb, mb, free_port, wait_for_line, have_redis,
 # install_redis, start_redis
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+positive_ints KEYS DEADLINE
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-full-sync.XXXXXX")
 PIDS=()
 trap cleanup EXIT

@@ -14,7 +14,8 @@
 #   trap 'exit 130' INT
 #   trap 'exit 143' TERM
 #
-# The helpers: cleanup, log, die, alive, proc_kb, mb, free_port, wait_for_line, and for
+# The helpers: cleanup, log, die, alive, proc_kb, mb, free_port, wait_for_line,
+# positive_ints, and for
 # Redis have_redis, install_redis and start_redis (which sets R_PID and R_PORT when
 # called).
 
@@ -90,6 +91,18 @@ wait_for_line() {
         sleep 0.01
     done
     die "$what: no /$regex/ within ${DEADLINE}s"
+}
+
+# positive_ints VAR...: exits with status 2, naming the variable and its value, unless every
+# named variable holds a whole number of at least 1 (the scripts' numeric settings).
+positive_ints() {
+    local var
+    for var in "$@"; do
+        [[ ${!var} =~ ^[1-9][0-9]*$ ]] || {
+            echo "$var must be a positive integer (got '${!var}')" >&2
+            exit 2
+        }
+    done
 }
 
 # --- Redis ---------------------------------------------------------------------------------

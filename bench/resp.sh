@@ -20,17 +20,16 @@ LAG_SECS=${LAG_SECS:-10}
 LAG_CONNS=${LAG_CONNS:-16}
 LAG_POLL_US=${LAG_POLL_US:-0}      # pause between INFO polls of the replica (0: back to back)
 DEADLINE=${DEADLINE:-300}          # seconds, for every wait and every benchmark run
-for var in REQUESTS REQUESTS_C1 KEYSPACE LAG_RATE LAG_SECS LAG_CONNS LAG_POLL_US DEADLINE; do
-    [[ ${!var} =~ ^[0-9]+$ && ( ${!var} != 0 || $var == LAG_POLL_US ) ]] || {
-        echo "$var must be a positive integer (got '${!var}')" >&2
-        exit 2
-    }
-done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # cleanup, log, die, alive, free_port, wait_for_line, install_redis, start_redis
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+positive_ints REQUESTS REQUESTS_C1 KEYSPACE LAG_RATE LAG_SECS LAG_CONNS DEADLINE
+[[ $LAG_POLL_US =~ ^[0-9]+$ ]] || {
+    echo "LAG_POLL_US must be a whole number (got '$LAG_POLL_US')" >&2
+    exit 2
+}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-resp.XXXXXX")
 PIDS=()
 trap cleanup EXIT
