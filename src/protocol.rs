@@ -5,11 +5,11 @@
 //!
 //! | message | direction | meaning |
 //! |---|---|---|
-//! | `Join { node_id, replica_addr, history_id, last_seq, protocol_version, fork, checksum, oldest_log }` | replica → upstream | first frame on a connection the replica opened: its lineage, seq, log checksum at that seq, oldest logged seq |
+//! | `Join { node_id, replica_addr, history_id, last_seq, protocol_version, fork, checksum, oldest_log, epoch }` | replica → upstream | first frame on a connection the replica opened: its lineage, seq, log checksum at that seq, oldest logged seq, fencing epoch (an upstream of a lower epoch refuses it) |
 //! | `Probe { seq }` | upstream → replica | handshake: what is your log checksum at `seq`? (bisecting for the last seq both logs agree on) |
 //! | `ProbeReply { seq, checksum }` | replica → upstream | the answer (`None`: not in its log) |
-//! | `Continue { history_id, from_seq, fork }` | upstream → replica | partial resync: log entries after `from_seq` follow; a `history_id` other than the replica's continues it across `fork`, and the replica adopts both |
-//! | `SnapshotBegin { history_id, seq, keys, reason, fork, checksum, keep_diverged_after }` | upstream → replica | full resync (and why): a snapshot at `seq` of `keys` keys follows, of a history with that fork, whose log checksum at `seq` is `checksum`; the replica first keeps its log entries after `keep_diverged_after` in `diverged` |
+//! | `Continue { history_id, from_seq, fork, epoch }` | upstream → replica | partial resync: log entries after `from_seq` follow; a `history_id` other than the replica's continues it across `fork`, and the replica adopts both (and the epoch; one lower than its own is refused) |
+//! | `SnapshotBegin { history_id, seq, keys, reason, fork, checksum, keep_diverged_after, epoch }` | upstream → replica | full resync (and why): a snapshot at `seq` of `keys` keys follows, of a history with that fork and fencing epoch, whose log checksum at `seq` is `checksum`; the replica first keeps its log entries after `keep_diverged_after` in `diverged` |
 //! | `Snapshot { entries }` | upstream → replica | one bounded chunk of the snapshot, in key order |
 //! | `SnapshotEnd { seq }` | upstream → replica | the snapshot is complete; log entries after `seq` follow |
 //! | `Put { seq, key, value }` / `Delete { seq, key }` | upstream → replica | log entries, seq strictly increasing by one |
@@ -116,6 +116,10 @@ pub enum Message {
         /// The oldest seq in the replica's log (the lowest it can answer a `Probe` for).
         #[serde(default)]
         oldest_log: Option<u64>,
+        /// The fencing epoch of the replica's history: an upstream of a lower epoch was
+        /// deposed, and refuses it.
+        #[serde(default)]
+        epoch: u64,
     },
     /// Upstream, during the handshake: what is your log checksum at `seq`? (Finding the
     /// last seq at which the two logs agree, by bisection.)
@@ -141,6 +145,10 @@ pub enum Message {
         /// adopts both.
         #[serde(default)]
         fork: Option<Fork>,
+        /// The fencing epoch of the upstream's history (the replica refuses a lower one
+        /// than its own).
+        #[serde(default)]
+        epoch: u64,
     },
     /// Full resync: a snapshot at `seq` of `keys` keys follows.
     SnapshotBegin {
@@ -164,6 +172,10 @@ pub enum Message {
         /// `diverged` table before installing the snapshot.
         #[serde(default)]
         keep_diverged_after: Option<u64>,
+        /// The fencing epoch of the upstream's history (the replica refuses a lower one
+        /// than its own).
+        #[serde(default)]
+        epoch: u64,
     },
     /// A chunk of the snapshot, in key order.
     Snapshot {
@@ -307,6 +319,7 @@ mod tests {
                 }),
                 checksum: Some(u64::MAX),
                 oldest_log: Some(2),
+                epoch: 12,
             },
             Message::Probe { seq: 3 },
             Message::ProbeReply {
@@ -317,6 +330,7 @@ mod tests {
                 history_id: "ab".into(),
                 from_seq: 7,
                 fork: None,
+                epoch: 12,
             },
             Message::SnapshotBegin {
                 history_id: "ab".into(),
@@ -326,6 +340,7 @@ mod tests {
                 fork: None,
                 checksum: Some(1),
                 keep_diverged_after: Some(4),
+                epoch: 12,
             },
             Message::Snapshot {
                 entries: vec![("k".into(), "v w\n".into()), ("é".into(), String::new())],

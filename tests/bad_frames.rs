@@ -86,6 +86,7 @@ fn bad_frames_close_one_connection_and_nothing_else() {
             fork: None,
             checksum: None,
             oldest_log: None,
+            epoch: 0,
         },
     );
     assert_reason(

@@ -67,6 +67,7 @@ fn gaps_and_duplicates_drop_the_link_and_are_never_applied() {
             fork: None,
             checksum: None,
             keep_diverged_after: None,
+            epoch: 0,
         },
         Message::Snapshot {
             entries: vec![("a".into(), "1".into())],
@@ -89,6 +90,7 @@ fn gaps_and_duplicates_drop_the_link_and_are_never_applied() {
             history_id: HISTORY.into(),
             from_seq: 1,
             fork: None,
+            epoch: 0,
         },
         put(2, "c"),
         put(2, "duplicate"),

@@ -180,7 +180,7 @@ impl Node {
             (Some(seq), Ok(head)) if head != seq => Err(Error::Invalid(format!(
                 "asked to promote at seq {seq}, but this node holds up to {head}"
             ))),
-            _ => self.store().promote(&Unfenced),
+            _ => self.store().promote(&Unfenced, None),
         };
         let position = match promoted {
             Ok(position) => position,

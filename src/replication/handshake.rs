@@ -25,6 +25,7 @@ pub fn join_message(repl: &Replication, position: &Position) -> Message {
         fork: position.fork.clone(),
         checksum: position.checksum,
         oldest_log: position.oldest_log,
+        epoch: position.epoch,
     }
 }
 
@@ -71,6 +72,7 @@ pub fn check_related(
     let offered = Lineage {
         history_id: Some(target.history_id.clone()),
         fork: target.fork.clone(),
+        epoch: target.epoch,
     };
     if accept || own.head == 0 || shared_bound(&own.lineage(), &offered).is_some() {
         return Ok(());

@@ -2,6 +2,7 @@
 //! sockets: which message may come next, whether a log entry has exactly the next seq, and
 //! what the replica must do with each message. [`super::receiver`] drives it over TCP.
 
+use super::plan::deposed;
 use crate::error::{Error, Result};
 use crate::protocol::Message;
 use crate::store::history::shared_bound;
@@ -77,6 +78,7 @@ impl Receiver {
             lineage: Lineage {
                 history_id,
                 fork: None,
+                epoch: 0,
             },
             last_seq: applied_seq,
         }
@@ -86,6 +88,21 @@ impl Receiver {
     pub fn with_fork(mut self, fork: Option<Fork>) -> Self {
         self.lineage.fork = fork;
         self
+    }
+
+    /// The replica's history is of fencing epoch `epoch`: an upstream of a lower one is
+    /// refused.
+    pub fn with_epoch(mut self, epoch: u64) -> Self {
+        self.lineage.epoch = epoch;
+        self
+    }
+
+    /// Refuses an upstream whose history's epoch is below this replica's.
+    fn check_epoch(&self, upstream_epoch: u64) -> Result<()> {
+        match deposed(upstream_epoch, self.lineage.epoch) {
+            Some(reason) => Err(Error::Protocol(format!("refusing this upstream: {reason}"))),
+            None => Ok(()),
+        }
     }
 
     /// The seq of the last entry accepted.
@@ -124,8 +141,10 @@ impl Receiver {
                     fork,
                     checksum,
                     keep_diverged_after,
+                    epoch,
                 },
             ) => {
+                self.check_epoch(epoch)?;
                 if seq > MAX_SEQ {
                     return Err(Error::Protocol(format!(
                         "snapshot seq {seq} is out of range"
@@ -144,6 +163,7 @@ impl Receiver {
                 self.lineage = Lineage {
                     history_id: Some(history_id.clone()),
                     fork: fork.clone(),
+                    epoch,
                 };
                 let target = SnapshotTarget {
                     history_id,
@@ -151,6 +171,7 @@ impl Receiver {
                     seq,
                     checksum,
                     keep_diverged_after,
+                    epoch,
                 };
                 Ok(Step::BeginSnapshot {
                     target,
@@ -164,8 +185,12 @@ impl Receiver {
                     history_id,
                     from_seq,
                     fork,
+                    epoch,
                 },
-            ) => self.resume(history_id, from_seq, fork),
+            ) => {
+                self.check_epoch(epoch)?;
+                self.resume(history_id, from_seq, fork, epoch)
+            }
             (Phase::InSnapshot { .. }, Message::Snapshot { entries }) => {
                 self.check_key_order(&entries)?;
                 Ok(Step::SnapshotChunk(entries))
@@ -216,12 +241,21 @@ fn check_fork(fork: Option<&Fork>, seq: u64) -> Result<()> {
 impl Receiver {
     /// A partial resync: from the replica's own seq, in its own history or in one that
     /// continues it (forked at or after that seq).
-    fn resume(&mut self, history_id: String, from_seq: u64, fork: Option<Fork>) -> Result<Step> {
+    fn resume(
+        &mut self,
+        history_id: String,
+        from_seq: u64,
+        fork: Option<Fork>,
+        epoch: u64,
+    ) -> Result<Step> {
         check_fork(fork.as_ref(), MAX_SEQ)?;
         let offered = Lineage {
             history_id: Some(history_id),
             fork,
+            epoch,
         };
+        // The same history in a newer epoch cannot happen (a history's epoch is fixed at
+        // its start), so an equal id means an equal lineage.
         let same = offered.history_id == self.lineage.history_id;
         let continues =
             shared_bound(&self.lineage, &offered).is_some_and(|bound| from_seq <= bound);

@@ -257,6 +257,19 @@ pub fn plan_sync(up: &UpstreamState, joiner: &JoinerState) -> SyncPlan {
     }
 }
 
+/// The fencing rule between two nodes of a cluster (docs/design.md, "Automatic failover"):
+/// an upstream whose history has a lower epoch than its replica's was deposed (another
+/// node won the primary key since), so neither side goes on. Returns why, for the side
+/// that refuses; `None` when the upstream's epoch is at least the replica's.
+pub fn deposed(upstream_epoch: u64, replica_epoch: u64) -> Option<String> {
+    (upstream_epoch < replica_epoch).then(|| {
+        format!(
+            "the upstream's history is of epoch {upstream_epoch}, older than the replica's \
+             epoch {replica_epoch}: the upstream was deposed by a newer primary"
+        )
+    })
+}
+
 /// After which seq a replica given a full resync must first keep its log entries in
 /// `diverged`: after the common seq when it diverged; all it holds when its history is
 /// unrelated (nothing says the upstream has any of it: a primary two promotions behind,

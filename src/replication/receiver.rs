@@ -149,8 +149,9 @@ async fn sync_once(
     // Nothing is acked until this connection has synced: the replica's seq may belong to
     // another history, and acking it would tell the upstream it holds writes it does not.
     let (applied_tx, applied_rx) = watch::channel(None);
-    let machine =
-        Receiver::new(position.history_id.clone(), position.head).with_fork(position.fork.clone());
+    let machine = Receiver::new(position.history_id.clone(), position.head)
+        .with_fork(position.fork.clone())
+        .with_epoch(position.epoch);
     let mut link = Link {
         repl,
         upstream,

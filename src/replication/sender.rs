@@ -8,7 +8,9 @@
 //! is full, so it always knows how far behind it is.
 
 use super::downstreams::{Registration, ReplicaIdentity};
-use super::plan::{decide, first_look, keep_diverged_after, Bisection, FirstLook, JoinerState};
+use super::plan::{
+    decide, deposed, first_look, keep_diverged_after, Bisection, FirstLook, JoinerState,
+};
 use super::window::WINDOW_BYTES;
 use super::{
     InFlight, Replication, SyncPlan, UpstreamState, DEAD_PEER, HANDSHAKE_TIMEOUT, LOG_BATCH,
@@ -106,6 +108,9 @@ where
             "this node has not synced from a primary yet; nothing to serve".into(),
         ));
     }
+    if let Some(reason) = deposed(position.epoch, joiner.lineage.epoch) {
+        return Err(Error::Protocol(format!("refusing this replica: {reason}")));
+    }
     let upstream = UpstreamState {
         lineage: position.lineage(),
         head: position.head,
@@ -160,6 +165,7 @@ async fn read_join<R: AsyncRead + Unpin>(
             fork,
             checksum,
             oldest_log,
+            epoch,
         }) => {
             if protocol_version != PROTOCOL_VERSION {
                 return Err(Error::Protocol(format!(
@@ -172,7 +178,11 @@ async fn read_join<R: AsyncRead + Unpin>(
                 peer,
             };
             let joiner = JoinerState {
-                lineage: Lineage { history_id, fork },
+                lineage: Lineage {
+                    history_id,
+                    fork,
+                    epoch,
+                },
                 seq: last_seq,
                 checksum,
                 oldest_log,
@@ -313,6 +323,7 @@ async fn stream_history<W: AsyncWrite + Unpin>(
                 history_id: lineage.history_id.clone().unwrap_or_default(),
                 from_seq,
                 fork: lineage.fork.clone(),
+                epoch: lineage.epoch,
             };
             writer.send(&message).await?;
             from_seq
@@ -363,6 +374,7 @@ async fn send_snapshot<W: AsyncWrite + Unpin>(
         fork: snapshot.info().fork.clone(),
         checksum: snapshot.info().checksum,
         keep_diverged_after: start.keep_diverged_after,
+        epoch: snapshot.info().epoch,
     };
     writer.send(&begin).await?;
     loop {

@@ -24,6 +24,7 @@ fn receiver_accepts_snapshot_then_next_entries() {
         fork: None,
         checksum: None,
         keep_diverged_after: None,
+        epoch: 0,
     };
     assert!(matches!(
         rx.on_message(begin),
@@ -58,6 +59,7 @@ fn receiver_rejects_gap_and_duplicate() {
         history_id: "h".into(),
         from_seq: 3,
         fork: None,
+        epoch: 0,
     };
     assert_eq!(
         rx.on_message(resume).ok(),
@@ -78,6 +80,7 @@ fn receiver_rejects_gap_and_duplicate() {
         history_id: "h".into(),
         from_seq: 3,
         fork: None,
+        epoch: 0,
     })
     .expect("resume");
     rx.on_message(put(4)).expect("next");
@@ -97,6 +100,7 @@ fn receiver_rejects_messages_out_of_order() {
         history_id: "other".into(),
         from_seq: 0,
         fork: None,
+        epoch: 0,
     };
     assert!(Receiver::new(Some("h".into()), 0)
         .on_message(mismatched)
@@ -110,6 +114,7 @@ fn receiver_rejects_messages_out_of_order() {
         fork: None,
         checksum: None,
         keep_diverged_after: None,
+        epoch: 0,
     })
     .expect("begin");
     assert!(rx.on_message(Message::SnapshotEnd { seq: 4 }).is_err());
@@ -149,6 +154,7 @@ fn in_snapshot() -> Receiver {
         fork: None,
         checksum: None,
         keep_diverged_after: None,
+        epoch: 0,
     })
     .expect("begin");
     rx
@@ -192,6 +198,7 @@ fn seqs_beyond_the_supported_range_are_refused() {
         fork: None,
         checksum: None,
         keep_diverged_after: None,
+        epoch: 0,
     };
     assert!(Receiver::new(None, 0).on_message(begin(u64::MAX)).is_err());
     let mut rx = Receiver::new(None, 0);
@@ -213,6 +220,7 @@ fn a_heartbeat_ahead_of_the_entries_received_means_entries_were_lost() {
         history_id: "h".into(),
         from_seq: 3,
         fork: None,
+        epoch: 0,
     })
     .expect("resume");
     assert!(rx.on_message(Message::Ping { seq: 3, head: 9 }).is_ok());
@@ -240,6 +248,7 @@ fn a_fork_beyond_its_history_is_refused() {
         fork: fork(6),
         checksum: None,
         keep_diverged_after: None,
+        epoch: 0,
     };
     assert!(Receiver::new(Some("h".into()), 3)
         .on_message(begin)
@@ -248,6 +257,7 @@ fn a_fork_beyond_its_history_is_refused() {
         history_id: "b".into(),
         from_seq: 3,
         fork: fork(u64::MAX),
+        epoch: 0,
     };
     assert!(Receiver::new(Some("h".into()), 3)
         .on_message(past_the_seq_space)
@@ -257,6 +267,7 @@ fn a_fork_beyond_its_history_is_refused() {
         history_id: "b".into(),
         from_seq: 3,
         fork: fork(3),
+        epoch: 0,
     };
     let step = Receiver::new(Some("h".into()), 3).on_message(continues);
     assert!(
@@ -268,8 +279,50 @@ fn a_fork_beyond_its_history_is_refused() {
         history_id: "b".into(),
         from_seq: 3,
         fork: fork(2),
+        epoch: 0,
     };
     assert!(Receiver::new(Some("h".into()), 3)
         .on_message(diverged)
         .is_err());
+}
+
+fn resume_in(epoch: u64) -> Message {
+    Message::Continue {
+        history_id: "h".into(),
+        from_seq: 3,
+        fork: None,
+        epoch,
+    }
+}
+
+fn snapshot_in(epoch: u64) -> Message {
+    Message::SnapshotBegin {
+        history_id: "h".into(),
+        seq: 5,
+        keys: 0,
+        reason: String::new(),
+        fork: None,
+        checksum: None,
+        keep_diverged_after: None,
+        epoch,
+    }
+}
+
+#[test]
+fn a_replica_refuses_an_upstream_of_a_lower_epoch() {
+    let replica = || Receiver::new(Some("h".into()), 3).with_epoch(9);
+    for message in [resume_in(8), snapshot_in(8)] {
+        let err = replica().on_message(message).expect_err("deposed upstream");
+        assert!(err.to_string().contains("epoch 8"), "{err}");
+    }
+    assert!(replica().on_message(resume_in(9)).is_ok());
+    let newer = replica().on_message(snapshot_in(12)).expect("newer epoch");
+    assert!(matches!(newer, Step::BeginSnapshot { ref target, .. } if target.epoch == 12));
+}
+
+#[test]
+fn the_epoch_rule_refuses_only_a_lower_upstream() {
+    assert_eq!(plan::deposed(5, 5), None);
+    assert_eq!(plan::deposed(7, 5), None);
+    assert!(plan::deposed(4, 5).is_some_and(|why| why.contains("deposed")));
 }

@@ -25,6 +25,10 @@ pub struct Lineage {
     pub history_id: Option<String>,
     /// Where it forked, if a promotion started it.
     pub fork: Option<Fork>,
+    /// The fencing epoch the history was started in (`meta.epoch`): in a cluster, the
+    /// etcd revision at which its primary took the primary key; 0 outside clusters. A
+    /// replica never follows an upstream of a lower epoch.
+    pub epoch: u64,
 }
 
 /// Up to which seq two lineages hold the same history's writes (as far as ids tell; the
@@ -110,6 +114,8 @@ pub struct SnapshotTarget {
     pub checksum: Option<u64>,
     /// Save this node's log entries after this seq into `diverged` first.
     pub keep_diverged_after: Option<u64>,
+    /// The upstream history's fencing epoch.
+    pub epoch: u64,
 }
 
 impl SnapshotTarget {
@@ -157,6 +163,7 @@ pub(crate) fn lineage(id: &str, fork: Option<(&str, u64)>) -> Lineage {
             prev_history_id: prev.into(),
             seq,
         }),
+        epoch: 0,
     }
 }
 

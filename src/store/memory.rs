@@ -100,11 +100,20 @@ impl Inner {
         Lineage {
             history_id: self.meta.get("history_id").cloned(),
             fork,
+            epoch: self
+                .meta
+                .get("epoch")
+                .and_then(|epoch| epoch.parse().ok())
+                .unwrap_or(0),
         }
     }
 
-    fn set_lineage(&mut self, history_id: &str, fork: Option<&Fork>) {
+    fn set_lineage(&mut self, history_id: &str, fork: Option<&Fork>, epoch: u64) {
         self.meta.insert("history_id".into(), history_id.into());
+        match epoch {
+            0 => self.meta.remove("epoch"),
+            epoch => self.meta.insert("epoch".into(), epoch.to_string()),
+        };
         match fork {
             Some(fork) => {
                 self.meta
@@ -289,6 +298,7 @@ impl KvStore for MemoryStore {
             oldest_log: inner.log.front().map(|(e, _)| e.seq),
             fork: lineage.fork,
             checksum: inner.checksum_at(inner.head),
+            epoch: lineage.epoch,
         })
     }
 
@@ -337,6 +347,7 @@ impl KvStore for MemoryStore {
                 keys: inner.data.len() as u64,
                 fork: lineage.fork,
                 checksum: inner.checksum_at(inner.head),
+                epoch: lineage.epoch,
             },
             entries: entries
                 .into_iter()
@@ -367,7 +378,7 @@ impl KvStore for MemoryStore {
             inner.log.clear();
             inner.head = target.seq;
             inner.base = Some((target.seq, target.checksum));
-            inner.set_lineage(&target.history_id, target.fork.as_ref());
+            inner.set_lineage(&target.history_id, target.fork.as_ref(), target.epoch);
             inner
                 .meta
                 .insert("applied_seq".into(), target.seq.to_string());
@@ -380,17 +391,19 @@ impl KvStore for MemoryStore {
         self.read().role()
     }
 
-    fn promote(&self, fence: &dyn CommitFence) -> Result<Position> {
+    fn promote(&self, fence: &dyn CommitFence, epoch: Option<u64>) -> Result<Position> {
         let mut inner = self.write();
         let mut promoted = None;
         fence.commit_if_current(&mut || {
             let head = inner.head;
-            let fork = inner.lineage().history_id.map(|prev_history_id| Fork {
+            let old = inner.lineage();
+            let epoch = epoch.unwrap_or(old.epoch);
+            let fork = old.history_id.map(|prev_history_id| Fork {
                 prev_history_id,
                 seq: head,
             });
             let history_id = new_history_id();
-            inner.set_lineage(&history_id, fork.as_ref());
+            inner.set_lineage(&history_id, fork.as_ref(), epoch);
             inner
                 .meta
                 .insert("role".into(), Role::Primary.as_str().into());
@@ -400,6 +413,7 @@ impl KvStore for MemoryStore {
                 oldest_log: None,
                 fork,
                 checksum: inner.checksum_at(head),
+                epoch,
             });
             Ok(())
         })?;
@@ -421,7 +435,7 @@ impl KvStore for MemoryStore {
         };
         let mut inner = self.write();
         fence.commit_if_current(&mut || {
-            inner.set_lineage(history_id, lineage.fork.as_ref());
+            inner.set_lineage(history_id, lineage.fork.as_ref(), lineage.epoch);
             Ok(())
         })
     }

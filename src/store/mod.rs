@@ -204,6 +204,8 @@ pub struct SnapshotInfo {
     pub fork: Option<Fork>,
     /// The log's checksum at `seq` (`None`: unknown).
     pub checksum: Option<u64>,
+    /// The history's fencing epoch.
+    pub epoch: u64,
 }
 
 /// Where a store's history stands; see [`KvStore::position`].
@@ -219,6 +221,8 @@ pub struct Position {
     pub fork: Option<Fork>,
     /// The log's checksum at the head (`None`: unknown, e.g. nothing was ever written).
     pub checksum: Option<u64>,
+    /// The history's fencing epoch (see [`Lineage::epoch`]).
+    pub epoch: u64,
 }
 
 impl Position {
@@ -227,6 +231,7 @@ impl Position {
         Lineage {
             history_id: self.history_id.clone(),
             fork: self.fork.clone(),
+            epoch: self.epoch,
         }
     }
 }
@@ -342,8 +347,9 @@ pub trait KvStore: Send + Sync {
 
     /// Promotion: in one transaction (committed only if `fence` allows), makes the store a
     /// primary of a new history that forks from its current one after its head, so the
-    /// next write continues the seq numbering. Returns the new position.
-    fn promote(&self, fence: &dyn CommitFence) -> Result<Position>;
+    /// next write continues the seq numbering. The new history's fencing epoch is `epoch`
+    /// (a cluster's election), or else the current one's. Returns the new position.
+    fn promote(&self, fence: &dyn CommitFence, epoch: Option<u64>) -> Result<Position>;
 
     /// Stores `role` without touching the history: a demotion (the store stays at its
     /// history until it syncs; a primary write after this is refused), or undoing one

@@ -291,6 +291,7 @@ impl KvStore for SqliteStore {
                 oldest_log: oldest.map(|s| s.max(0) as u64),
                 fork: lineage.fork,
                 checksum: checksum_at(&tx, head)?,
+                epoch: lineage.epoch,
             })
         })
     }
@@ -370,8 +371,8 @@ impl KvStore for SqliteStore {
         self.read(read_role)
     }
 
-    fn promote(&self, fence: &dyn CommitFence) -> Result<Position> {
-        self.write_fenced(fence, |tx| lineage::promote(tx))
+    fn promote(&self, fence: &dyn CommitFence, epoch: Option<u64>) -> Result<Position> {
+        self.write_fenced(fence, |tx| lineage::promote(tx, epoch))
     }
 
     fn set_role(&self, role: Role) -> Result<()> {

@@ -111,11 +111,13 @@ pub fn message_of(variant: usize, rng: &mut Rng) -> Message {
             fork: random_fork(rng),
             checksum: rng.random_bool(0.5).then(|| rng.random()),
             oldest_log: rng.random_bool(0.5).then(|| random_seq(rng)),
+            epoch: 0,
         },
         1 => Message::Continue {
             history_id: random_string(rng),
             from_seq: random_seq(rng),
             fork: random_fork(rng),
+            epoch: 0,
         },
         2 => Message::SnapshotBegin {
             history_id: random_string(rng),
@@ -125,6 +127,7 @@ pub fn message_of(variant: usize, rng: &mut Rng) -> Message {
             fork: random_fork(rng),
             checksum: rng.random_bool(0.5).then(|| rng.random()),
             keep_diverged_after: rng.random_bool(0.3).then(|| random_seq(rng)),
+            epoch: 0,
         },
         3 => {
             let n = rng.random_range(0..20);

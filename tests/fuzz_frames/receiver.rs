@@ -74,6 +74,7 @@ fn correct_next(model: &Model, rng: &mut Rng) -> Message {
                 history_id: history.clone(),
                 from_seq: model.last,
                 fork: None,
+                epoch: 0,
             },
             _ => Message::SnapshotBegin {
                 history_id: random_history(rng),
@@ -87,6 +88,7 @@ fn correct_next(model: &Model, rng: &mut Rng) -> Message {
                 fork: None,
                 checksum: None,
                 keep_diverged_after: None,
+                epoch: 0,
             },
         },
         Phase::InSnapshot { seq, last_key } => {
@@ -132,6 +134,7 @@ fn perturbed_next(model: &Model, rng: &mut Rng) -> Message {
             },
             from_seq: seq,
             fork: None,
+            epoch: 0,
         },
         1 => Message::SnapshotBegin {
             history_id: random_history(rng),
@@ -141,6 +144,7 @@ fn perturbed_next(model: &Model, rng: &mut Rng) -> Message {
             fork: None,
             checksum: None,
             keep_diverged_after: None,
+            epoch: 0,
         },
         2 => Message::Snapshot {
             // Possibly unsorted or repeated keys.
@@ -180,6 +184,7 @@ fn must_accept(model: &Model, message: &Message) -> bool {
                 history_id,
                 from_seq,
                 fork: None,
+                ..
             },
         ) => model.history.as_deref() == Some(history_id.as_str()) && *from_seq == model.last,
         (

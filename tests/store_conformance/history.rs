@@ -2,7 +2,8 @@
 //! role; a demoted store refuses primary writes; the running log checksum is the same for
 //! the same log and differs after any difference; a snapshot brings the checksum its log
 //! continues from; adopting a lineage changes no data; a diverged install keeps the
-//! replaced entries in `diverged`, labelled with the history each belonged to.
+//! replaced entries in `diverged`, labelled with the history each belonged to; the fencing
+//! epoch goes with the history (promotion, snapshot, adoption).
 
 use crate::helpers::{contents, entry, install, pairs, put, put_op, HISTORY_A};
 use crate::Backend;
@@ -23,7 +24,7 @@ fn replica_at_3<B: Backend>(backend: &B) -> B::Store {
 pub fn promotion_forks_a_new_history_and_continues_the_seqs<B: Backend>(backend: &B) {
     let store = replica_at_3(backend);
     let checksum = store.checksum_at(3).expect("checksum");
-    let promoted = store.promote(&Unfenced).expect("promote");
+    let promoted = store.promote(&Unfenced, None).expect("promote");
     assert_eq!(store.role().expect("role"), Role::Primary);
     assert_eq!(
         promoted.fork,
@@ -114,6 +115,7 @@ pub fn adopting_a_lineage_changes_no_data<B: Backend>(backend: &B) {
             prev_history_id: HISTORY_A.into(),
             seq: 5,
         }),
+        epoch: 0,
     };
     store.adopt_history(&lineage, &Unfenced).expect("adopt");
     let position = store.position().expect("position");
@@ -124,7 +126,7 @@ pub fn adopting_a_lineage_changes_no_data<B: Backend>(backend: &B) {
 
 pub fn a_diverged_install_keeps_the_replaced_entries<B: Backend>(backend: &B) {
     let store = replica_at_3(backend);
-    store.promote(&Unfenced).expect("promote");
+    store.promote(&Unfenced, None).expect("promote");
     let new_history = store.history_id().expect("id").expect("some");
     put(&store, "mine", "1");
     store.set_role(Role::Replica).expect("demote");
@@ -169,7 +171,7 @@ pub fn trimming_keeps_the_checksum_the_log_continues_from<B: Backend>(backend: &
     assert_eq!(store.checksum_at(5).expect("base"), Some(12345));
     let entries: Vec<_> = (6..=8).map(|seq| entry(seq, put_op("k", "v"))).collect();
     store.apply(&entries).expect("apply");
-    store.promote(&Unfenced).expect("promote");
+    store.promote(&Unfenced, None).expect("promote");
     for i in 0..4 {
         put(&store, &format!("n{i}"), "v");
     }
@@ -189,7 +191,38 @@ pub fn a_replica_never_invents_a_checksum_its_upstream_lacks<B: Backend>(backend
     store.apply(&[entry(6, put_op("a", "1"))]).expect("apply");
     assert_eq!(store.checksum_at(6).expect("6"), None);
     // Promoted, its own writes start a chain.
-    store.promote(&Unfenced).expect("promote");
+    store.promote(&Unfenced, None).expect("promote");
     let seq = put(&store, "b", "2");
     assert!(store.checksum_at(seq).expect("own write").is_some());
+}
+
+/// A history's fencing epoch: a promotion in an epoch stamps it (and stores it with the
+/// history, across reopen for SQLite), a promotion without one keeps the current epoch, a
+/// snapshot brings its upstream's, and adopting a lineage takes its epoch.
+pub fn the_epoch_travels_with_the_history<B: Backend>(backend: &B) {
+    let store = replica_at_3(backend);
+    assert_eq!(store.position().expect("position").epoch, 0);
+    let promoted = store.promote(&Unfenced, Some(42)).expect("promote");
+    assert_eq!(promoted.epoch, 42);
+    assert_eq!(store.position().expect("position").epoch, 42);
+    store.set_role(Role::Replica).expect("demote");
+    let again = store.promote(&Unfenced, None).expect("promote again");
+    assert_eq!(again.epoch, 42, "a promotion by hand keeps the epoch");
+    assert_eq!(store.snapshot().expect("snapshot").info().epoch, 42);
+
+    let replica = backend.open(Role::Replica);
+    let target = SnapshotTarget {
+        epoch: 42,
+        ..SnapshotTarget::plain(HISTORY_A, 0)
+    };
+    replica
+        .install_snapshot_fenced(&target, &mut || Ok(None), &Unfenced)
+        .expect("install");
+    assert_eq!(replica.position().expect("position").epoch, 42);
+    let lineage = Lineage {
+        epoch: 57,
+        ..replica.position().expect("position").lineage()
+    };
+    replica.adopt_history(&lineage, &Unfenced).expect("adopt");
+    assert_eq!(replica.position().expect("position").epoch, 57);
 }

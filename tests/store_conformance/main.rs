@@ -129,6 +129,7 @@ conformance! {
         history::a_diverged_install_keeps_the_replaced_entries,
         history::trimming_keeps_the_checksum_the_log_continues_from,
         history::a_replica_never_invents_a_checksum_its_upstream_lacks,
+        history::the_epoch_travels_with_the_history,
     ]
 }
 

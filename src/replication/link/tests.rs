@@ -112,8 +112,8 @@ impl KvStore for GatedStore {
     fn role(&self) -> crate::Result<Role> {
         self.inner.role()
     }
-    fn promote(&self, fence: &dyn CommitFence) -> crate::Result<Position> {
-        self.inner.promote(fence)
+    fn promote(&self, fence: &dyn CommitFence, epoch: Option<u64>) -> crate::Result<Position> {
+        self.inner.promote(fence, epoch)
     }
     fn set_role(&self, role: Role) -> crate::Result<()> {
         self.inner.set_role(role)
@@ -178,6 +178,7 @@ fn snapshot(history: &str, pairs: Vec<Pair>) -> Vec<Message> {
             fork: None,
             checksum: None,
             keep_diverged_after: None,
+            epoch: 0,
         },
         Message::Snapshot { entries: pairs },
         Message::SnapshotEnd { seq: 0 },

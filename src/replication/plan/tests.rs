@@ -16,6 +16,7 @@ fn joiner(history: Option<&str>, seq: u64) -> JoinerState {
         lineage: Lineage {
             history_id: history.map(Into::into),
             fork: None,
+            epoch: 0,
         },
         seq,
         ..JoinerState::default()

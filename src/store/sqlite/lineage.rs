@@ -22,15 +22,31 @@ pub(super) fn read_lineage(conn: &Connection) -> Result<Lineage> {
         }),
         _ => None,
     };
+    let epoch = match get_meta(conn, "epoch")? {
+        Some(epoch) => epoch
+            .parse()
+            .map_err(|_| Error::Corrupt(format!("meta.epoch is not an epoch: {epoch:?}")))?,
+        None => 0,
+    };
     Ok(Lineage {
         history_id: get_meta(conn, "history_id")?,
         fork,
+        epoch,
     })
 }
 
-/// Writes `history_id` and its fork (or clears the fork) into `meta`.
-fn write_lineage(conn: &Connection, history_id: &str, fork: Option<&Fork>) -> Result<()> {
+/// Writes `history_id`, its fork (or clears the fork) and its epoch into `meta`.
+fn write_lineage(
+    conn: &Connection,
+    history_id: &str,
+    fork: Option<&Fork>,
+    epoch: u64,
+) -> Result<()> {
     set_meta(conn, "history_id", history_id)?;
+    match epoch {
+        0 => delete_meta(conn, "epoch")?,
+        epoch => set_meta(conn, "epoch", &epoch.to_string())?,
+    }
     match fork {
         Some(fork) => {
             set_meta(conn, "prev_history_id", &fork.prev_history_id)?;
@@ -94,16 +110,18 @@ pub(super) fn read_role(conn: &Connection) -> Result<Role> {
 }
 
 /// Promotion, inside the caller's transaction: a new history forking from the current one
-/// at its head, and the primary role. Returns the new position.
-pub(super) fn promote(conn: &Connection) -> Result<Position> {
+/// at its head, in `epoch` (or the current one's), and the primary role. Returns the new
+/// position.
+pub(super) fn promote(conn: &Connection, epoch: Option<u64>) -> Result<Position> {
     let old = read_lineage(conn)?;
+    let epoch = epoch.unwrap_or(old.epoch);
     let head = head(conn)?;
     let fork = old.history_id.map(|prev_history_id| Fork {
         prev_history_id,
         seq: head,
     });
     let history_id = new_history_id();
-    write_lineage(conn, &history_id, fork.as_ref())?;
+    write_lineage(conn, &history_id, fork.as_ref(), epoch)?;
     set_meta(conn, "role", Role::Primary.as_str())?;
     Ok(Position {
         history_id: Some(history_id),
@@ -111,6 +129,7 @@ pub(super) fn promote(conn: &Connection) -> Result<Position> {
         oldest_log: None,
         fork,
         checksum: checksum_at(conn, head)?,
+        epoch,
     })
 }
 
@@ -121,12 +140,12 @@ pub(super) fn adopt(conn: &Connection, lineage: &Lineage) -> Result<()> {
             "cannot adopt a history without an id".into(),
         ));
     };
-    write_lineage(conn, history_id, lineage.fork.as_ref())
+    write_lineage(conn, history_id, lineage.fork.as_ref(), lineage.epoch)
 }
 
 /// The lineage of an installed snapshot, and its checksum as the log's base.
 pub(super) fn install_lineage(conn: &Connection, target: &SnapshotTarget) -> Result<()> {
-    write_lineage(conn, &target.history_id, target.fork.as_ref())?;
+    write_lineage(conn, &target.history_id, target.fork.as_ref(), target.epoch)?;
     set_log_base(conn, target.seq, target.checksum)
 }
 

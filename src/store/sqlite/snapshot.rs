@@ -31,6 +31,7 @@ impl SqliteSnapshot {
             keys: keys.max(0) as u64,
             fork: lineage.fork,
             checksum: checksum_at(&conn, seq)?,
+            epoch: lineage.epoch,
         };
         Ok(SqliteSnapshot {
             conn,
