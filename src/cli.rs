@@ -7,7 +7,8 @@
 //! reads a pipe, so a script's stdout holds nothing but the results of its commands (and,
 //! with `--join`, the line reporting the first sync).
 
-use crate::error::Result;
+use crate::cluster::agent::{ClusterConfig, DEFAULT_LEASE_TTL, MIN_LEASE_TTL};
+use crate::error::{Error, Result};
 use crate::node::budget::DEFAULT_CLIENT_MEMORY_MIB;
 use crate::node::durability::{Durability, DEFAULT_MAX_LAG, DEFAULT_SYNC_TIMEOUT};
 use crate::node::retention::DEFAULT_LOG_RETAIN;
@@ -84,6 +85,32 @@ pub struct NodeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SYNC_TIMEOUT.as_secs(),
           value_parser = at_least_one)]
     pub sync_timeout: u64,
+    /// Cluster membership (automatic failover through etcd).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Options of a cluster member (automatic failover through etcd).
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Join a cluster whose primary etcd chooses: etcd client URLs (http://HOST:PORT),
+    /// comma-separated. The node follows the primary key's holder and campaigns when it
+    /// is vacant. Needs --cluster; replaces --join. Only on `kv replica`.
+    #[arg(
+        long,
+        value_name = "URL[,URL...]",
+        value_delimiter = ',',
+        requires = "cluster"
+    )]
+    pub etcd: Vec<String>,
+    /// The cluster's name: its keys live under /kv/NAME/ in etcd.
+    #[arg(long, value_name = "NAME", requires = "etcd", value_parser = cluster_name)]
+    pub cluster: Option<String>,
+    /// The etcd lease's TTL in seconds (at least 2): a primary that cannot renew it stops
+    /// accepting writes within half of it, and another node takes over after it.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_LEASE_TTL.as_secs(),
+          value_parser = lease_ttl)]
+    pub lease_ttl: u64,
 }
 
 /// Options of `kv replica`.
@@ -93,7 +120,8 @@ pub struct ReplicaArgs {
     #[command(flatten)]
     pub node: NodeArgs,
     /// Join this primary at start-up and keep following it; a bare --join means localhost:8080.
-    #[arg(long, value_name = "HOST:PORT", num_args = 0..=1, default_missing_value = "localhost:8080")]
+    #[arg(long, value_name = "HOST:PORT", num_args = 0..=1, default_missing_value = "localhost:8080",
+          conflicts_with = "etcd")]
     pub join: Option<String>,
 }
 
@@ -106,6 +134,24 @@ fn at_least_one(text: &str) -> std::result::Result<u64, String> {
     }
 }
 
+/// A cluster name: letters, digits, `-`, `_` and `.` (it becomes part of etcd keys).
+fn cluster_name(text: &str) -> std::result::Result<String, String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    match !text.is_empty() && text.len() <= 64 && text.chars().all(allowed) {
+        true => Ok(text.to_string()),
+        false => Err("use 1 to 64 letters, digits, '-', '_' or '.'".into()),
+    }
+}
+
+/// A lease TTL of at least [`MIN_LEASE_TTL`].
+fn lease_ttl(text: &str) -> std::result::Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(n) if n >= MIN_LEASE_TTL.as_secs() => Ok(n),
+        Ok(_) => Err(format!("must be at least {}", MIN_LEASE_TTL.as_secs())),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
+    }
+}
+
 impl Cli {
     fn parts(&self) -> (Role, &NodeArgs, Option<&str>) {
         match &self.command {
@@ -114,11 +160,11 @@ impl Cli {
         }
     }
 
-    /// What [`server::start`] needs.
-    pub fn config(&self) -> Config {
+    /// What [`server::start`] needs, or why the command line cannot work.
+    pub fn config(&self) -> Result<Config> {
         let (role, args, join) = self.parts();
         let mib = usize::try_from(args.max_client_memory).unwrap_or(usize::MAX);
-        Config {
+        Ok(Config {
             role,
             db: args.db.clone(),
             listen: args
@@ -135,8 +181,29 @@ impl Cli {
                 sync_replicas: args.sync_replicas,
                 sync_timeout: Duration::from_secs(args.sync_timeout),
             },
-        }
+            cluster: cluster_config(role, &args.cluster)?,
+        })
     }
+}
+
+/// The cluster a node joins, if any. `kv primary --etcd` is refused: in a cluster etcd
+/// chooses the primary, so every member starts the same way.
+fn cluster_config(role: Role, args: &ClusterArgs) -> Result<Option<ClusterConfig>> {
+    let Some(name) = &args.cluster else {
+        return Ok(None);
+    };
+    if role == Role::Primary {
+        return Err(Error::Invalid(
+            "in a cluster etcd chooses the primary: start every member, this one too, with \
+             `kv replica --etcd URL --cluster NAME`"
+                .into(),
+        ));
+    }
+    Ok(Some(ClusterConfig {
+        endpoints: args.etcd.clone(),
+        name: name.clone(),
+        ttl: Duration::from_secs(args.lease_ttl),
+    }))
 }
 
 /// Sends logs to stderr, filtered by `RUST_LOG`; by default `warn` under the shell (to keep
@@ -159,7 +226,7 @@ pub fn init_logging(cli: &Cli) {
 /// Runs the node the command line describes until the shell ends or a signal arrives.
 pub fn run(cli: Cli) -> Result<()> {
     return_large_buffers_to_the_os();
-    let config = cli.config();
+    let config = cli.config()?;
     let no_shell = cli.parts().1.no_shell;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -200,9 +267,14 @@ pub fn run(cli: Cli) -> Result<()> {
             .with_progress(interactive);
         shell::input::run(&shell, interactive, announcements)
     };
+    // A cluster member gives up its lease first: its writes stop, and the others elect
+    // a new primary at once rather than after the TTL.
+    if let Some(agent) = started.cluster {
+        agent.stop();
+    }
     runtime.block_on(node.stop());
     runtime.shutdown_timeout(Duration::from_secs(2));
-    info!("{} stopped", config.role);
+    info!("{} stopped", node.role());
     outcome
 }
 

@@ -96,6 +96,10 @@ pub enum Error {
     #[error("{0}")]
     NotConfirmed(String),
 
+    /// etcd could not be reached, or answered with an error.
+    #[error("etcd: {0}")]
+    Etcd(String),
+
     /// A caller passed something invalid (bad address, bad key...).
     #[error("{0}")]
     Invalid(String),

@@ -4,14 +4,16 @@
 //! entry; replicas join it over TCP ([`protocol`], [`connection`]), receive a consistent
 //! snapshot followed by the log ([`replication`]), and serve reads from their own store.
 //! A [`node::Node`] composes a store, its replication state and (on a primary) the write
-//! path; the [`shell`] and the Redis client port ([`resp`]) drive it; [`server`] starts
-//! one, and [`cli`] parses the command line and calls it. Lower layers never use higher
-//! ones: `store` ← `protocol` ← `connection`/`net` ← `replication` ← `node` ←
-//! `shell`/`resp` ← `server` ← `cli` (checked by `tests/layering.rs`).
+//! path; the [`shell`] and the Redis client port ([`resp`]) drive it, and in a cluster
+//! the [`cluster`] agent chooses its role through etcd; [`server`] starts one, and
+//! [`cli`] parses the command line and calls it. Lower layers never use higher ones:
+//! `store` ← `protocol` ← `connection`/`net` ← `replication` ← `node` ←
+//! `cluster`/`shell`/`resp` ← `server` ← `cli` (checked by `tests/layering.rs`).
 
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod cluster;
 pub mod connection;
 pub mod error;
 mod locks;

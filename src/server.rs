@@ -4,8 +4,10 @@
 //! retention, client port) and, with an upstream, its link. Stopping is
 //! [`Node::stop`]: links and connections end, and replicas are told why.
 
+use crate::cluster::agent::{self as cluster_agent, ClusterAgent, ClusterConfig};
 use crate::error::{Error, Result};
 use crate::net::validate_addr;
+use crate::node::lease::WriteLease;
 use crate::node::{failover, retention};
 use crate::node::{Durability, Node};
 use crate::replication::receiver::SyncReport;
@@ -38,6 +40,8 @@ pub struct Config {
     pub join: Option<String>,
     /// What a write waits for while this node is the primary.
     pub durability: Durability,
+    /// The cluster this node is a member of, whose primary etcd chooses (`--etcd`).
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// A started node and where it listens.
@@ -50,6 +54,8 @@ pub struct Started {
     pub client_addr: Option<SocketAddr>,
     /// The first sync of the `--join` link, once it happens.
     pub first_sync: Option<oneshot::Receiver<Result<SyncReport>>>,
+    /// The cluster agent, in a cluster: stop it (giving up the lease) before the node.
+    pub cluster: Option<ClusterAgent>,
 }
 
 /// The default replication address of each role (loopback only).
@@ -89,7 +95,10 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
     if let Some(upstream) = &config.join {
         validate_addr(upstream).map_err(|e| Error::Invalid(format!("--join: {e}")))?;
     }
-    let store = open_store(config.db.as_deref(), config.role, config.join.is_some())?;
+    // A cluster member starts as a replica, even from a primary's file: it takes writes
+    // only once it wins the primary key.
+    let following = config.join.is_some() || config.cluster.is_some();
+    let store = open_store(config.db.as_deref(), config.role, following)?;
     let listener = runtime.block_on(bind(&config.listen))?;
     let listen_addr = listener.local_addr()?;
     if !listen_addr.ip().is_loopback() {
@@ -99,12 +108,20 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
         Some(addr) => Some(runtime.block_on(bind(addr))?),
         None => None,
     };
+    let (lease, handoffs) = match &config.cluster {
+        Some(cluster) => {
+            let (lease, handoffs) = WriteLease::for_cluster(&cluster.name, cluster.ttl);
+            (lease, Some(handoffs))
+        }
+        None => (WriteLease::off(), None),
+    };
     let node = Arc::new(
         Node::new(
             Arc::clone(&store),
             listen_addr,
             runtime.handle().clone(),
             config.client_memory,
+            lease,
         )?
         .with_durability(config.durability.clone()),
     );
@@ -127,6 +144,15 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
         Some(upstream) => Some(node.follow(upstream.clone(), LinkMode::Start)?.first_sync),
         None => None,
     };
+    let cluster = match (&config.cluster, handoffs) {
+        (Some(cluster), Some(handoffs)) => Some(cluster_agent::start(
+            Arc::clone(&node),
+            cluster,
+            client_addr,
+            handoffs,
+        )?),
+        _ => None,
+    };
     info!(
         "{} ready on {listen_addr}, data in {}",
         config.role,
@@ -137,6 +163,7 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
         listen_addr,
         client_addr,
         first_sync,
+        cluster,
     })
 }
 
@@ -156,6 +183,7 @@ mod tests {
             client_memory: 1 << 20,
             join,
             durability: Durability::default(),
+            cluster: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! reviewer would, and fails naming the offending use.
 //!
 //! Layers, lowest first: `error`/`locks`; `store`; `protocol`; `connection`, `net`;
-//! `replication`; `node`; `resp`, `shell`; `server`; `cli`.
+//! `replication`; `node`; `cluster`, `resp`, `shell`; `server`; `cli`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,13 +21,28 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["error", "locks", "store", "protocol", "connection", "net"],
     ),
     ("node", &["error", "locks", "store", "replication"]),
+    (
+        "cluster",
+        &["error", "locks", "store", "replication", "node"],
+    ),
     ("resp", &["error", "net", "node", "replication", "store"]),
     ("shell", &["error", "net", "node", "replication", "store"]),
     (
         "server",
-        &["error", "net", "node", "replication", "resp", "store"],
+        &[
+            "error",
+            "net",
+            "node",
+            "replication",
+            "resp",
+            "store",
+            "cluster",
+        ],
     ),
-    ("cli", &["error", "node", "server", "shell", "store"]),
+    (
+        "cli",
+        &["error", "node", "server", "shell", "store", "cluster"],
+    ),
 ];
 
 fn src() -> PathBuf {

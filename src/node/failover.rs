@@ -4,7 +4,9 @@
 //! itself (a `Promote` message on its replication link), then demotes itself to follow
 //! it. Writes that waited, and any later write, then get `-READONLY`; if the target does
 //! not catch up in time, the handoff is abandoned and writes resume. The replica's side:
-//! [`serve_promotions`] promotes a node whose upstream asked it to.
+//! [`serve_promotions`] promotes a node whose upstream asked it to. In a cluster the
+//! primary key moves instead: once the target caught up, the cluster agent gives the key
+//! up naming the target, which wins it; nobody is promoted by a message.
 
 use super::budget::Charge;
 use super::Node;
@@ -143,6 +145,31 @@ impl Node {
         }
         self.failover_state
             .send_replace(FailoverState::FailoverInProgress);
+        if self.lease.cluster().is_some() {
+            // In a cluster the key moves: the agent gives it up naming the target, and
+            // stands this node down; the target wins it and this node follows it.
+            self.lease.hand_over(node_id).await?;
+        } else {
+            self.ask_to_promote(target, head).await?;
+        }
+        // Done once this node holds the target's new history (which continues ours).
+        if !self
+            .adopts_new_history(replaced, history, deadline + timeout)
+            .await?
+        {
+            return Err(Error::Invalid(format!(
+                "FAILOVER target {addr} was told to take over but this node has not seen its \
+                 new history yet; this node is a replica following it"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Outside a cluster: demotes this node to follow `target`, then asks `target` (on
+    /// its replication link) to promote itself at `head`.
+    async fn ask_to_promote(self: &Arc<Self>, target: &DownstreamStatus, head: u64) -> Result<()> {
+        let (node_id, addr) = (&target.identity.node_id, &target.identity.replica_addr);
+        let downstreams = self.replication().downstreams();
         // Demoted first: once the target is asked to promote, this node never takes a write
         // again. (Until then, a failure leaves it the primary.)
         let node = Arc::clone(self);
@@ -154,16 +181,6 @@ impl Node {
             return Err(Error::Invalid(format!(
                 "FAILOVER target {addr} disconnected; the handoff is abandoned{}",
                 if undone { " and writes resume" } else { "" }
-            )));
-        }
-        // Done once this node holds the target's new history (which continues ours).
-        if !self
-            .adopts_new_history(replaced, history, deadline + timeout)
-            .await?
-        {
-            return Err(Error::Invalid(format!(
-                "FAILOVER target {addr} was told to take over but this node has not seen its \
-                 new history yet; this node is a replica following it"
             )));
         }
         Ok(())

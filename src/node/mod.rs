@@ -9,6 +9,7 @@
 pub mod budget;
 pub mod durability;
 pub mod failover;
+pub mod lease;
 pub mod retention;
 pub mod role;
 pub mod status;
@@ -23,6 +24,7 @@ use crate::store::{KvStore, Op, Position, Role, Unfenced};
 use budget::{Charge, MemoryBudget};
 pub use durability::{Durability, PendingWrite};
 use failover::FailoverState;
+use lease::WriteLease;
 use role::{plan, RoleRequest};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -56,6 +58,9 @@ pub struct Node {
     failover_state: watch::Sender<FailoverState>,
     /// Held by the one `FAILOVER` running.
     failing_over: tokio::sync::Mutex<()>,
+    /// In a cluster: whether this node holds the primary key, with a lease fresh enough
+    /// to write (checked on every write); off outside a cluster.
+    lease: Arc<WriteLease>,
 }
 
 /// A request to follow an upstream, as [`Node::follow`] started it: its first sync, and
@@ -106,7 +111,8 @@ impl Promotion {
 impl Node {
     /// A node serving `store` in the role stored with it, whose replication listener is
     /// bound to `listen_addr`, running its tasks on `runtime`, with `client_memory` bytes
-    /// of budget for client requests.
+    /// of budget for client requests, writing only while `lease` allows
+    /// ([`WriteLease::off`] outside a cluster).
     ///
     /// Every node starts its writer thread, because a replica may be promoted at any
     /// time; a replica's writes are refused before they would reach it.
@@ -115,10 +121,12 @@ impl Node {
         listen_addr: SocketAddr,
         runtime: Handle,
         client_memory: usize,
+        lease: WriteLease,
     ) -> Result<Self> {
         let role = store.role()?;
         let repl = Arc::new(Replication::new(Arc::clone(&store), listen_addr)?);
-        let writer = Writer::start(store, repl.head_sender());
+        let lease = Arc::new(lease);
+        let writer = Writer::start(store, repl.head_sender(), Arc::clone(&lease));
         let link = ReplicaLink::new(Arc::clone(&repl), runtime);
         Ok(Node {
             role: Mutex::new(role),
@@ -131,6 +139,7 @@ impl Node {
             write_gate: tokio::sync::RwLock::new(()),
             failover_state: watch::Sender::new(FailoverState::NoFailover),
             failing_over: tokio::sync::Mutex::new(()),
+            lease,
         })
     }
 
@@ -146,6 +155,23 @@ impl Node {
         &self.durability
     }
 
+    /// The node's standing in its cluster (off outside one).
+    pub fn lease(&self) -> &WriteLease {
+        &self.lease
+    }
+
+    /// Refuses a role change by hand (`PROMOTE`, `JOIN`, `REPLICAOF`) in a cluster, where
+    /// etcd chooses the primary.
+    pub fn check_manual_role_change(&self) -> Result<()> {
+        match self.lease.cluster() {
+            Some(name) => Err(Error::Invalid(format!(
+                "this node is in cluster {name}, whose primary etcd chooses; use FAILOVER on \
+                 the primary to move the role"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Where a `FAILOVER` stands.
     pub fn failover_state(&self) -> FailoverState {
         *self.failover_state.borrow()
@@ -156,16 +182,51 @@ impl Node {
     /// seq and stores the primary role. Writes are accepted from then on; replicas
     /// chained below this node rejoin and continue across the fork. Blocking (SQLite).
     pub fn promote(&self) -> Result<Promotion> {
-        self.promote_if_at(None)
+        self.promote_if_at(None, None)
     }
 
     /// A promotion its upstream asked for (`FAILOVER`): only if this node holds exactly
     /// `seq`, where the upstream paused; otherwise it follows that upstream again.
     pub fn promote_at(&self, seq: u64) -> Result<Promotion> {
-        self.promote_if_at(Some(seq))
+        self.promote_if_at(Some(seq), None)
     }
 
-    fn promote_if_at(&self, expected: Option<u64>) -> Result<Promotion> {
+    /// A cluster election won: a new history of fencing epoch `epoch` (see
+    /// [`Self::promote`]). Writes still wait for the lease ([`WriteLease::take_office`]).
+    pub fn promote_in_epoch(&self, epoch: u64) -> Result<Promotion> {
+        self.promote_if_at(None, Some(epoch))
+    }
+
+    /// Stops taking writes (a primary is demoted) and stops following (a cluster member
+    /// that lost the primary key, or waits for an election). Blocking (SQLite).
+    pub fn stand_down(&self) -> Result<()> {
+        let mut changing = lock(&self.changing);
+        self.lease.leave_office();
+        let steps = plan(self.role(), &RoleRequest::StandDown);
+        *changing += 1;
+        if steps.demote {
+            self.demote()?;
+            info!("stood down: no longer the primary");
+        }
+        if steps.stop_link {
+            self.link.stop();
+            self.repl.update_link(|link| *link = LinkStatus::default());
+        }
+        Ok(())
+    }
+
+    /// Refuses writes from now on (in memory first, then in the file).
+    fn demote(&self) -> Result<()> {
+        *lock(&self.role) = Role::Replica;
+        self.lease.leave_office();
+        if let Err(e) = self.store().set_role(Role::Replica) {
+            *lock(&self.role) = Role::Primary;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn promote_if_at(&self, expected: Option<u64>, epoch: Option<u64>) -> Result<Promotion> {
         let mut changing = lock(&self.changing);
         let steps = plan(self.role(), &RoleRequest::Promote);
         if !steps.promote {
@@ -180,7 +241,7 @@ impl Node {
             (Some(seq), Ok(head)) if head != seq => Err(Error::Invalid(format!(
                 "asked to promote at seq {seq}, but this node holds up to {head}"
             ))),
-            _ => self.store().promote(&Unfenced, None),
+            _ => self.store().promote(&Unfenced, epoch),
         };
         let position = match promoted {
             Ok(position) => position,
@@ -211,11 +272,7 @@ impl Node {
         let steps = plan(was, &RoleRequest::Follow);
         *changing += 1;
         if steps.demote {
-            *lock(&self.role) = Role::Replica;
-            if let Err(e) = self.store().set_role(Role::Replica) {
-                *lock(&self.role) = Role::Primary;
-                return Err(e);
-            }
+            self.demote()?;
             info!("demoted to a replica: following {upstream}");
         }
         Ok(Following {
@@ -330,6 +387,7 @@ impl Node {
                 "replicas do not accept writes; write on the primary".into(),
             ));
         }
+        self.lease.check_write()?;
         ops.iter().try_for_each(Op::check_size)?;
         let downstreams = self.repl.downstreams();
         self.durability.check_before_write(downstreams)?;

@@ -1,6 +1,8 @@
 //! A node's role as a state machine, in plain code: a primary takes writes; a replica
-//! follows an upstream (or waits to be told one). Two requests change it at run time:
-//! promote (`REPLICAOF NO ONE`, `PROMOTE`) and follow (`REPLICAOF host port`, `JOIN`).
+//! follows an upstream (or waits to be told one). Requests change it at run time:
+//! promote (`REPLICAOF NO ONE`, `PROMOTE`, a cluster election won), follow (`REPLICAOF
+//! host port`, `JOIN`, a cluster's new primary) and stand down (a cluster member that lost
+//! the primary key).
 //! [`plan`] says what each request does from each role; [`super::Node`] carries it out.
 //!
 //! ```text
@@ -21,6 +23,9 @@ pub enum RoleRequest {
     Promote,
     /// Follow an upstream (its replication address comes with the request to the node).
     Follow,
+    /// Stop taking writes and stop following, until told what to do (a cluster member
+    /// that lost the primary key, or waits for the election).
+    StandDown,
 }
 
 /// What a request does, step by step, in this order.
@@ -55,6 +60,14 @@ pub fn plan(current: Role, request: &RoleRequest) -> RolePlan {
             follow: true,
             ..RolePlan::default()
         },
+        (Role::Primary, RoleRequest::StandDown) => RolePlan {
+            demote: true,
+            ..RolePlan::default()
+        },
+        (Role::Replica, RoleRequest::StandDown) => RolePlan {
+            stop_link: true,
+            ..RolePlan::default()
+        },
     }
 }
 
@@ -80,6 +93,14 @@ mod tests {
     fn a_primary_told_to_follow_demotes_first() {
         let steps = plan(Role::Primary, &RoleRequest::Follow);
         assert!(steps.demote && steps.follow && !steps.promote && !steps.stop_link);
+    }
+
+    #[test]
+    fn standing_down_demotes_a_primary_and_stops_a_replica_following() {
+        let primary = plan(Role::Primary, &RoleRequest::StandDown);
+        assert!(primary.demote && !primary.follow && !primary.promote);
+        let replica = plan(Role::Replica, &RoleRequest::StandDown);
+        assert!(replica.stop_link && !replica.demote && !replica.follow);
     }
 
     #[test]

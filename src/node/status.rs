@@ -39,6 +39,29 @@ pub fn render(node: &Node) -> Result<String> {
     let digest = store.digest()?;
     line("digest", &format!("{} (seq {})", digest.hex, digest.seq));
     line("listening", &node.replication().listen_addr());
+    if let Some(cluster) = node.lease().status() {
+        line(
+            "cluster",
+            &format!("{} (epoch {})", cluster.name, position.epoch),
+        );
+        let etcd = match (&cluster.etcd_error, cluster.etcd_ok) {
+            (_, true) => "ok".to_string(),
+            (Some(error), false) => format!("unreachable ({error}); serving reads"),
+            (None, false) => "not reached yet".to_string(),
+        };
+        line("etcd", &etcd);
+        if let Some(left) = cluster.lease_remaining {
+            line(
+                "lease",
+                &format!(
+                    "writes accepted for {:.1} s more without a renewal (TTL {} s)",
+                    left.as_secs_f64(),
+                    cluster.ttl.as_secs()
+                ),
+            );
+        }
+        line("election", &cluster.activity);
+    }
     if node.role() == Role::Replica {
         let link = node.replication().link();
         line(

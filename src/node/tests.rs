@@ -33,7 +33,7 @@ fn node_runtime() -> tokio::runtime::Handle {
 fn node_on(store: Arc<dyn KvStore>, role: Role) -> Arc<Node> {
     let addr = "127.0.0.1:0".parse().expect("addr");
     assert_eq!(store.role().expect("role"), role);
-    let node = Node::new(store, addr, node_runtime(), 64 << 20).expect("node");
+    let node = Node::new(store, addr, node_runtime(), 64 << 20, WriteLease::off()).expect("node");
     Arc::new(node)
 }
 

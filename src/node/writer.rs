@@ -20,6 +20,7 @@
 //! node is (a SQLite file then closes cleanly).
 
 use super::budget::Charge;
+use super::lease::WriteLease;
 use crate::error::{Error, Result};
 use crate::replication::advance_head;
 use crate::store::{BatchSeqs, KvStore, Op};
@@ -55,6 +56,8 @@ struct Request {
 /// What the writer thread works with.
 struct Committer {
     store: Arc<dyn KvStore>,
+    /// Checked before every commit: a cluster primary whose lease lapsed commits nothing.
+    lease: Arc<WriteLease>,
     head: watch::Sender<u64>,
     commits: Arc<AtomicU64>,
 }
@@ -80,13 +83,19 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread for `store`, advancing `head` after each commit. If the
-    /// thread cannot be started, the failure is logged and every write is refused.
-    pub fn start(store: Arc<dyn KvStore>, head: watch::Sender<u64>) -> Self {
+    /// Starts the writer thread for `store`, advancing `head` after each commit, and
+    /// committing only while `lease` allows writes. If the thread cannot be started, the
+    /// failure is logged and every write is refused.
+    pub fn start(
+        store: Arc<dyn KvStore>,
+        head: watch::Sender<u64>,
+        lease: Arc<WriteLease>,
+    ) -> Self {
         let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
         let commits = Arc::new(AtomicU64::new(0));
         let committer = Committer {
             store,
+            lease,
             head,
             commits: Arc::clone(&commits),
         };
@@ -181,6 +190,7 @@ impl Committer {
     /// `append_batch`, with a panic in the store turned into an error for the batch (its
     /// transaction rolled back while unwinding), so the writer thread survives it.
     fn append(&self, ops: &[Vec<Op>]) -> Result<BatchSeqs> {
+        self.lease.check_write()?;
         catch_unwind(AssertUnwindSafe(|| self.store.append_batch(ops))).unwrap_or_else(|_| {
             Err(Error::Io(std::io::Error::other(
                 "the store failed unexpectedly during a write",

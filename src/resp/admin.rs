@@ -196,6 +196,8 @@ pub async fn wait(node: &Node, last_write: u64, args: &[Vec<u8>], out: &mut Outp
 /// runs in the background (`INFO replication` shows it).
 pub async fn replicaof(node: &Arc<Node>, args: &[Vec<u8>], out: &mut Output) -> Reply {
     let (host, port) = (text_of(&args[0])?, text_of(&args[1])?);
+    node.check_manual_role_change()
+        .map_err(|e| err(e.to_string()))?;
     let node = Arc::clone(node);
     if host.eq_ignore_ascii_case("no") && port.eq_ignore_ascii_case("one") {
         tokio::task::spawn_blocking(move || node.promote())

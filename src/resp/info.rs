@@ -85,6 +85,18 @@ fn replication(text: &mut String, node: &Node) -> Result<()> {
     } else {
         text.push_str("role:master\r\n");
     }
+    if let Some(cluster) = node.lease().status() {
+        let lease_ms = cluster.lease_remaining.map_or(0, |left| left.as_millis());
+        let _ = write!(
+            text,
+            "kv_cluster:{}\r\nkv_cluster_epoch:{}\r\nkv_etcd:{}\r\n\
+             kv_lease_remaining_ms:{lease_ms}\r\nkv_cluster_state:{}\r\n",
+            cluster.name,
+            position.epoch,
+            if cluster.etcd_ok { "ok" } else { "unreachable" },
+            one_line(&cluster.activity)
+        );
+    }
     let downstreams = node.replication().downstreams();
     let replicas = downstreams.list();
     let _ = write!(text, "connected_slaves:{}\r\n", replicas.len());

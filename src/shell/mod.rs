@@ -238,6 +238,7 @@ impl Shell {
 
     fn join(&self, addr: &str) -> Result<String, String> {
         validate_addr(addr)?;
+        self.manual_role_change()?;
         let was = self.node.role();
         let previous = self.node.link().following();
         let mut following = self
@@ -267,6 +268,13 @@ impl Shell {
         Ok(report.line())
     }
 
+    /// `JOIN` and `PROMOTE` are refused in a cluster (etcd chooses the primary).
+    fn manual_role_change(&self) -> Result<(), String> {
+        self.node
+            .check_manual_role_change()
+            .map_err(|e| e.to_string())
+    }
+
     fn failover(&self, target: Option<&str>) -> Result<String, String> {
         if let Some(addr) = target {
             validate_addr(addr)?;
@@ -279,6 +287,7 @@ impl Shell {
     }
 
     fn promote(&self) -> Result<String, String> {
+        self.manual_role_change()?;
         match self.node.promote() {
             Ok(promoted @ Promotion::Promoted(_)) => Ok(promoted.line()),
             Ok(already) => Err(already.line()),

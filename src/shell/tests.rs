@@ -1,6 +1,7 @@
 //! Unit tests of shell commands against an in-memory node.
 
 use super::*;
+use crate::node::lease::WriteLease;
 use crate::node::Node;
 use crate::store::{MemoryStore, Role};
 
@@ -8,7 +9,14 @@ fn shell(role: Role) -> (tokio::runtime::Runtime, Shell) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let store = Arc::new(MemoryStore::new(role));
     let addr = "127.0.0.1:0".parse().expect("addr");
-    let node = Node::new(store, addr, runtime.handle().clone(), 1 << 20).expect("node");
+    let node = Node::new(
+        store,
+        addr,
+        runtime.handle().clone(),
+        1 << 20,
+        WriteLease::off(),
+    )
+    .expect("node");
     let shell = Shell::new(Arc::new(node), runtime.handle().clone());
     (runtime, shell)
 }
