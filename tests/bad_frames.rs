@@ -1,14 +1,15 @@
 //! Invariant 5 on the replication port: garbage, an oversized length prefix, a truncated
-//! frame, an undecodable message, a message before `Join`, a silent connection and half a
-//! frame each close only their own connection, with a logged reason and (where possible)
+//! frame, an undecodable message, a message before `Join`, a `Join` of a newer fencing
+//! epoch (this primary was deposed: it sends nothing but the refusal), a silent connection
+//! and half a frame each close only their own connection, with a logged reason and (where possible)
 //! an `Error` frame. The node, its shell and its existing replica carry on, and a new
 //! replica still joins and converges afterwards.
 
 mod common;
 
-use common::frames::{read_until_closed, write_message};
+use common::frames::{read_message, read_until_closed, write_message};
 use common::{kv_rows, wait_until, KvProcess, PATIENCE};
-use kv::protocol::Message;
+use kv::protocol::{Message, PROTOCOL_VERSION};
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::thread;
@@ -93,6 +94,34 @@ fn bad_frames_close_one_connection_and_nothing_else() {
         &read_until_closed(&mut wrong_version, PATIENCE),
         "protocol version 99 is not supported",
     );
+    // A replica of a newer epoch than this primary's history: this primary was deposed
+    // (in a cluster, another node won the primary key since), so it sends no data.
+    let mut newer_epoch = TcpStream::connect(&addr).expect("connect");
+    write_message(
+        &mut newer_epoch,
+        &Message::Join {
+            node_id: "x".into(),
+            replica_addr: "x".into(),
+            history_id: None,
+            last_seq: 0,
+            protocol_version: PROTOCOL_VERSION,
+            fork: None,
+            checksum: None,
+            oldest_log: None,
+            epoch: 7,
+        },
+    );
+    match read_message(&mut newer_epoch, PATIENCE) {
+        Some(Message::Error { message }) => {
+            assert!(
+                message.contains("was deposed by a newer primary"),
+                "{message}"
+            )
+        }
+        other => panic!("expected the refusal first, got {other:?}"),
+    }
+    let after = read_message(&mut newer_epoch, PATIENCE);
+    assert!(after.is_none(), "nothing after the refusal: {after:?}");
 
     assert_reason(&silent.join().expect("silent peer"), "no Join within");
     assert_reason(
