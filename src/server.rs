@@ -95,6 +95,9 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
     if let Some(upstream) = &config.join {
         validate_addr(upstream).map_err(|e| Error::Invalid(format!("--join: {e}")))?;
     }
+    if let Some(cluster) = &config.cluster {
+        crate::cluster::etcd::check_endpoints(&cluster.endpoints)?;
+    }
     // A cluster member starts as a replica, even from a primary's file: it takes writes
     // only once it wins the primary key.
     let following = config.join.is_some() || config.cluster.is_some();

@@ -238,7 +238,11 @@ impl Agent {
         match e {
             Error::Etcd(message) => {
                 node.lease().etcd_answered(Err(message.clone()));
-                self.show(format!("etcd unreachable ({message}); serving reads"));
+                let activity = format!("etcd unreachable ({message}); serving reads");
+                if activity != self.activity {
+                    warn!("cluster: {activity}");
+                }
+                self.show(activity);
             }
             other => warn!("cluster: {other}"),
         }
@@ -415,10 +419,12 @@ impl Agent {
         Ok(())
     }
 
-    /// Shows (and logs once) what the member is doing.
+    /// Shows (and logs once, if not already warned of) what the member is doing.
     fn show(&mut self, activity: String) {
         if activity != self.activity {
-            info!("cluster: {activity}");
+            if !activity.starts_with("etcd unreachable") {
+                info!("cluster: {activity}");
+            }
             self.activity.clone_from(&activity);
             self.shared.node.lease().set_activity(activity);
         }

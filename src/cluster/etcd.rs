@@ -73,12 +73,7 @@ impl Etcd {
     /// A client of the etcd cluster at `endpoints` (`http://host:port`), each request
     /// given up after `timeout`.
     pub fn new(endpoints: &[String], timeout: Duration) -> Result<Self> {
-        if endpoints.is_empty() {
-            return Err(Error::Invalid("--etcd needs at least one URL".into()));
-        }
-        for endpoint in endpoints {
-            check_endpoint(endpoint)?;
-        }
+        check_endpoints(endpoints)?;
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
@@ -217,6 +212,14 @@ impl Etcd {
         }
         serde_json::from_str(&text).map_err(|e| failed(&format!("unexpected answer: {e}")))
     }
+}
+
+/// Refuses an empty list or a URL kv cannot use, before a node starts.
+pub fn check_endpoints(endpoints: &[String]) -> Result<()> {
+    if endpoints.is_empty() {
+        return Err(Error::Invalid("--etcd needs at least one URL".into()));
+    }
+    endpoints.iter().try_for_each(|e| check_endpoint(e))
 }
 
 /// An etcd URL kv can use: `http://host:port` (TLS to etcd is not supported yet).
