@@ -380,7 +380,10 @@ impl Agent {
     /// transaction that also names it, then stands down.
     fn serve_handoffs(&mut self, view: &View) {
         while let Ok(request) = self.handoffs.try_recv() {
-            let outcome = self.hand_over(view, &request.target);
+            let outcome = match Instant::now() < request.deadline {
+                true => self.hand_over(view, &request.target),
+                false => Err(Error::Invalid("the FAILOVER gave up waiting".into())),
+            };
             let _ = request.done.send(outcome);
         }
     }

@@ -148,7 +148,7 @@ impl Node {
         if self.lease.cluster().is_some() {
             // In a cluster the key moves: the agent gives it up naming the target, and
             // stands this node down; the target wins it and this node follows it.
-            self.lease.hand_over(node_id).await?;
+            self.lease.hand_over(node_id, deadline).await?;
         } else {
             self.ask_to_promote(target, head).await?;
         }
@@ -230,6 +230,10 @@ pub async fn serve_promotions(node: Arc<Node>) {
         let Some(seq) = *requests.borrow_and_update() else {
             continue;
         };
+        if let Err(e) = node.check_manual_role_change() {
+            warn!("an upstream asked this node to promote itself; refused: {e}");
+            continue;
+        }
         let promoting = Arc::clone(&node);
         match tokio::task::spawn_blocking(move || promoting.promote_at(seq)).await {
             Ok(Ok(promotion)) => info!("FAILOVER at seq {seq}: {}", promotion.line()),

@@ -23,6 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 pub struct HandoffRequest {
     /// The target's node id.
     pub target: String,
+    /// After this, the agent refuses it: the `FAILOVER` gave up and writes resumed.
+    pub deadline: Instant,
     /// Answered once the key was handed over (or why not).
     pub done: oneshot::Sender<Result<()>>,
 }
@@ -189,18 +191,26 @@ impl WriteLease {
         lock(&self.standing).activity = activity;
     }
 
-    /// Asks the cluster agent to hand the primary key to `target` (a node id); returns
-    /// once it did, or why not.
-    pub async fn hand_over(&self, target: &str) -> Result<()> {
+    /// Asks the cluster agent to hand the primary key to `target` (a node id) before
+    /// `deadline`; returns once it did, or why not.
+    pub async fn hand_over(&self, target: &str, deadline: tokio::time::Instant) -> Result<()> {
         let (done, result) = oneshot::channel();
         let request = HandoffRequest {
             target: target.to_string(),
+            deadline: deadline.into_std(),
             done,
         };
         self.handoffs
             .send(request)
             .map_err(|_| Error::Invalid("this node is not in a cluster".into()))?;
-        result.await.map_err(|_| Error::Shutdown)?
+        match tokio::time::timeout_at(deadline, result).await {
+            Ok(answer) => answer.map_err(|_| Error::Shutdown)?,
+            Err(_) => Err(Error::Invalid(
+                "the primary key could not be handed over in time (is etcd reachable?); the \
+                 handoff is abandoned and writes resume"
+                    .into(),
+            )),
+        }
     }
 
     /// What the displays show; `None` outside a cluster.
