@@ -7,7 +7,7 @@
 //! reads a pipe, so a script's stdout holds nothing but the results of its commands (and,
 //! with `--join`, the line reporting the first sync).
 
-use crate::cluster::agent::{ClusterConfig, DEFAULT_LEASE_TTL, MIN_LEASE_TTL};
+use crate::cluster::{ClusterConfig, DEFAULT_LEASE_TTL, MAX_LEASE_TTL, MIN_LEASE_TTL};
 use crate::error::{Error, Result};
 use crate::node::budget::DEFAULT_CLIENT_MEMORY_MIB;
 use crate::node::durability::{Durability, DEFAULT_MAX_LAG, DEFAULT_SYNC_TIMEOUT};
@@ -106,7 +106,7 @@ pub struct ClusterArgs {
     /// The cluster's name: its keys live under /kv/NAME/ in etcd.
     #[arg(long, value_name = "NAME", requires = "etcd", value_parser = cluster_name)]
     pub cluster: Option<String>,
-    /// The etcd lease's TTL in seconds (at least 2): a primary that cannot renew it stops
+    /// The etcd lease's TTL in seconds (2 to 300): a primary that cannot renew it stops
     /// accepting writes within half of it, and another node takes over after it.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_LEASE_TTL.as_secs(),
           value_parser = lease_ttl)]
@@ -143,11 +143,12 @@ fn cluster_name(text: &str) -> std::result::Result<String, String> {
     }
 }
 
-/// A lease TTL of at least [`MIN_LEASE_TTL`].
+/// A lease TTL from [`MIN_LEASE_TTL`] to [`MAX_LEASE_TTL`].
 fn lease_ttl(text: &str) -> std::result::Result<u64, String> {
+    let (min, max) = (MIN_LEASE_TTL.as_secs(), MAX_LEASE_TTL.as_secs());
     match text.parse::<u64>() {
-        Ok(n) if n >= MIN_LEASE_TTL.as_secs() => Ok(n),
-        Ok(_) => Err(format!("must be at least {}", MIN_LEASE_TTL.as_secs())),
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        Ok(_) => Err(format!("must be from {min} to {max}")),
         Err(_) => Err(format!("'{text}' is not a whole number")),
     }
 }

@@ -316,6 +316,7 @@ mod tests {
                 fork: Some(Fork {
                     prev_history_id: "aa".into(),
                     seq: 5,
+                    epoch: 0,
                 }),
                 checksum: Some(u64::MAX),
                 oldest_log: Some(2),

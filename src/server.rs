@@ -4,7 +4,8 @@
 //! retention, client port) and, with an upstream, its link. Stopping is
 //! [`Node::stop`]: links and connections end, and replicas are told why.
 
-use crate::cluster::agent::{self as cluster_agent, ClusterAgent, ClusterConfig};
+use crate::cluster::agent::{self as cluster_agent, ClusterAgent};
+use crate::cluster::ClusterConfig;
 use crate::error::{Error, Result};
 use crate::net::validate_addr;
 use crate::node::lease::WriteLease;
@@ -104,6 +105,12 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
     let store = open_store(config.db.as_deref(), config.role, following)?;
     let listener = runtime.block_on(bind(&config.listen))?;
     let listen_addr = listener.local_addr()?;
+    if config.cluster.is_some() && listen_addr.ip().is_unspecified() {
+        return Err(Error::Invalid(format!(
+            "--listen {listen_addr}: a cluster member publishes its replication address for \
+             the others to follow, so give the address they reach it at, not a wildcard"
+        )));
+    }
     if !listen_addr.ip().is_loopback() {
         warn!("listening on {listen_addr}: replication links are not authenticated; keep this port on a trusted network");
     }

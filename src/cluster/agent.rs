@@ -1,49 +1,36 @@
 //! The cluster agent: two threads per member. One keeps the member's etcd lease alive and
 //! tells the write lease (`node::lease`) when a keep-alive sent at `t` was answered, or
-//! that the lease is gone. The other, every [`POLL_INTERVAL`], publishes the member's
-//! position, reads `/kv/NAME/`, asks [`election::decide`] what to do and does it:
-//! campaign (a transaction that takes the primary key only if it is absent), take office
-//! (promote into the key's epoch, publish the epoch, open writes), follow the holder,
-//! or stand down. It also carries out a `FAILOVER`'s handoff of the key.
+//! that the lease is gone; it renews only while the other thread is alive, so a wedged
+//! member's lease (and key) expires. The other, every [`POLL_INTERVAL`], publishes the
+//! member's position, reads `/kv/NAME/` (telling the write lease when a read showed it
+//! holding the key), asks [`election::decide`] what to do and does it: campaign (a
+//! transaction that takes the primary key only if it is absent and no member published a
+//! newer position since the read), take office (promote into the key's epoch, publish the
+//! epoch, open writes), follow the holder, or stand down. It also carries out a
+//! `FAILOVER`'s handoff of the key.
 //!
 //! Plain threads, because the etcd calls block (see [`super::etcd`]) and must never hold
 //! up the async runtime; the node's own calls here (promote, follow) are blocking too.
 
-use super::election::{self, Action, Clock, Holder, Member, PrimaryRecord, Timing, View};
-use super::etcd::{Compare, Etcd, KeyValue, TxnOp};
+use super::election::{self, Action, Clock, Member, PrimaryRecord, Timing, View};
+use super::etcd::{Compare, Etcd, TxnOp};
+use super::keys::{to_json, Keys};
+use super::{ClusterConfig, POLL_INTERVAL};
 use crate::error::{Error, Result};
 use crate::locks::lock;
-use crate::node::lease::HandoffRequest;
+use crate::node::lease::{HandoffRequest, Stamp};
 use crate::node::Node;
 use crate::replication::LinkMode;
+use crate::store::history::epoch_at;
 use crate::store::Role;
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{info, warn};
-
-/// How often a member reads its cluster's state (and so how fast it notices a change).
-pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
-
-/// The lease TTL unless `--lease-ttl` says otherwise.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
-
-/// The shortest lease TTL kv takes (etcd raises shorter ones to about this anyway).
-pub const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
-
-/// Where a member finds etcd and its cluster.
-#[derive(Clone, Debug)]
-pub struct ClusterConfig {
-    /// etcd client URLs.
-    pub endpoints: Vec<String>,
-    /// The cluster's name: its keys live under `/kv/NAME/`.
-    pub name: String,
-    /// The lease TTL.
-    pub ttl: Duration,
-}
 
 /// What the two threads share.
 struct Shared {
@@ -53,9 +40,17 @@ struct Shared {
     lease_id: Mutex<Option<i64>>,
     stopping: AtomicBool,
     ttl: Duration,
+    /// When the election loop last finished a tick (however it ended).
+    last_tick: Mutex<Stamp>,
 }
 
 impl Shared {
+    /// Whether the election loop finished a tick within half a TTL: if not, it is wedged,
+    /// and the lease is left to expire so that the others can take over.
+    fn loop_alive(&self) -> bool {
+        lock(&self.last_tick).elapsed() < self.ttl / 2
+    }
+
     /// Sleeps until `until`, or less if the agent stops; returns whether it goes on.
     fn sleep_until(&self, until: Instant) -> bool {
         while !self.stopping.load(Ordering::Relaxed) {
@@ -77,17 +72,15 @@ pub struct ClusterAgent {
 }
 
 impl ClusterAgent {
-    /// Closes the write lease, revokes the etcd lease and waits for the threads.
+    /// Stops the threads, then closes the write lease and revokes the etcd lease (the one
+    /// current then, so a lease granted by a tick in flight is closed too).
     pub fn stop(mut self) {
-        let lease_id = *lock(&self.shared.lease_id);
-        if let Some(id) = lease_id {
-            self.shared.node.lease().lost(id);
-        }
         self.shared.stopping.store(true, Ordering::Relaxed);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
         if let Some(id) = lock(&self.shared.lease_id).take() {
+            self.shared.node.lease().lost(id);
             match self.shared.etcd.revoke(id) {
                 Ok(()) => info!("gave up the etcd lease"),
                 Err(e) => warn!("could not give up the etcd lease (it expires by itself): {e}"),
@@ -111,11 +104,12 @@ pub fn start(
         lease_id: Mutex::new(None),
         stopping: AtomicBool::new(false),
         ttl: config.ttl,
+        last_tick: Mutex::new(Stamp::now()),
     });
     let repl = shared.node.replication();
     let agent = Agent {
         shared: Arc::clone(&shared),
-        prefix: format!("/kv/{}/", config.name),
+        keys: Keys::new(&config.name),
         identity: PrimaryRecord {
             node_id: repl.node_id().to_string(),
             repl_addr: advertised(repl.listen_addr()),
@@ -125,6 +119,8 @@ pub fn start(
             settle: POLL_INTERVAL * 3,
             step: POLL_INTERVAL * 3,
             startup_grace: config.ttl,
+            stale_wait: config.ttl * 3,
+            handoff_patience: config.ttl,
         },
         registered_at: None,
         vacant_since: None,
@@ -144,8 +140,9 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<
     Ok(std::thread::Builder::new().name(name.into()).spawn(body)?)
 }
 
-/// The address others reach `addr` at: a wildcard bind is published as loopback (a
-/// cluster across machines binds each node to its own address).
+/// The address others reach `addr` at. The replication address is never a wildcard
+/// (`server::start` refuses one in a cluster); a client port on all interfaces is
+/// published as loopback, for information only.
 fn advertised(addr: SocketAddr) -> String {
     match addr.ip().is_unspecified() {
         true => SocketAddr::new([127, 0, 0, 1].into(), addr.port()).to_string(),
@@ -154,18 +151,26 @@ fn advertised(addr: SocketAddr) -> String {
 }
 
 /// The keep-alive thread: renews the lease six times per TTL, so writes (open for half a
-/// TTL after each answered renewal) survive two lost renewals.
+/// TTL after each answered renewal) survive two lost renewals; but only while the
+/// election loop is alive.
 fn keep_alive(shared: &Shared) {
     let interval = shared.ttl / 6;
     let lease = shared.node.lease();
+    let mut warned = false;
     loop {
-        let sent = Instant::now();
+        let started = Instant::now();
         let current = *lock(&shared.lease_id);
-        if let Some(id) = current {
+        let alive = shared.loop_alive();
+        if !alive && !warned {
+            warn!("cluster: the election loop is stuck; letting the etcd lease expire");
+        }
+        warned = !alive;
+        if let (Some(id), true) = (current, alive) {
+            let sent = Stamp::now();
             match shared.etcd.keep_alive(id) {
                 Ok(Some(_)) => lease.renewed(id, sent),
                 Ok(None) => {
-                    warn!("the etcd lease expired: no writes until a new election");
+                    warn!("cluster: the etcd lease expired: no writes until a new election");
                     lease.lost(id);
                     let mut current = lock(&shared.lease_id);
                     if *current == Some(id) {
@@ -175,7 +180,7 @@ fn keep_alive(shared: &Shared) {
                 Err(e) => lease.etcd_answered(Err(e.to_string())),
             }
         }
-        if !shared.sleep_until(sent + interval) {
+        if !shared.sleep_until(started + interval) {
             return;
         }
     }
@@ -184,7 +189,7 @@ fn keep_alive(shared: &Shared) {
 /// The election loop's state.
 struct Agent {
     shared: Arc<Shared>,
-    prefix: String,
+    keys: Keys,
     identity: PrimaryRecord,
     timing: Timing,
     registered_at: Option<Instant>,
@@ -200,24 +205,38 @@ impl Agent {
     fn run(mut self) {
         loop {
             let started = Instant::now();
-            if let Err(e) = self.tick() {
-                self.failed(e);
+            let ticked = catch_unwind(AssertUnwindSafe(|| self.tick()));
+            match ticked {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self.failed(e),
+                Err(_) => {
+                    // A bug: the keep-alive stops once ticks stop, and the others take over.
+                    tracing::error!("cluster: the election loop failed unexpectedly; stopping it");
+                    return;
+                }
             }
+            *lock(&self.shared.last_tick) = Stamp::now();
             if !self.shared.sleep_until(started + POLL_INTERVAL) {
                 return;
             }
         }
     }
 
-    fn key(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
-    }
-
     fn tick(&mut self) -> Result<()> {
         let lease = self.ensure_lease()?;
         let me = self.publish(lease)?;
-        let view = parse_view(&self.prefix, &self.shared.etcd.range_prefix(&self.prefix)?);
-        self.shared.node.lease().etcd_answered(Ok(()));
+        let read_at = Stamp::now();
+        let kvs = self.shared.etcd.range_prefix(self.keys.prefix())?;
+        let view = self.keys.parse_view(&kvs);
+        let node = Arc::clone(&self.shared.node);
+        node.lease().etcd_answered(Ok(()));
+        if view
+            .holder
+            .as_ref()
+            .is_some_and(|h| h.record.node_id == me.node_id && h.lease == lease)
+        {
+            node.lease().confirmed(lease, read_at);
+        }
         self.serve_handoffs(&view);
         self.vacant_since = match view.holder {
             Some(_) => None,
@@ -228,7 +247,7 @@ impl Agent {
             vacant_for: self.vacant_since.map(|at| at.elapsed()),
         };
         let action = election::decide(&view, &me, &clock, &self.timing);
-        self.carry_out(action, &view, lease)
+        self.carry_out(action, &view, lease, read_at)
     }
 
     /// A tick failed: say so; a primary that cannot reach etcd and whose write lease
@@ -259,7 +278,7 @@ impl Agent {
         if let Some(id) = *lock(&self.shared.lease_id) {
             return Ok(id);
         }
-        let sent = Instant::now();
+        let sent = Stamp::now();
         let (id, granted) = self.shared.etcd.grant(self.shared.ttl.as_secs())?;
         *lock(&self.shared.lease_id) = Some(id);
         self.shared.node.lease().granted(id, sent);
@@ -275,16 +294,18 @@ impl Agent {
     fn publish(&mut self, lease: i64) -> Result<election::Me> {
         let node = &self.shared.node;
         let position = node.store().position()?;
+        let settled = epoch_at(&position.lineage(), position.head);
         let member = Member {
+            revision: 0,
             node_id: self.identity.node_id.clone(),
             repl_addr: self.identity.repl_addr.clone(),
             client_addr: self.identity.client_addr.clone(),
-            epoch: position.epoch,
+            epoch: settled,
             seq: position.head,
             lease,
         };
         if self.published.as_ref() != Some(&member) {
-            let key = self.key(&format!("members/{}", member.node_id));
+            let key = self.keys.member(&member.node_id);
             self.shared.etcd.put(&key, &to_json(&member)?, lease)?;
             self.published = Some(member);
         }
@@ -294,12 +315,12 @@ impl Agent {
             role: node.role(),
             in_office: node.lease().office().is_some(),
             epoch: position.epoch,
-            seq: position.head,
+            position: (settled, position.head),
             following: node.link().following(),
         })
     }
 
-    fn carry_out(&mut self, action: Action, view: &View, lease: i64) -> Result<()> {
+    fn carry_out(&mut self, action: Action, view: &View, lease: i64, read_at: Stamp) -> Result<()> {
         let node = Arc::clone(&self.shared.node);
         match action {
             Action::Stay => {
@@ -312,11 +333,12 @@ impl Agent {
             }
             Action::Wait(why) => self.show(format!("not campaigning: {why}")),
             Action::Campaign => {
+                let sent = Stamp::now();
                 if let Some(epoch) = self.campaign(view, lease)? {
-                    self.take_office(epoch, lease)?;
+                    self.take_office(epoch, lease, sent)?;
                 }
             }
-            Action::TakeOffice { epoch } => self.take_office(epoch, lease)?,
+            Action::TakeOffice { epoch } => self.take_office(epoch, lease, read_at)?,
             Action::Follow { upstream } => {
                 node.follow(upstream.clone(), LinkMode::Start)?;
                 self.show(format!("following the primary at {upstream}"));
@@ -329,33 +351,49 @@ impl Agent {
         Ok(())
     }
 
-    /// Tries to take the primary key; returns its epoch if this member won.
+    /// Tries to take the primary key; returns its epoch if this member won. The
+    /// transaction also requires every member's record to be as read, so a member that
+    /// published a newer position meanwhile makes it fail (the next tick looks again).
     fn campaign(&mut self, view: &View, lease: i64) -> Result<Option<u64>> {
-        let compare = [
-            Compare::Absent(self.key("primary")),
-            Compare::ModifiedAt(self.key("epoch"), view.epoch.1),
+        let mut compare = vec![
+            Compare::Absent(self.keys.primary()),
+            Compare::ModifiedAt(self.keys.epoch(), view.epoch.1),
         ];
+        compare.extend(
+            view.members
+                .iter()
+                .map(|m| Compare::ModifiedAt(self.keys.member(&m.node_id), m.revision)),
+        );
         let ops = [
             TxnOp::Put {
-                key: self.key("primary"),
+                key: self.keys.primary(),
                 value: to_json(&self.identity)?,
                 lease,
             },
-            TxnOp::Delete(self.key("handoff")),
+            TxnOp::Delete(self.keys.handoff()),
         ];
         let (won, revision) = self.shared.etcd.txn(&compare, &ops)?;
         match won {
             true => info!("cluster: won the primary key in epoch {revision}"),
-            false => self.show("another member took the primary key first".into()),
+            false => self.show("the cluster changed while campaigning; looking again".into()),
         }
         Ok(won.then_some(revision))
     }
 
-    /// This member holds the key of `epoch`: promote into a new history of that epoch,
-    /// record the epoch as the cluster's newest, then accept writes.
-    fn take_office(&mut self, epoch: u64, lease: i64) -> Result<()> {
-        let node = &self.shared.node;
-        if node.role() == Role::Primary && node.store().position()?.epoch != epoch {
+    /// This member holds the key of `epoch` (as a read or transaction sent at
+    /// `confirmed_at` showed): promote into a new history of that epoch, record the epoch
+    /// as the cluster's newest, then accept writes. An epoch below this node's own means
+    /// etcd's revisions went back (a wiped or replaced etcd): refused, loudly.
+    fn take_office(&mut self, epoch: u64, lease: i64, confirmed_at: Stamp) -> Result<()> {
+        let node = Arc::clone(&self.shared.node);
+        let own = node.store().position()?.epoch;
+        if epoch < own {
+            return Err(Error::Invalid(format!(
+                "won the primary key at etcd revision {epoch}, below this node's epoch {own}: \
+                 was etcd wiped or replaced? Not taking office; see docs/design.md"
+            )));
+        }
+        if node.role() == Role::Primary && own != epoch {
             node.stand_down()?;
         }
         if node.role() != Role::Primary {
@@ -363,14 +401,14 @@ impl Agent {
             info!("cluster: {}", promotion.line());
         }
         let (recorded, _) = self.shared.etcd.txn(
-            &[Compare::CreatedAt(self.key("primary"), epoch)],
+            &[Compare::CreatedAt(self.keys.primary(), epoch)],
             &[TxnOp::Put {
-                key: self.key("epoch"),
+                key: self.keys.epoch(),
                 value: epoch.to_string().into_bytes(),
                 lease: 0,
             }],
         )?;
-        if recorded && node.lease().take_office(epoch, lease) {
+        if recorded && node.lease().take_office(epoch, lease, confirmed_at) {
             self.show(format!("primary in epoch {epoch}: accepting writes"));
         }
         Ok(())
@@ -388,6 +426,9 @@ impl Agent {
         }
     }
 
+    /// Writes close before the key is given up: if etcd's answer is lost, the outcome is
+    /// unknown, and writes reopen only if a later read shows this node still holding the
+    /// key (the next tick's `TakeOffice`).
     fn hand_over(&self, view: &View, target: &str) -> Result<()> {
         let node = &self.shared.node;
         let epoch = match (&view.holder, node.lease().office()) {
@@ -403,19 +444,27 @@ impl Agent {
                 "FAILOVER target {target} is not a live member of the cluster"
             )));
         };
-        let (handed, _) = self.shared.etcd.txn(
-            &[Compare::CreatedAt(self.key("primary"), epoch)],
+        node.lease().leave_office();
+        let handed = self.shared.etcd.txn(
+            &[Compare::CreatedAt(self.keys.primary(), epoch)],
             &[
-                TxnOp::Delete(self.key("primary")),
+                TxnOp::Delete(self.keys.primary()),
                 TxnOp::Put {
-                    key: self.key("handoff"),
+                    key: self.keys.handoff(),
                     value: target.as_bytes().to_vec(),
                     lease: member.lease,
                 },
             ],
-        )?;
-        if !handed {
-            return Err(Error::Invalid("this node lost the primary key".into()));
+        );
+        match handed {
+            Ok((true, _)) => {}
+            Ok((false, _)) => return Err(Error::Invalid("this node lost the primary key".into())),
+            Err(e) => {
+                return Err(Error::Invalid(format!(
+                    "the handoff's outcome is unknown ({e}); writes stay closed until this node \
+                     sees whether it still holds the primary key"
+                )))
+            }
         }
         node.stand_down()?;
         info!("cluster: handed the primary key to {}", member.repl_addr);
@@ -432,45 +481,4 @@ impl Agent {
             self.shared.node.lease().set_activity(activity);
         }
     }
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| Error::Invalid(format!("cannot encode: {e}")))
-}
-
-/// The cluster's state from its keys; a value that does not parse counts as absent (and
-/// is logged), so a stray key cannot wedge the election.
-pub fn parse_view(prefix: &str, kvs: &[KeyValue]) -> View {
-    let mut view = View::default();
-    for kv in kvs {
-        let Some(name) = kv.key.strip_prefix(prefix) else {
-            continue;
-        };
-        match name {
-            "primary" => match serde_json::from_slice::<PrimaryRecord>(&kv.value) {
-                Ok(record) => {
-                    view.holder = Some(Holder {
-                        record,
-                        epoch: kv.create_revision,
-                        lease: kv.lease,
-                    })
-                }
-                Err(e) => warn!("cluster: ignoring an unreadable {}: {e}", kv.key),
-            },
-            "epoch" => {
-                let epoch = String::from_utf8_lossy(&kv.value)
-                    .trim()
-                    .parse()
-                    .unwrap_or(0);
-                view.epoch = (epoch, kv.mod_revision);
-            }
-            "handoff" => view.handoff = Some(String::from_utf8_lossy(&kv.value).into_owned()),
-            _ if name.starts_with("members/") => match serde_json::from_slice(&kv.value) {
-                Ok(member) => view.members.push(member),
-                Err(e) => warn!("cluster: ignoring an unreadable {}: {e}", kv.key),
-            },
-            _ => {}
-        }
-    }
-    view
 }

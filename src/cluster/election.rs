@@ -7,17 +7,21 @@
 //! - **One holder.** Only the holder of `/kv/NAME/primary`, a key bound to its lease and
 //!   taken by a transaction that requires the key to be absent, may be the primary. Its
 //!   `create_revision` is the fencing epoch stamped into the history the winner starts.
-//! - **Eligibility.** `/kv/NAME/epoch` (permanent) holds the epoch of the newest history
-//!   that took writes. A node whose own history is older never campaigns: it lacks
-//!   writes that were acknowledged. A fresh cluster has no epoch key, so every node is
-//!   eligible, and the first winner creates it (that is the cluster's "initialized" mark).
-//! - **Best first.** Among eligible live members, a node campaigns only if none is
-//!   further ahead by (epoch, seq), and only after the vacancy has lasted a settling time
-//!   (so every member published its final position); ties go to the lowest node id first,
-//!   the others one step later each. After a start, a node also waits one TTL so that the
-//!   other members of a restarting cluster can register.
+//! - **Positions.** A member publishes its position as (epoch, seq): the epoch of the
+//!   history its newest entry belongs to (a replica that adopted a new history but has not
+//!   caught up to its fork still ranks in the old one), then its head seq. Seqs of
+//!   different histories do not compare, so the epoch comes first.
+//! - **Best first.** Among live members, a member campaigns only if none is further
+//!   ahead, and only after the vacancy has lasted a settling time (so every member
+//!   published its final position); ties go to the lowest node id first, the others one
+//!   step later each. After a start, a member also waits one TTL so that the other
+//!   members of a restarting cluster can register.
+//! - **The newest epoch.** `/kv/NAME/epoch` (permanent) holds the epoch of the newest
+//!   history that took office. A member whose position is of an older epoch waits longer
+//!   (the members that have the newer writes may be restarting), then campaigns if none
+//!   of them came back: nobody waits forever. A fresh cluster has no epoch key.
 //! - **Handoff.** `FAILOVER` names its target in `/kv/NAME/handoff`: the target campaigns
-//!   at once, the others wait while it is alive.
+//!   at once, the others wait for it (a while, not forever).
 
 use crate::store::Role;
 use serde::{Deserialize, Serialize};
@@ -26,13 +30,17 @@ use std::time::Duration;
 /// What a member publishes under `/kv/NAME/members/<node_id>`, bound to its lease.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
+    /// The key's `mod_revision` as read (not published): a campaign is conditioned on it,
+    /// so a member that published a newer position since makes the campaign fail.
+    #[serde(skip)]
+    pub revision: u64,
     /// Its node id (`meta.node_id`).
     pub node_id: String,
     /// Its replication address.
     pub repl_addr: String,
     /// Its client (Redis protocol) address, if it serves one.
     pub client_addr: Option<String>,
-    /// The fencing epoch of its history.
+    /// The epoch of the history its newest entry belongs to (see [`Me::position`]).
     pub epoch: u64,
     /// Its head seq.
     pub seq: u64,
@@ -94,10 +102,11 @@ pub struct Me {
     pub role: Role,
     /// Whether its write lease is open (it took office).
     pub in_office: bool,
-    /// The epoch of its history.
+    /// The fencing epoch of its history.
     pub epoch: u64,
-    /// Its head seq.
-    pub seq: u64,
+    /// Its position: the epoch of the history its newest entry belongs to (below
+    /// `epoch` while it has not caught up to its history's fork), and its head seq.
+    pub position: (u64, u64),
     /// The upstream it follows, if any.
     pub following: Option<String>,
 }
@@ -120,6 +129,10 @@ pub struct Timing {
     pub step: Duration,
     /// How long after registering a member waits before it campaigns.
     pub startup_grace: Duration,
+    /// How much longer a member behind the cluster's newest epoch waits.
+    pub stale_wait: Duration,
+    /// How long the others wait for a `FAILOVER` target to win.
+    pub handoff_patience: Duration,
 }
 
 /// What a member does next.
@@ -156,6 +169,11 @@ pub fn decide(view: &View, me: &Me, clock: &Clock, timing: &Timing) -> Action {
 }
 
 fn follow_or_serve(holder: &Holder, me: &Me) -> Action {
+    if holder.record.repl_addr.is_empty() {
+        return Action::Wait(
+            "the primary key holds a value this version cannot read; waiting for it to go".into(),
+        );
+    }
     let mine = holder.record.node_id == me.node_id;
     if mine && holder.lease == me.lease {
         let serving = me.role == Role::Primary && me.in_office && me.epoch == holder.epoch;
@@ -188,18 +206,11 @@ fn follow_or_serve(holder: &Holder, me: &Me) -> Action {
 }
 
 fn campaign_or_wait(view: &View, me: &Me, clock: &Clock, timing: &Timing) -> Action {
-    let cluster_epoch = view.epoch.0;
-    if me.epoch < cluster_epoch {
-        return Action::Wait(format!(
-            "this node's data is of epoch {}, older than the cluster's newest {cluster_epoch}: \
-             it waits for a node that has it",
-            me.epoch
-        ));
-    }
     let alive = |id: &str| view.members.iter().any(|m| m.node_id == id);
+    let vacant_for = clock.vacant_for.unwrap_or_default();
     match &view.handoff {
         Some(target) if target == &me.node_id => return Action::Campaign,
-        Some(target) if alive(target) => {
+        Some(target) if alive(target) && vacant_for < timing.handoff_patience => {
             return Action::Wait(format!("FAILOVER hands the primary key to node {target}"))
         }
         _ => {}
@@ -207,24 +218,30 @@ fn campaign_or_wait(view: &View, me: &Me, clock: &Clock, timing: &Timing) -> Act
     if clock.registered_for < timing.startup_grace {
         return Action::Wait("waiting for the other members to register".into());
     }
-    let others = view
-        .members
-        .iter()
-        .filter(|m| m.node_id != me.node_id && m.epoch >= cluster_epoch);
-    let mine = (me.epoch, me.seq);
     let mut rank = 0u32;
-    for other in others {
-        if other.position() > mine {
+    for other in view.members.iter().filter(|m| m.node_id != me.node_id) {
+        if other.position() > me.position {
             return Action::Wait(format!(
                 "node {} is further ahead (epoch {}, seq {})",
                 other.repl_addr, other.epoch, other.seq
             ));
         }
-        if other.position() == mine && other.node_id < me.node_id {
+        if other.position() == me.position && other.node_id < me.node_id {
             rank += 1;
         }
     }
-    let due = timing.settle + timing.step * rank;
+    let cluster_epoch = view.epoch.0;
+    let mut due = timing.settle + timing.step * rank;
+    if me.position.0 < cluster_epoch {
+        due += timing.stale_wait;
+        if clock.vacant_for.is_some_and(|vacant| vacant < due) {
+            return Action::Wait(format!(
+                "this node's data is of epoch {}, older than the cluster's newest \
+                 {cluster_epoch}: waiting for a member that has it",
+                me.position.0
+            ));
+        }
+    }
     match clock.vacant_for {
         Some(vacant) if vacant >= due => Action::Campaign,
         _ => Action::Wait("the primary key is vacant; letting the members settle".into()),

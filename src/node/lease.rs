@@ -10,13 +10,60 @@
 //! least `t + ttl` on etcd's clock (it counts from when it received it, later). Writes are
 //! accepted until `t + ttl / 2` on this node's clock, so a lease that stops being renewed
 //! stops the writes half a TTL before etcd could expire it and let another node win, with
-//! room for clock-rate differences and scheduling delays.
+//! room for clock-rate differences and scheduling delays. Likewise for the last read of
+//! etcd that showed this node holding the primary key: a key deleted or handed over
+//! while this node cannot read etcd stops its writes within half a TTL too. Times are
+//! taken on `CLOCK_BOOTTIME` ([`Stamp`]), which keeps counting while the machine is
+//! suspended, unlike `Instant`.
 
 use crate::error::{Error, Result};
 use crate::locks::lock;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+
+/// A moment on the fence's clock: `CLOCK_BOOTTIME` on Linux, which keeps counting while
+/// the machine is suspended (`Instant` does not, so a node resumed from a suspend would
+/// think its lease as fresh as when it slept).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamp(Duration);
+
+impl Stamp {
+    /// Now.
+    pub fn now() -> Stamp {
+        Stamp(since_boot())
+    }
+
+    /// How long ago this was.
+    pub fn elapsed(self) -> Duration {
+        since_boot().saturating_sub(self.0)
+    }
+
+    /// The moment `ago` before now.
+    pub fn before_now(ago: Duration) -> Stamp {
+        Stamp(since_boot().saturating_sub(ago))
+    }
+}
+
+/// Time since boot, suspends included; elsewhere, since this process first asked.
+fn since_boot() -> Duration {
+    #[cfg(target_os = "linux")]
+    {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime only writes the timespec it is given.
+        if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } == 0 {
+            return Duration::new(
+                now.tv_sec.max(0) as u64,
+                now.tv_nsec.clamp(0, 999_999_999) as u32,
+            );
+        }
+    }
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
 
 /// A request to hand the primary key to another member (a `FAILOVER` in a cluster): its
 /// node id, and where to say how it went.
@@ -55,11 +102,22 @@ struct Standing {
     lease: Option<i64>,
     /// The epoch of the primary key this node holds, if any (bound to `lease`).
     office: Option<u64>,
-    /// When the last keep-alive that etcd answered was sent.
-    renewed_at: Option<Instant>,
+    /// When the last keep-alive of `lease` that etcd answered was sent.
+    renewed_at: Option<Stamp>,
+    /// When the last read that showed this node holding the key under `lease` was sent.
+    confirmed_at: Option<Stamp>,
     etcd_ok: bool,
     etcd_error: Option<String>,
     activity: String,
+}
+
+impl Standing {
+    /// How much longer both the renewal and the confirmation stay within `limit`, if they
+    /// are now.
+    fn fresh_for(&self, limit: Duration) -> Option<Duration> {
+        let oldest = self.renewed_at?.elapsed().max(self.confirmed_at?.elapsed());
+        limit.checked_sub(oldest).filter(|left| !left.is_zero())
+    }
 }
 
 /// The cluster side of a node's write path and status.
@@ -105,8 +163,9 @@ impl WriteLease {
         self.terms.as_ref().map(|(name, _)| name.as_str())
     }
 
-    /// Refuses a write unless this node holds the primary key and its lease was renewed
-    /// within half a TTL. Passes outside a cluster.
+    /// Refuses a write unless this node holds the primary key, and both its lease's last
+    /// renewal and the last read showing it the holder were sent within half a TTL.
+    /// Passes outside a cluster.
     pub fn check_write(&self) -> Result<()> {
         let Some((name, ttl)) = &self.terms else {
             return Ok(());
@@ -117,10 +176,10 @@ impl WriteLease {
                 "this node does not hold cluster {name}'s primary key; write on the primary"
             )));
         }
-        match standing.renewed_at {
-            Some(at) if at.elapsed() < *ttl / 2 => Ok(()),
-            _ => Err(Error::ReadOnly(format!(
-                "this node could not renew its etcd lease for cluster {name} within half its \
+        match standing.fresh_for(*ttl / 2) {
+            Some(_) => Ok(()),
+            None => Err(Error::ReadOnly(format!(
+                "this node could not confirm its etcd lease for cluster {name} within half its \
                  TTL, so it stopped accepting writes (another node may take over)"
             ))),
         }
@@ -128,18 +187,27 @@ impl WriteLease {
 
     /// etcd granted lease `id` by a request sent at `sent_at`: it replaces any earlier
     /// lease (and the office held with it).
-    pub fn granted(&self, id: i64, sent_at: Instant) {
+    pub fn granted(&self, id: i64, sent_at: Stamp) {
         let mut standing = lock(&self.standing);
         standing.lease = Some(id);
         standing.renewed_at = Some(sent_at);
+        standing.confirmed_at = None;
         standing.office = None;
     }
 
     /// A keep-alive of lease `id` sent at `sent_at` was answered: the lease lives on.
-    pub fn renewed(&self, id: i64, sent_at: Instant) {
+    pub fn renewed(&self, id: i64, sent_at: Stamp) {
         let mut standing = lock(&self.standing);
-        if standing.lease == Some(id) && standing.renewed_at.is_none_or(|at| at < sent_at) {
-            standing.renewed_at = Some(sent_at);
+        if standing.lease == Some(id) {
+            standing.renewed_at = standing.renewed_at.max(Some(sent_at));
+        }
+    }
+
+    /// A read sent at `sent_at` showed this node holding the primary key under lease `id`.
+    pub fn confirmed(&self, id: i64, sent_at: Stamp) {
+        let mut standing = lock(&self.standing);
+        if standing.lease == Some(id) {
+            standing.confirmed_at = standing.confirmed_at.max(Some(sent_at));
         }
     }
 
@@ -157,15 +225,16 @@ impl WriteLease {
         }
     }
 
-    /// This node holds the primary key of `epoch`, bound to lease `id`: writes pass while
-    /// that lease is renewed. Returns false (and changes nothing) if `id` is no longer
-    /// this node's lease.
-    pub fn take_office(&self, epoch: u64, id: i64) -> bool {
+    /// This node holds the primary key of `epoch`, bound to lease `id`, as a read (or
+    /// the winning transaction) sent at `confirmed_at` showed: writes pass while both stay
+    /// fresh. Returns false (and changes nothing) if `id` is no longer this node's lease.
+    pub fn take_office(&self, epoch: u64, id: i64, confirmed_at: Stamp) -> bool {
         let mut standing = lock(&self.standing);
         if standing.lease != Some(id) {
             return false;
         }
         standing.office = Some(epoch);
+        standing.confirmed_at = standing.confirmed_at.max(Some(confirmed_at));
         true
     }
 
@@ -217,9 +286,9 @@ impl WriteLease {
     pub fn status(&self) -> Option<ClusterStatus> {
         let (name, ttl) = self.terms.clone()?;
         let standing = lock(&self.standing);
-        let lease_remaining = match (standing.office, standing.renewed_at) {
-            (Some(_), Some(at)) => Some((ttl / 2).saturating_sub(at.elapsed())),
-            _ => None,
+        let lease_remaining = match standing.office {
+            Some(_) => standing.fresh_for(ttl / 2),
+            None => None,
         };
         Some(ClusterStatus {
             name,
@@ -234,67 +303,4 @@ impl WriteLease {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn member() -> WriteLease {
-        WriteLease::for_cluster("c", Duration::from_secs(4)).0
-    }
-
-    #[test]
-    fn outside_a_cluster_every_write_passes() {
-        assert!(WriteLease::off().check_write().is_ok());
-        assert_eq!(WriteLease::off().status(), None);
-    }
-
-    #[test]
-    fn a_member_writes_only_in_office_with_a_fresh_renewal() {
-        let lease = member();
-        assert!(matches!(lease.check_write(), Err(Error::ReadOnly(_))));
-        assert!(!lease.take_office(7, 1), "no lease granted yet");
-        lease.granted(1, Instant::now());
-        assert!(lease.check_write().is_err(), "a lease but not in office");
-        assert!(lease.take_office(7, 1));
-        assert!(lease.check_write().is_ok());
-        lease.leave_office();
-        assert!(lease.check_write().is_err());
-    }
-
-    #[test]
-    fn writes_stop_half_a_ttl_after_the_last_renewal_was_sent() {
-        let lease = member();
-        let now = Instant::now();
-        lease.granted(1, now - Duration::from_secs(3));
-        lease.take_office(7, 1);
-        lease.renewed(1, now - Duration::from_millis(2100));
-        assert!(lease.check_write().is_err(), "2.1 s > half of 4 s");
-        lease.renewed(1, now - Duration::from_millis(1900));
-        assert!(lease.check_write().is_ok());
-        // An older answer arriving late never moves the fence back.
-        lease.renewed(1, now - Duration::from_secs(3));
-        assert!(lease.check_write().is_ok());
-        let remaining = lease.status().and_then(|s| s.lease_remaining);
-        assert!(remaining.is_some_and(|r| r <= Duration::from_millis(100)));
-    }
-
-    #[test]
-    fn a_lost_lease_ends_the_office_and_a_new_one_does_not_restore_it() {
-        let lease = member();
-        lease.granted(1, Instant::now());
-        lease.take_office(7, 1);
-        lease.lost(2);
-        assert!(
-            lease.check_write().is_ok(),
-            "another lease's loss changes nothing"
-        );
-        lease.lost(1);
-        assert!(lease.check_write().is_err());
-        assert_eq!(lease.office(), None);
-        // The key was bound to the lost lease: a new lease starts without the office,
-        // and renewals of the old one count for nothing.
-        lease.granted(2, Instant::now());
-        lease.renewed(1, Instant::now());
-        assert!(lease.check_write().is_err());
-        assert!(!lease.take_office(7, 1));
-    }
-}
+mod tests;

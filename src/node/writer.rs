@@ -168,6 +168,18 @@ impl Committer {
         // Committed (or failed): the requests' memory goes back to the budget.
         drop(ops);
         drop(charges);
+        // A cluster primary whose lease lapsed during the commit (a stalled fsync, a
+        // paused process) may no longer be the only one writing: the write is stored
+        // here, but neither sent on nor confirmed (if another node took over, it ends up
+        // in `diverged` when this one follows it).
+        let appended = appended.and_then(|seqs| match self.lease.check_write() {
+            Ok(()) => Ok(seqs),
+            Err(lapsed) => Err(Error::NotConfirmed(format!(
+                "the write was committed on this node, but {}; it is not sent to replicas \
+                 and may be discarded",
+                lapsed.to_string().trim_start_matches("read-only: ")
+            ))),
+        });
         match appended {
             Ok(seqs) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
@@ -224,6 +236,7 @@ fn copy_error(err: &Error) -> Error {
         Error::Invalid(message) => Error::Invalid(message.clone()),
         Error::Corrupt(message) => Error::Corrupt(message.clone()),
         Error::ReadOnly(message) => Error::ReadOnly(message.clone()),
+        Error::NotConfirmed(message) => Error::NotConfirmed(message.clone()),
         Error::Shutdown => Error::Shutdown,
         other => Error::Io(std::io::Error::other(other.to_string())),
     }

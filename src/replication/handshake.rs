@@ -146,6 +146,7 @@ mod tests {
             fork: Some(crate::store::Fork {
                 prev_history_id: "a".into(),
                 seq: 3,
+                epoch: 0,
             }),
             ..other
         };

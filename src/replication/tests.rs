@@ -238,6 +238,7 @@ fn a_fork_beyond_its_history_is_refused() {
         Some(crate::store::Fork {
             prev_history_id: "h".into(),
             seq,
+            epoch: 0,
         })
     };
     let begin = Message::SnapshotBegin {

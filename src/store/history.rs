@@ -16,6 +16,9 @@ pub struct Fork {
     pub prev_history_id: String,
     /// The last seq of that history the promoted node held (`meta.fork_seq`).
     pub seq: u64,
+    /// That history's fencing epoch (`meta.fork_epoch`; 0 when unknown).
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// A history and, if it was started by a promotion, its fork.
@@ -149,6 +152,16 @@ pub fn history_at(lineage: &Lineage, seq: u64) -> String {
     }
 }
 
+/// The fencing epoch of the history an entry at `seq` of `lineage` belongs to: a node
+/// that adopted a new history but holds nothing past its fork still holds only the
+/// previous history's writes.
+pub fn epoch_at(lineage: &Lineage, seq: u64) -> u64 {
+    match &lineage.fork {
+        Some(fork) if seq <= fork.seq => fork.epoch,
+        _ => lineage.epoch,
+    }
+}
+
 /// The first 8 characters of an id, for messages.
 pub fn short_id(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
@@ -162,6 +175,7 @@ pub(crate) fn lineage(id: &str, fork: Option<(&str, u64)>) -> Lineage {
         fork: fork.map(|(prev, seq)| Fork {
             prev_history_id: prev.into(),
             seq,
+            epoch: 0,
         }),
         epoch: 0,
     }

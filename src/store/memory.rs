@@ -94,18 +94,23 @@ impl Inner {
             (Some(prev), Some(seq)) => seq.parse().ok().map(|seq| Fork {
                 prev_history_id: prev.clone(),
                 seq,
+                epoch: self.number("fork_epoch"),
             }),
             _ => None,
         };
         Lineage {
             history_id: self.meta.get("history_id").cloned(),
             fork,
-            epoch: self
-                .meta
-                .get("epoch")
-                .and_then(|epoch| epoch.parse().ok())
-                .unwrap_or(0),
+            epoch: self.number("epoch"),
         }
+    }
+
+    /// A number kept in `meta` (0 when absent).
+    fn number(&self, name: &str) -> u64 {
+        self.meta
+            .get(name)
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(0)
     }
 
     fn set_lineage(&mut self, history_id: &str, fork: Option<&Fork>, epoch: u64) {
@@ -119,10 +124,13 @@ impl Inner {
                 self.meta
                     .insert("prev_history_id".into(), fork.prev_history_id.clone());
                 self.meta.insert("fork_seq".into(), fork.seq.to_string());
+                self.meta
+                    .insert("fork_epoch".into(), fork.epoch.to_string());
             }
             None => {
                 self.meta.remove("prev_history_id");
                 self.meta.remove("fork_seq");
+                self.meta.remove("fork_epoch");
             }
         }
     }
@@ -401,6 +409,7 @@ impl KvStore for MemoryStore {
             let fork = old.history_id.map(|prev_history_id| Fork {
                 prev_history_id,
                 seq: head,
+                epoch: old.epoch,
             });
             let history_id = new_history_id();
             inner.set_lineage(&history_id, fork.as_ref(), epoch);

@@ -177,6 +177,7 @@ fn random_fork(rng: &mut Rng) -> Option<Fork> {
     rng.random_bool(0.3).then(|| Fork {
         prev_history_id: random_string(rng),
         seq: random_seq(rng),
+        epoch: 0,
     })
 }
 

@@ -30,7 +30,8 @@ pub fn promotion_forks_a_new_history_and_continues_the_seqs<B: Backend>(backend:
         promoted.fork,
         Some(Fork {
             prev_history_id: HISTORY_A.into(),
-            seq: 3
+            seq: 3,
+            epoch: 0,
         })
     );
     let history = promoted.history_id.clone().expect("a history id");
@@ -114,6 +115,7 @@ pub fn adopting_a_lineage_changes_no_data<B: Backend>(backend: &B) {
         fork: Some(Fork {
             prev_history_id: HISTORY_A.into(),
             seq: 5,
+            epoch: 0,
         }),
         epoch: 0,
     };

@@ -6,6 +6,8 @@ const TIMING: Timing = Timing {
     settle: Duration::from_millis(600),
     step: Duration::from_millis(600),
     startup_grace: Duration::from_secs(5),
+    stale_wait: Duration::from_secs(10),
+    handoff_patience: Duration::from_secs(5),
 };
 
 fn me(node_id: &str, epoch: u64, seq: u64) -> Me {
@@ -15,13 +17,14 @@ fn me(node_id: &str, epoch: u64, seq: u64) -> Me {
         role: Role::Replica,
         in_office: false,
         epoch,
-        seq,
+        position: (epoch, seq),
         following: None,
     }
 }
 
 fn member(node_id: &str, epoch: u64, seq: u64) -> Member {
     Member {
+        revision: 0,
         node_id: node_id.into(),
         repl_addr: format!("{node_id}:1"),
         client_addr: None,
@@ -145,19 +148,54 @@ fn the_epoch_ranks_before_the_seq() {
 }
 
 #[test]
-fn a_member_older_than_the_clusters_epoch_never_campaigns() {
-    let alone = vacant(vec![member("c", 0, 0)], 9);
-    let waited = decide(&alone, &me("c", 0, 0), &after(60_000), &TIMING);
+fn a_member_older_than_the_clusters_epoch_waits_longer_but_not_forever() {
+    let alone = vacant(vec![member("c", 3, 9)], 9);
+    let waited = decide(&alone, &me("c", 3, 9), &after(5_000), &TIMING);
     assert!(
-        matches!(&waited, Action::Wait(why) if why.contains("epoch 0")),
+        matches!(&waited, Action::Wait(why) if why.contains("epoch 3")),
         "{waited:?}"
     );
-    // Nor does an ineligible member hold back an eligible one behind it.
+    assert_eq!(
+        decide(&alone, &me("c", 3, 9), &after(10_600), &TIMING),
+        Action::Campaign
+    );
+    // A live member of the newest epoch goes first, whatever the seqs.
     let view = vacant(vec![member("old", 3, 900), member("b", 9, 4)], 9);
     assert_eq!(
         decide(&view, &me("b", 9, 4), &after(600), &TIMING),
         Action::Campaign
     );
+    assert!(is_wait(&decide(
+        &view,
+        &me("old", 3, 900),
+        &after(60_000),
+        &TIMING
+    )));
+}
+
+#[test]
+fn a_replica_short_of_its_forks_seq_ranks_in_the_old_epoch() {
+    // "r" adopted epoch 9 but holds only entries of epoch 5 so far; "x" holds more of 5.
+    let mut catching_up = me("r", 9, 900);
+    catching_up.position = (5, 900);
+    let view = vacant(vec![member("r", 5, 900), member("x", 5, 1000)], 9);
+    assert!(is_wait(&decide(
+        &view,
+        &catching_up,
+        &after(60_000),
+        &TIMING
+    )));
+    let ahead = decide(&view, &me("x", 5, 1000), &after(10_600), &TIMING);
+    assert_eq!(ahead, Action::Campaign);
+}
+
+#[test]
+fn an_unreadable_primary_key_is_waited_out_not_taken_for_a_vacancy() {
+    let mut view = held_by("b", 7, 2);
+    if let Some(holder) = view.holder.as_mut() {
+        holder.record.repl_addr.clear();
+    }
+    assert!(is_wait(&decide(&view, &me("a", 7, 10), &after(0), &TIMING)));
 }
 
 #[test]
@@ -175,9 +213,12 @@ fn a_handoff_target_campaigns_at_once_and_the_others_wait_for_it() {
     assert!(is_wait(&decide(
         &view,
         &me("a", 5, 10),
-        &after(60_000),
+        &after(4_000),
         &TIMING
     )));
+    // Not forever: a target that cannot win is given up after a while.
+    let later = decide(&view, &me("a", 5, 10), &after(5_000), &TIMING);
+    assert_eq!(later, Action::Campaign);
     // A target that died no longer holds the others back.
     view.members.retain(|m| m.node_id != "t");
     assert_eq!(
@@ -215,6 +256,7 @@ fn the_holder_takes_office_once_then_stays() {
     );
     holder.role = Role::Primary;
     holder.epoch = 7;
+    holder.position = (7, 10);
     assert_eq!(
         decide(&view, &holder, &after(0), &TIMING),
         Action::TakeOffice { epoch: 7 },

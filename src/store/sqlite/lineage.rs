@@ -14,25 +14,29 @@ pub(super) fn read_lineage(conn: &Connection) -> Result<Lineage> {
         get_meta(conn, "prev_history_id")?,
         get_meta(conn, "fork_seq")?,
     ) {
-        (Some(prev_history_id), Some(seq)) => Some(Fork {
+        (Some(prev_history_id), Some(_)) => Some(Fork {
             prev_history_id,
-            seq: seq
-                .parse()
-                .map_err(|_| Error::Corrupt(format!("meta.fork_seq is not a seq: {seq:?}")))?,
+            seq: meta_number(conn, "fork_seq")?,
+            epoch: meta_number(conn, "fork_epoch")?,
         }),
         _ => None,
     };
-    let epoch = match get_meta(conn, "epoch")? {
-        Some(epoch) => epoch
-            .parse()
-            .map_err(|_| Error::Corrupt(format!("meta.epoch is not an epoch: {epoch:?}")))?,
-        None => 0,
-    };
+    let epoch = meta_number(conn, "epoch")?;
     Ok(Lineage {
         history_id: get_meta(conn, "history_id")?,
         fork,
         epoch,
     })
+}
+
+/// A number kept in `meta` (0 when absent).
+fn meta_number(conn: &Connection, name: &str) -> Result<u64> {
+    match get_meta(conn, name)? {
+        Some(text) => text
+            .parse()
+            .map_err(|_| Error::Corrupt(format!("meta.{name} is not a number: {text:?}"))),
+        None => Ok(0),
+    }
 }
 
 /// Writes `history_id`, its fork (or clears the fork) and its epoch into `meta`.
@@ -51,10 +55,12 @@ fn write_lineage(
         Some(fork) => {
             set_meta(conn, "prev_history_id", &fork.prev_history_id)?;
             set_meta(conn, "fork_seq", &fork.seq.to_string())?;
+            set_meta(conn, "fork_epoch", &fork.epoch.to_string())?;
         }
         None => {
             delete_meta(conn, "prev_history_id")?;
             delete_meta(conn, "fork_seq")?;
+            delete_meta(conn, "fork_epoch")?;
         }
     }
     Ok(())
@@ -119,6 +125,7 @@ pub(super) fn promote(conn: &Connection, epoch: Option<u64>) -> Result<Position>
     let fork = old.history_id.map(|prev_history_id| Fork {
         prev_history_id,
         seq: head,
+        epoch: old.epoch,
     });
     let history_id = new_history_id();
     write_lineage(conn, &history_id, fork.as_ref(), epoch)?;
