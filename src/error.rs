@@ -86,6 +86,11 @@ pub enum Error {
     #[error("read-only: {0}")]
     ReadOnly(String),
 
+    /// A cluster member refused a write: it does not hold the primary key, or could not
+    /// confirm its etcd lease within half the TTL (the write fence).
+    #[error("read-only: {0}")]
+    Fenced(String),
+
     /// Fewer replicas than `--min-replicas-to-write` acked within `--min-replicas-max-lag`:
     /// the write was refused before anything was stored.
     #[error("not enough good replicas to write: {0}")]

@@ -172,13 +172,13 @@ impl WriteLease {
         };
         let standing = lock(&self.standing);
         if standing.office.is_none() {
-            return Err(Error::ReadOnly(format!(
+            return Err(Error::Fenced(format!(
                 "this node does not hold cluster {name}'s primary key; write on the primary"
             )));
         }
         match standing.fresh_for(*ttl / 2) {
             Some(_) => Ok(()),
-            None => Err(Error::ReadOnly(format!(
+            None => Err(Error::Fenced(format!(
                 "this node could not confirm its etcd lease for cluster {name} within half its \
                  TTL, so it stopped accepting writes (another node may take over)"
             ))),

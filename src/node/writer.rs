@@ -236,6 +236,7 @@ fn copy_error(err: &Error) -> Error {
         Error::Invalid(message) => Error::Invalid(message.clone()),
         Error::Corrupt(message) => Error::Corrupt(message.clone()),
         Error::ReadOnly(message) => Error::ReadOnly(message.clone()),
+        Error::Fenced(message) => Error::Fenced(message.clone()),
         Error::NotConfirmed(message) => Error::NotConfirmed(message.clone()),
         Error::Shutdown => Error::Shutdown,
         other => Error::Io(std::io::Error::other(other.to_string())),

@@ -39,6 +39,8 @@ pub fn texts_of(args: &[Vec<u8>]) -> Result<Vec<String>, String> {
 pub fn store_error(e: Error) -> String {
     match e {
         Error::ReadOnly(_) => "READONLY You can't write against a read only replica.".into(),
+        // Still READONLY (clients re-route on it), with kv's reason.
+        Error::Fenced(reason) => format!("READONLY {reason}"),
         Error::NoReplicas(_) => "NOREPLICAS Not enough good replicas to write.".into(),
         other => err(other.to_string()),
     }

@@ -61,7 +61,10 @@ fn replication(text: &mut String, node: &Node) -> Result<()> {
     let position = node.store().position()?;
     let head = position.head;
     text.push_str("# Replication\r\n");
-    if node.role() == Role::Replica {
+    // A cluster member is the master only while it may write: not while it promotes
+    // itself after winning, nor once its lease went stale.
+    let master = node.role() == Role::Primary && node.lease().check_write().is_ok();
+    if !master {
         let link = node.replication().link();
         let (host, port) = link
             .upstream

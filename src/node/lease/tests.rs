@@ -19,7 +19,7 @@ fn outside_a_cluster_every_write_passes() {
 #[test]
 fn a_member_writes_only_in_office_with_a_fresh_renewal() {
     let lease = member();
-    assert!(matches!(lease.check_write(), Err(Error::ReadOnly(_))));
+    assert!(matches!(lease.check_write(), Err(Error::Fenced(_))));
     assert!(
         !lease.take_office(7, 1, Stamp::now()),
         "no lease granted yet"
