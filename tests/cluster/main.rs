@@ -1,0 +1,6 @@
+//! Automatic failover through etcd (`kv replica --etcd URL --cluster NAME`).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod harness;
