@@ -1,0 +1,161 @@
+//! The primary cut off from etcd only (each node reaches etcd through its own proxy; the
+//! primary's is blackholed, its links to the other nodes stay up): it refuses writes within
+//! the lease TTL of the cut, another node takes over, and a `SET` sent to every node every
+//! few tens of milliseconds is never accepted by two nodes in the same round, nor by the
+//! old primary once it refused one or once the new one accepted one. Once etcd is back the
+//! old primary rejoins as a replica and converges.
+
+use crate::common::etcd::Etcd;
+use crate::common::proxy::Proxy;
+use crate::common::PATIENCE;
+use crate::support::{connect, missing, serial, set, Cluster, Reply, LEASE_TTL, POLL};
+use std::time::{Duration, Instant};
+
+/// How late past the TTL a cut-off primary may still accept a write (scheduling, the
+/// sampling round itself).
+const FENCE_MARGIN: Duration = Duration::from_secs(1);
+
+/// A connection to every node's client port, sending one `SET` to each per round.
+struct Sampler {
+    ports: Vec<u16>,
+    cons: Vec<Option<redis::Connection>>,
+    round: usize,
+}
+
+impl Sampler {
+    fn new(cluster: &Cluster) -> Sampler {
+        let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.resp_port()).collect();
+        Sampler {
+            cons: ports.iter().map(|_| None).collect(),
+            ports,
+            round: 0,
+        }
+    }
+
+    /// `SET fence-{round}-{node}` (the key as its value) on every node, in turn; each
+    /// node's key and reply.
+    fn round(&mut self) -> Vec<(String, Reply)> {
+        self.round += 1;
+        let mut replies = Vec::new();
+        for (i, con) in self.cons.iter_mut().enumerate() {
+            let key = format!("fence-{:05}-{i}", self.round);
+            if con.is_none() {
+                *con = connect(self.ports[i], Duration::from_secs(1));
+            }
+            let reply = match con.as_mut() {
+                Some(c) => set(c, &key, &key),
+                None => Reply::Down("cannot connect".into()),
+            };
+            if matches!(reply, Reply::Down(_)) {
+                // A reply that timed out must not be taken for the next one.
+                *con = None;
+            }
+            replies.push((key, reply));
+        }
+        replies
+    }
+}
+
+#[test]
+fn a_primary_cut_off_from_etcd_refuses_writes_within_the_ttl_and_another_takes_over() {
+    let _serial = serial();
+    let etcd = Etcd::start();
+    let proxies: Vec<Proxy> = (0..3).map(|_| Proxy::new(&etcd.addr())).collect();
+    let urls: Vec<String> = proxies
+        .iter()
+        .map(|p| format!("http://{}", p.addr))
+        .collect();
+    let mut cluster = Cluster::start_with(etcd, "fencing", &urls, &[]);
+    let old = cluster.wait_settled(PATIENCE);
+    let mut sampler = Sampler::new(&cluster);
+    let ok_nodes = |replies: &[(String, Reply)]| -> Vec<usize> {
+        (0..replies.len())
+            .filter(|&i| replies[i].1 == Reply::Ok)
+            .collect()
+    };
+    for _ in 0..10 {
+        let replies = sampler.round();
+        assert_eq!(ok_nodes(&replies), [old], "before the cut: {replies:?}");
+        std::thread::sleep(POLL);
+    }
+
+    proxies[old].blackhole(true);
+    let cut = Instant::now();
+    let mut fenced: Option<Duration> = None;
+    let mut taken_over: Option<(usize, Duration)> = None;
+    let mut old_last_ok = Duration::ZERO;
+    let mut accepted_by_new = Vec::new();
+    let mut rounds = 0;
+    while taken_over.is_none_or(|(_, at)| cut.elapsed() < at + LEASE_TTL)
+        && cut.elapsed() < PATIENCE
+    {
+        let replies = sampler.round();
+        let at = cut.elapsed();
+        rounds += 1;
+        let oks = ok_nodes(&replies);
+        assert!(
+            oks.len() <= 1,
+            "{at:?} after the cut, nodes {oks:?} all accepted a write: {replies:?}\n{}",
+            cluster.describe()
+        );
+        match (&replies[old].1, oks.first()) {
+            (Reply::Ok, _) => {
+                assert!(
+                    fenced.is_none() && taken_over.is_none(),
+                    "the old primary accepted a write {at:?} after the cut, after it \
+                     refused one ({fenced:?}) or another took over ({taken_over:?})"
+                );
+                old_last_ok = at;
+            }
+            (Reply::ReadOnly(_), _) if fenced.is_none() => fenced = Some(at),
+            _ => {}
+        }
+        if let Some(&new) = oks.first().filter(|&&i| i != old) {
+            taken_over.get_or_insert((new, at));
+            let key = &replies[new].0;
+            accepted_by_new.push((key.clone(), key.clone()));
+        }
+        std::thread::sleep(POLL);
+    }
+    let fenced = fenced.unwrap_or_else(|| {
+        panic!(
+            "the cut-off primary never refused a write:\n{}",
+            cluster.describe()
+        )
+    });
+    assert!(
+        fenced <= LEASE_TTL + FENCE_MARGIN,
+        "the cut-off primary refused writes only {fenced:?} after the cut (last OK at \
+         {old_last_ok:?}):\n{}",
+        cluster.describe()
+    );
+    let (new, took_over) = taken_over.unwrap_or_else(|| {
+        panic!(
+            "no other node accepted writes within {PATIENCE:?}:\n{}",
+            cluster.describe()
+        )
+    });
+    eprintln!(
+        "fencing: {rounds} rounds; old primary's last OK {old_last_ok:?} after the cut, \
+         refused from {fenced:?}; {} accepting from {took_over:?}",
+        cluster.nodes[new].name
+    );
+
+    proxies[old].blackhole(false);
+    cluster.wait_follows(old, new, PATIENCE);
+    assert_eq!(
+        cluster.wait_settled(PATIENCE),
+        new,
+        "{}",
+        cluster.describe()
+    );
+    cluster.wait_converged();
+    for node in &cluster.nodes {
+        let lost = missing(&mut node.connect(), &accepted_by_new);
+        assert!(
+            lost.is_empty(),
+            "{} lacks writes the new primary acknowledged: {lost:?}",
+            node.name
+        );
+    }
+}
