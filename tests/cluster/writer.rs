@@ -92,7 +92,9 @@ fn write(ports: &Ports, prefix: &str, plan: Plan, stop: &AtomicBool, acks: &Mute
         let Some((port, con)) = target.as_mut() else {
             target = find_primary(ports).and_then(|p| Some((p, connect(p, PATIENCE)?)));
             if target.is_none() {
-                std::thread::sleep(Duration::from_millis(20));
+                // No primary now (an election is under way): ask again a little later, not
+                // in a tight loop of INFO connections from every writer.
+                std::thread::sleep(Duration::from_millis(100));
             }
             continue;
         };
