@@ -26,7 +26,7 @@ fn a_fresh_cluster_elects_exactly_one_primary_and_agrees_on_its_epoch() {
         samples += 1;
         std::thread::sleep(POLL);
     }
-    assert!(cluster.all_follow(primary), "{}", cluster.describe());
+    assert_eq!(cluster.settled(), Some(primary), "{}", cluster.describe());
 
     let infos: Vec<_> = cluster
         .infos()

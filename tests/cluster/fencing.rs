@@ -2,8 +2,9 @@
 //! primary's is blackholed, its links to the other nodes stay up): it refuses writes within
 //! the lease TTL of the cut, another node takes over, and a `SET` sent to every node every
 //! few tens of milliseconds is never accepted by two nodes in the same round, nor by the
-//! old primary once it refused one or once the new one accepted one. Once etcd is back the
-//! old primary rejoins as a replica and converges.
+//! old primary once it refused one or once the new one accepted one; nor do two nodes say
+//! `role:master` in the same round. Once etcd is back the old primary rejoins as a replica
+//! and converges.
 
 use crate::common::etcd::Etcd;
 use crate::common::proxy::Proxy;
@@ -32,9 +33,9 @@ impl Sampler {
         }
     }
 
-    /// `SET fence-{round}-{node}` (the key as its value) on every node, in turn; each
-    /// node's key and reply.
-    fn round(&mut self) -> Vec<(String, Reply)> {
+    /// `SET fence-{round}-{node}` (the key as its value), then `INFO replication`, on every
+    /// node in turn.
+    fn round(&mut self) -> Vec<Sample> {
         self.round += 1;
         let mut replies = Vec::new();
         for (i, con) in self.cons.iter_mut().enumerate() {
@@ -42,18 +43,33 @@ impl Sampler {
             if con.is_none() {
                 *con = connect(self.ports[i], Duration::from_secs(1));
             }
-            let reply = match con.as_mut() {
-                Some(c) => set(c, &key, &key),
-                None => Reply::Down("cannot connect".into()),
+            let (reply, master) = match con.as_mut() {
+                Some(c) => (set(c, &key, &key), role_is_master(c)),
+                None => (Reply::Down("cannot connect".into()), false),
             };
             if matches!(reply, Reply::Down(_)) {
                 // A reply that timed out must not be taken for the next one.
                 *con = None;
             }
-            replies.push((key, reply));
+            replies.push(Sample { key, reply, master });
         }
         replies
     }
+}
+
+/// One node's part of a sampling round.
+#[derive(Debug)]
+struct Sample {
+    key: String,
+    reply: Reply,
+    /// Whether its `INFO replication` said `role:master` right after the `SET`.
+    master: bool,
+}
+
+/// Whether `INFO replication` on `con` says `role:master`.
+fn role_is_master(con: &mut redis::Connection) -> bool {
+    let info: redis::RedisResult<String> = redis::cmd("INFO").arg("replication").query(con);
+    info.is_ok_and(|text| text.lines().any(|l| l.trim_end() == "role:master"))
 }
 
 #[test]
@@ -68,14 +84,20 @@ fn a_primary_cut_off_from_etcd_refuses_writes_within_the_ttl_and_another_takes_o
     let mut cluster = Cluster::start_with(etcd, "fencing", &urls, &[]);
     let old = cluster.wait_settled(PATIENCE);
     let mut sampler = Sampler::new(&cluster);
-    let ok_nodes = |replies: &[(String, Reply)]| -> Vec<usize> {
+    let ok_nodes = |replies: &[Sample]| -> Vec<usize> {
         (0..replies.len())
-            .filter(|&i| replies[i].1 == Reply::Ok)
+            .filter(|&i| replies[i].reply == Reply::Ok)
             .collect()
     };
+    let masters = |replies: &[Sample]| replies.iter().filter(|s| s.master).count();
     for _ in 0..10 {
         let replies = sampler.round();
-        assert_eq!(ok_nodes(&replies), [old], "before the cut: {replies:?}");
+        assert_eq!(
+            ok_nodes(&replies),
+            [old],
+            "before the cut: {replies:?}\n{}",
+            cluster.describe()
+        );
         std::thread::sleep(POLL);
     }
 
@@ -94,12 +116,13 @@ fn a_primary_cut_off_from_etcd_refuses_writes_within_the_ttl_and_another_takes_o
         rounds += 1;
         let oks = ok_nodes(&replies);
         assert!(
-            oks.len() <= 1,
-            "{at:?} after the cut, nodes {oks:?} all accepted a write: {replies:?}\n{}",
+            oks.len() <= 1 && masters(&replies) <= 1,
+            "{at:?} after the cut, nodes {oks:?} all accepted a write, or several said \
+             role:master: {replies:?}\n{}",
             cluster.describe()
         );
-        match (&replies[old].1, oks.first()) {
-            (Reply::Ok, _) => {
+        match replies[old].reply {
+            Reply::Ok => {
                 assert!(
                     fenced.is_none() && taken_over.is_none(),
                     "the old primary accepted a write {at:?} after the cut, after it \
@@ -107,12 +130,12 @@ fn a_primary_cut_off_from_etcd_refuses_writes_within_the_ttl_and_another_takes_o
                 );
                 old_last_ok = at;
             }
-            (Reply::ReadOnly(_), _) if fenced.is_none() => fenced = Some(at),
+            Reply::ReadOnly(_) if fenced.is_none() => fenced = Some(at),
             _ => {}
         }
         if let Some(&new) = oks.first().filter(|&&i| i != old) {
             taken_over.get_or_insert((new, at));
-            let key = &replies[new].0;
+            let key = &replies[new].key;
             accepted_by_new.push((key.clone(), key.clone()));
         }
         std::thread::sleep(POLL);

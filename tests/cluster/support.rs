@@ -119,9 +119,20 @@ impl Info {
             .unwrap_or_else(|| panic!("INFO replication has no {field:?}: {self:?}"))
     }
 
-    /// `role:master`: the node is the primary and accepts writes.
+    /// `role:master`.
     pub fn is_master(&self) -> bool {
         self.get("role") == Some("master")
+    }
+
+    /// `role:master` with time left on its lease (`kv_lease_remaining_ms` above 0): the
+    /// primary, accepting writes. (`role:master` alone shows a moment earlier, between the
+    /// promotion and taking office.)
+    pub fn accepts_writes(&self) -> bool {
+        self.is_master()
+            && self
+                .get("kv_lease_remaining_ms")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .is_some_and(|ms| ms > 0)
     }
 
     /// `role:slave` with `master_port` the replication port `port` and the link up.
@@ -328,25 +339,29 @@ impl Cluster {
             .collect()
     }
 
-    /// Whether every running node but `primary` follows it.
-    pub fn all_follow(&self, primary: usize) -> bool {
+    /// The primary, if the cluster is settled: exactly one node says `role:master`, it
+    /// accepts writes, and every other running node follows it.
+    pub fn settled(&self) -> Option<usize> {
+        let infos = self.infos();
+        let masters: Vec<usize> = (0..infos.len())
+            .filter(|&i| infos[i].as_ref().is_some_and(Info::is_master))
+            .collect();
+        let [primary] = masters[..] else {
+            return None;
+        };
         let port = self.nodes[primary].repl_port();
-        self.nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, node)| *i != primary && node.is_running())
-            .all(|(_, node)| node.info().is_some_and(|info| info.follows(port)))
+        let follow = (0..infos.len())
+            .filter(|&i| i != primary && self.nodes[i].is_running())
+            .all(|i| infos[i].as_ref().is_some_and(|info| info.follows(port)));
+        let accepting = infos[primary].as_ref().is_some_and(Info::accepts_writes);
+        (follow && accepting).then_some(primary)
     }
 
-    /// Waits until exactly one node reports `role:master` and every other running node
-    /// follows it; returns that node.
+    /// Waits until the cluster is [`settled`](Cluster::settled); returns the primary.
     pub fn wait_settled(&self, limit: Duration) -> usize {
         let mut settled = None;
         let done = wait_until(limit, || {
-            settled = match self.masters()[..] {
-                [primary] if self.all_follow(primary) => Some(primary),
-                _ => None,
-            };
+            settled = self.settled();
             settled.is_some()
         });
         assert!(
@@ -357,16 +372,17 @@ impl Cluster {
         settled.expect("settled")
     }
 
-    /// Waits until one of `candidates` reports `role:master`; returns it and how long that
-    /// took.
+    /// Waits until one of `candidates` reports `role:master` and accepts writes; returns it
+    /// and how long that took.
     pub fn wait_master_among(&self, candidates: &[usize], limit: Duration) -> (usize, Duration) {
         let started = Instant::now();
         let mut found = None;
         let done = wait_until(limit, || {
-            found = candidates
-                .iter()
-                .copied()
-                .find(|&i| self.nodes[i].info().is_some_and(|info| info.is_master()));
+            found = candidates.iter().copied().find(|&i| {
+                self.nodes[i]
+                    .info()
+                    .is_some_and(|info| info.accepts_writes())
+            });
             found.is_some()
         });
         assert!(
@@ -427,15 +443,27 @@ impl Cluster {
             let stderr = node.stderr_text();
             let lines: Vec<&str> = stderr.lines().collect();
             let tail = lines[lines.len().saturating_sub(25)..].join("\n    ");
-            text += &format!(
-                "== {} ({}): {info:?}\n    {tail}\n",
-                node.name,
-                match node.is_running() {
-                    true => format!("repl port {}", node.repl_port()),
-                    false => "down".to_string(),
-                }
-            );
+            let state = match &node.process {
+                Some(p) => format!(
+                    "pid {}, {}, repl port {}",
+                    p.pid(),
+                    proc_state(p.pid()),
+                    p.port
+                ),
+                None => "down".to_string(),
+            };
+            text += &format!("== {} ({state}): {info:?}\n    {tail}\n", node.name);
         }
         text
     }
+}
+
+/// The state letter of process `pid` from `/proc/PID/stat` (`R`, `S`, `Z` for exited but
+/// not reaped...), for failure messages.
+fn proc_state(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split(' ').next());
+    format!("state {}", state.unwrap_or("unknown"))
 }

@@ -113,7 +113,7 @@ fn write(ports: &Ports, prefix: &str, plan: Plan, stop: &AtomicBool, acks: &Mute
     }
 }
 
-/// The client port of a node reporting `role:master`, if one does now.
+/// The client port of a node reporting `role:master` and accepting writes, if one does now.
 pub fn find_primary(ports: &Ports) -> Option<u16> {
     let ports: Vec<u16> = ports
         .lock()
@@ -124,5 +124,5 @@ pub fn find_primary(ports: &Ports) -> Option<u16> {
         .collect();
     ports
         .into_iter()
-        .find(|&p| Info::of(p).is_some_and(|info| info.is_master()))
+        .find(|&p| Info::of(p).is_some_and(|info| info.accepts_writes()))
 }
