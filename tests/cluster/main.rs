@@ -12,8 +12,10 @@
 //! The modules: `harness` (the etcd guard itself), `election` (a fresh cluster elects
 //! exactly one primary; a whole-cluster restart), `sigkill` (SIGKILL of the primary under
 //! a writer), `fencing` (the primary cut off from etcd only), `durability` (20 writers
-//! across rounds of SIGKILL with `--sync-replicas 1`), `cli` (refused command lines; an
-//! unreachable etcd at start); `support` and `writer` hold the helpers.
+//! across rounds of SIGKILL with `--sync-replicas 1`), `takeover` (a member of an older
+//! history never takes over; a primary that exits cleanly is replaced before its lease
+//! could expire), `cli` (refused command lines; an unreachable etcd at start); `support`
+//! and `writer` hold the helpers.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -25,4 +27,5 @@ mod fencing;
 mod harness;
 mod sigkill;
 mod support;
+mod takeover;
 mod writer;

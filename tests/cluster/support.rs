@@ -178,6 +178,18 @@ impl Node {
         }
     }
 
+    /// Stops the node cleanly (`EXIT` in its shell); returns its exit status.
+    pub fn exit(&mut self) -> Option<i32> {
+        let mut process = self
+            .process
+            .take()
+            .unwrap_or_else(|| panic!("{} is not running", self.name));
+        process.send("EXIT");
+        let status = process.wait_exit();
+        self.earlier_stderr += &format!("{}\n--- exited ---\n", process.stderr_text());
+        status
+    }
+
     /// The running process; panics when the node is down.
     pub fn process(&self) -> &KvProcess {
         self.process
@@ -318,6 +330,12 @@ impl Cluster {
     pub fn kill(&mut self, i: usize) {
         self.ports.lock().expect("ports")[i] = None;
         self.nodes[i].kill();
+    }
+
+    /// Stops node `i` cleanly (`EXIT`); returns its exit status.
+    pub fn exit(&mut self, i: usize) -> Option<i32> {
+        self.ports.lock().expect("ports")[i] = None;
+        self.nodes[i].exit()
     }
 
     /// Starts node `i` again with the same command line (same database file).

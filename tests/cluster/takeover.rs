@@ -1,0 +1,107 @@
+//! Who may take over: a member whose history is older than the cluster's newest never
+//! becomes primary (it lacks writes that were acknowledged), even when it is the only one
+//! left, and the cluster goes on once a member of the newest history is back; a primary
+//! that stops cleanly gives its lease back, so another takes over without waiting for the
+//! lease to expire.
+
+use crate::common::{wait_until, PATIENCE};
+use crate::support::{missing, serial, set, Cluster, Reply, LEASE_TTL, POLL};
+use std::time::Instant;
+
+/// `SET {prefix}{i}` for `i` in `0..count` on node `i`, each of which must be acknowledged;
+/// returns the pairs.
+fn write(cluster: &Cluster, node: usize, prefix: &str, count: usize) -> Vec<(String, String)> {
+    let mut con = cluster.nodes[node].connect();
+    let pairs: Vec<(String, String)> = (0..count)
+        .map(|i| (format!("{prefix}{i:03}"), format!("v{i}")))
+        .collect();
+    for (key, value) in &pairs {
+        let reply = set(&mut con, key, value);
+        assert_eq!(reply, Reply::Ok, "SET {key}:\n{}", cluster.describe());
+    }
+    pairs
+}
+
+#[test]
+fn a_member_of_an_older_history_never_takes_over_even_alone() {
+    let _serial = serial();
+    let mut cluster = Cluster::start("stale", 3, &[]);
+    let first = cluster.wait_settled(PATIENCE);
+    let (stale, heir) = match first {
+        0 => (1, 2),
+        1 => (0, 2),
+        _ => (0, 1),
+    };
+    write(&cluster, first, "a", 20);
+    cluster.wait_converged();
+    cluster.kill(stale);
+    write(&cluster, first, "b", 20);
+
+    // `heir` takes over in a new epoch and acknowledges writes `stale` never saw.
+    cluster.kill(first);
+    cluster.wait_master_among(&[heir], PATIENCE);
+    let newest = write(&cluster, heir, "c", 20);
+    let epoch = cluster.nodes[heir].info().expect("INFO").epoch();
+    cluster.kill(heir);
+
+    // Alone, `stale` would campaign one TTL after its start plus a settling time (under
+    // 3 s in all); it is watched for 8 s and must never take office.
+    cluster.restart(stale);
+    let restarted = Instant::now();
+    let mut con = cluster.nodes[stale].connect();
+    while restarted.elapsed() < LEASE_TTL * 4 {
+        let info = cluster.nodes[stale]
+            .info()
+            .expect("INFO of the stale member");
+        let reply = set(&mut con, "stale", "1");
+        assert!(
+            !info.is_master() && matches!(reply, Reply::ReadOnly(_)),
+            "{:?} after its restart the member of epoch {} < {epoch} says {:?} and \
+             answers {reply:?}:\n{}",
+            restarted.elapsed(),
+            info.epoch(),
+            info.get("role"),
+            cluster.describe()
+        );
+        std::thread::sleep(POLL);
+    }
+
+    // Once `heir` is back, it wins, `stale` follows it, and nothing acknowledged is gone.
+    cluster.restart(heir);
+    cluster.restart(first);
+    assert_eq!(
+        cluster.wait_settled(PATIENCE),
+        heir,
+        "{}",
+        cluster.describe()
+    );
+    cluster.wait_converged();
+    for node in &cluster.nodes {
+        let lost = missing(&mut node.connect(), &newest);
+        assert!(lost.is_empty(), "{} lacks {lost:?}", node.name);
+    }
+}
+
+#[test]
+fn a_primary_that_exits_cleanly_is_replaced_without_waiting_for_its_lease() {
+    let _serial = serial();
+    let mut cluster = Cluster::start("clean-exit", 3, &[]);
+    let old = cluster.wait_settled(PATIENCE);
+    let status = cluster.exit(old);
+    assert_eq!(status, Some(0), "EXIT:\n{}", cluster.describe());
+    let stopped = Instant::now();
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let (new, took) = cluster.wait_master_among(&others, PATIENCE);
+    eprintln!(
+        "clean-exit: {} primary {took:?} after the old one exited",
+        cluster.nodes[new].name
+    );
+    assert!(
+        took < LEASE_TTL,
+        "a new primary only {took:?} after a clean exit: the lease was not given back?\n{}",
+        cluster.describe()
+    );
+    let mut con = cluster.nodes[new].connect();
+    let accepted = wait_until(PATIENCE, || set(&mut con, "after", "1") == Reply::Ok);
+    assert!(accepted, "{:?}:\n{}", stopped.elapsed(), cluster.describe());
+}
