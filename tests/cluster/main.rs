@@ -13,7 +13,7 @@
 //! exactly one primary; a whole-cluster restart), `sigkill` (SIGKILL of the primary under
 //! a writer), `fencing` (the primary cut off from etcd only), `durability` (20 writers
 //! across rounds of SIGKILL with `--sync-replicas 1`), `takeover` (a member of an older
-//! history never takes over; a primary that exits cleanly is replaced before its lease
+//! history never takes over; of two survivors the more advanced wins; a primary that exits cleanly is replaced before its lease
 //! could expire), `cli` (refused command lines; an unreachable etcd at start); `support`
 //! and `writer` hold the helpers.
 

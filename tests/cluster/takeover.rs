@@ -1,10 +1,12 @@
 //! Who may take over: a member whose history is older than the cluster's newest never
 //! becomes primary (it lacks writes that were acknowledged), even when it is the only one
-//! left, and the cluster goes on once a member of the newest history is back; a primary
-//! that stops cleanly gives its lease back, so another takes over without waiting for the
-//! lease to expire.
+//! left, and the cluster goes on once a member of the newest history is back; of two
+//! survivors the more advanced wins, so a write acknowledged with `--sync-replicas 1` by
+//! only one of them is kept; a primary that stops cleanly gives its lease back, so another
+//! takes over without waiting for the lease to expire.
 
 use crate::common::{wait_until, PATIENCE};
+use crate::durability::SYNC;
 use crate::support::{missing, serial, set, Cluster, Reply, LEASE_TTL, POLL};
 use std::time::Instant;
 
@@ -49,6 +51,11 @@ fn a_member_of_an_older_history_never_takes_over_even_alone() {
     cluster.restart(stale);
     let restarted = Instant::now();
     let mut con = cluster.nodes[stale].connect();
+    let stale_epoch = cluster.nodes[stale].info().expect("INFO").epoch();
+    assert!(
+        stale_epoch < epoch,
+        "epoch {stale_epoch} is not older than {epoch}"
+    );
     while restarted.elapsed() < LEASE_TTL * 4 {
         let info = cluster.nodes[stale]
             .info()
@@ -56,10 +63,9 @@ fn a_member_of_an_older_history_never_takes_over_even_alone() {
         let reply = set(&mut con, "stale", "1");
         assert!(
             !info.is_master() && matches!(reply, Reply::ReadOnly(_)),
-            "{:?} after its restart the member of epoch {} < {epoch} says {:?} and \
-             answers {reply:?}:\n{}",
+            "{:?} after its restart the member of epoch {stale_epoch} (the cluster's newest: \
+             {epoch}) says {:?} and answers {reply:?}:\n{}",
             restarted.elapsed(),
-            info.epoch(),
             info.get("role"),
             cluster.describe()
         );
@@ -79,6 +85,67 @@ fn a_member_of_an_older_history_never_takes_over_even_alone() {
     for node in &cluster.nodes {
         let lost = missing(&mut node.connect(), &newest);
         assert!(lost.is_empty(), "{} lacks {lost:?}", node.name);
+    }
+}
+
+/// Sends `signal` to node `i`.
+fn signal(cluster: &Cluster, i: usize, signal: libc::c_int) {
+    let pid = cluster.nodes[i].process().pid();
+    // SAFETY: kill(2) on a child process this test started and still owns.
+    let sent = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(sent, 0, "kill({pid}, {signal})");
+}
+
+#[test]
+fn of_two_survivors_the_more_advanced_wins_with_every_acknowledged_write() {
+    let _serial = serial();
+    let mut cluster = Cluster::start("advanced", 3, &SYNC);
+    let primary = cluster.wait_settled(PATIENCE);
+    let (behind, ahead) = match primary {
+        0 => (1, 2),
+        1 => (0, 2),
+        _ => (0, 1),
+    };
+    write(&cluster, primary, "a", 20);
+    cluster.wait_converged();
+
+    // While `behind` is stopped, 2.5 MB of writes are acknowledged through `ahead`; the
+    // primary's flow window (1 MiB in flight per replica) keeps most of them from even
+    // waiting in `behind`'s socket. `behind` is stopped for well under the lease TTL.
+    signal(&cluster, behind, libc::SIGSTOP);
+    let mut con = cluster.nodes[primary].connect();
+    let value = "x".repeat(64 * 1024);
+    let acknowledged: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("big{i:02}"), value.clone()))
+        .collect();
+    for (key, value) in &acknowledged {
+        let reply = set(&mut con, key, value);
+        assert_eq!(reply, Reply::Ok, "SET {key}:\n{}", cluster.describe());
+    }
+    cluster.kill(primary);
+    signal(&cluster, behind, libc::SIGCONT);
+
+    let (winner, took) = cluster.wait_master_among(&[behind, ahead], PATIENCE);
+    assert_eq!(
+        winner,
+        ahead,
+        "the member that missed acknowledged writes won ({took:?} after the kill):\n{}",
+        cluster.describe()
+    );
+    let lost = missing(&mut cluster.nodes[ahead].connect(), &acknowledged);
+    assert!(lost.is_empty(), "{} keys lost", lost.len());
+    cluster.wait_follows(behind, ahead, PATIENCE);
+    cluster.restart(primary);
+    assert_eq!(
+        cluster.wait_settled(PATIENCE),
+        ahead,
+        "{}",
+        cluster.describe()
+    );
+    cluster.wait_converged();
+    for node in &cluster.nodes {
+        let lost = missing(&mut node.connect(), &acknowledged);
+        assert!(lost.is_empty(), "{} lacks {} keys", node.name, lost.len());
     }
 }
 
