@@ -3,8 +3,8 @@
 //! a node whose etcd is unreachable at start: it starts, serves reads, refuses writes with
 //! `-READONLY` and reports `kv_etcd:unreachable`.
 
+use crate::client::{connect, get, set, Info, Reply};
 use crate::common::{run_with_input, wait_until, KvProcess};
-use crate::support::{connect, get, set, Info, Reply};
 use std::net::TcpListener;
 use std::time::Duration;
 use tempfile::TempDir;

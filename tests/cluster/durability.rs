@@ -4,9 +4,10 @@
 //! and follows it again; at the end every node holds every `+OK`'d write with its value,
 //! and all three have the same digest.
 
+use crate::client::missing;
 use crate::common::soak::{rounds, seeded_rng, Summary};
 use crate::common::{wait_until, PATIENCE};
-use crate::support::{missing, serial, Cluster};
+use crate::support::{serial, Cluster};
 use crate::writer::{Plan, Writers};
 use rand::RngExt;
 use std::time::Duration;

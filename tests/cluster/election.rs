@@ -2,9 +2,10 @@
 //! which stays the only one, and agree on the cluster epoch; after SIGKILL of all three,
 //! the same command lines elect a primary again with every acknowledged write intact.
 
+use crate::client::{missing, set, Reply};
 use crate::common::{wait_until, PATIENCE};
 use crate::durability::SYNC;
-use crate::support::{missing, serial, set, Cluster, Reply, LEASE_TTL, POLL};
+use crate::support::{serial, write_all, Cluster, LEASE_TTL, POLL};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -59,15 +60,7 @@ fn after_sigkill_of_every_node_the_same_commands_elect_a_primary_with_the_data_i
     let _serial = serial();
     let mut cluster = Cluster::start("restart", 3, &SYNC);
     let primary = cluster.wait_settled(PATIENCE);
-    let mut con = cluster.nodes[primary].connect();
-    let written: Vec<(String, String)> = (0..200)
-        .map(|i| (format!("f{i:03}"), format!("v{i}")))
-        .collect();
-    for (key, value) in &written {
-        let reply = set(&mut con, key, value);
-        assert_eq!(reply, Reply::Ok, "SET {key}:\n{}", cluster.describe());
-    }
-    drop(con);
+    let written = write_all(&cluster, primary, "f", 200);
 
     for i in 0..3 {
         cluster.kill(i);

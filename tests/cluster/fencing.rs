@@ -6,94 +6,22 @@
 //! `role:master` in the same round. Once etcd is back the old primary rejoins as a replica
 //! and converges.
 
-use crate::common::etcd::Etcd;
-use crate::common::proxy::Proxy;
+use crate::client::{missing, Reply};
 use crate::common::PATIENCE;
-use crate::support::{connect, missing, serial, set, Cluster, Reply, LEASE_TTL, POLL};
+use crate::sampler::{proxied_cluster, Sampler, FENCE_MARGIN};
+use crate::support::{serial, LEASE_TTL, POLL};
 use std::time::{Duration, Instant};
-
-/// How late past the TTL a cut-off primary may still accept a write (scheduling, the
-/// sampling round itself).
-const FENCE_MARGIN: Duration = Duration::from_secs(1);
-
-/// A connection to every node's client port, sending one `SET` to each per round.
-struct Sampler {
-    ports: Vec<u16>,
-    cons: Vec<Option<redis::Connection>>,
-    round: usize,
-}
-
-impl Sampler {
-    fn new(cluster: &Cluster) -> Sampler {
-        let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.resp_port()).collect();
-        Sampler {
-            cons: ports.iter().map(|_| None).collect(),
-            ports,
-            round: 0,
-        }
-    }
-
-    /// `SET fence-{round}-{node}` (the key as its value), then `INFO replication`, on every
-    /// node in turn.
-    fn round(&mut self) -> Vec<Sample> {
-        self.round += 1;
-        let mut replies = Vec::new();
-        for (i, con) in self.cons.iter_mut().enumerate() {
-            let key = format!("fence-{:05}-{i}", self.round);
-            if con.is_none() {
-                *con = connect(self.ports[i], Duration::from_secs(1));
-            }
-            let (reply, master) = match con.as_mut() {
-                Some(c) => (set(c, &key, &key), role_is_master(c)),
-                None => (Reply::Down("cannot connect".into()), false),
-            };
-            if matches!(reply, Reply::Down(_)) {
-                // A reply that timed out must not be taken for the next one.
-                *con = None;
-            }
-            replies.push(Sample { key, reply, master });
-        }
-        replies
-    }
-}
-
-/// One node's part of a sampling round.
-#[derive(Debug)]
-struct Sample {
-    key: String,
-    reply: Reply,
-    /// Whether its `INFO replication` said `role:master` right after the `SET`.
-    master: bool,
-}
-
-/// Whether `INFO replication` on `con` says `role:master`.
-fn role_is_master(con: &mut redis::Connection) -> bool {
-    let info: redis::RedisResult<String> = redis::cmd("INFO").arg("replication").query(con);
-    info.is_ok_and(|text| text.lines().any(|l| l.trim_end() == "role:master"))
-}
 
 #[test]
 fn a_primary_cut_off_from_etcd_refuses_writes_within_the_ttl_and_another_takes_over() {
     let _serial = serial();
-    let etcd = Etcd::start();
-    let proxies: Vec<Proxy> = (0..3).map(|_| Proxy::new(&etcd.addr())).collect();
-    let urls: Vec<String> = proxies
-        .iter()
-        .map(|p| format!("http://{}", p.addr))
-        .collect();
-    let mut cluster = Cluster::start_with(etcd, "fencing", &urls, &[]);
+    let (mut cluster, proxies) = proxied_cluster("fencing");
     let old = cluster.wait_settled(PATIENCE);
     let mut sampler = Sampler::new(&cluster);
-    let ok_nodes = |replies: &[Sample]| -> Vec<usize> {
-        (0..replies.len())
-            .filter(|&i| replies[i].reply == Reply::Ok)
-            .collect()
-    };
-    let masters = |replies: &[Sample]| replies.iter().filter(|s| s.master).count();
     for _ in 0..10 {
         let replies = sampler.round();
         assert_eq!(
-            ok_nodes(&replies),
+            Sampler::accepted(&replies),
             [old],
             "before the cut: {replies:?}\n{}",
             cluster.describe()
@@ -114,9 +42,9 @@ fn a_primary_cut_off_from_etcd_refuses_writes_within_the_ttl_and_another_takes_o
         let replies = sampler.round();
         let at = cut.elapsed();
         rounds += 1;
-        let oks = ok_nodes(&replies);
+        let oks = Sampler::accepted(&replies);
         assert!(
-            oks.len() <= 1 && masters(&replies) <= 1,
+            oks.len() <= 1 && Sampler::masters(&replies) <= 1,
             "{at:?} after the cut, nodes {oks:?} all accepted a write, or several said \
              role:master: {replies:?}\n{}",
             cluster.describe()

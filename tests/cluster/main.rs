@@ -11,20 +11,24 @@
 //!
 //! The modules: `harness` (the etcd guard itself), `election` (a fresh cluster elects
 //! exactly one primary; a whole-cluster restart), `sigkill` (SIGKILL of the primary under
-//! a writer), `fencing` (the primary cut off from etcd only), `durability` (20 writers
-//! across rounds of SIGKILL with `--sync-replicas 1`), `takeover` (a member of an older
-//! history never takes over; of two survivors the more advanced wins; a primary that exits cleanly is replaced before its lease
-//! could expire), `cli` (refused command lines; an unreachable etcd at start); `support`
-//! and `writer` hold the helpers.
+//! a writer), `fencing` (the primary cut off from etcd only), `outage` (etcd unreachable
+//! from every node, then back), `durability` (20 writers across rounds of SIGKILL with
+//! `--sync-replicas 1`), `takeover` (a member of an older history never takes over; of two
+//! survivors the more advanced wins; a primary that exits cleanly is replaced before its
+//! lease could expire), `cli` (refused command lines; an unreachable etcd at start);
+//! `support`, `client`, `sampler` and `writer` hold the helpers.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod cli;
+mod client;
 mod durability;
 mod election;
 mod fencing;
 mod harness;
+mod outage;
+mod sampler;
 mod sigkill;
 mod support;
 mod takeover;

@@ -3,8 +3,9 @@
 //! there, and the killed node, restarted with the same command line, rejoins as a replica
 //! of the new primary with the same contents.
 
+use crate::client::missing;
 use crate::common::{wait_until, PATIENCE};
-use crate::support::{missing, serial, Cluster};
+use crate::support::{serial, Cluster};
 use crate::writer::{Plan, Writers};
 use std::time::Duration;
 

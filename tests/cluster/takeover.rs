@@ -5,24 +5,11 @@
 //! only one of them is kept; a primary that stops cleanly gives its lease back, so another
 //! takes over without waiting for the lease to expire.
 
+use crate::client::{missing, set, Reply};
 use crate::common::{wait_until, PATIENCE};
 use crate::durability::SYNC;
-use crate::support::{missing, serial, set, Cluster, Reply, LEASE_TTL, POLL};
+use crate::support::{serial, write_all, Cluster, LEASE_TTL, POLL};
 use std::time::Instant;
-
-/// `SET {prefix}{i}` for `i` in `0..count` on node `i`, each of which must be acknowledged;
-/// returns the pairs.
-fn write(cluster: &Cluster, node: usize, prefix: &str, count: usize) -> Vec<(String, String)> {
-    let mut con = cluster.nodes[node].connect();
-    let pairs: Vec<(String, String)> = (0..count)
-        .map(|i| (format!("{prefix}{i:03}"), format!("v{i}")))
-        .collect();
-    for (key, value) in &pairs {
-        let reply = set(&mut con, key, value);
-        assert_eq!(reply, Reply::Ok, "SET {key}:\n{}", cluster.describe());
-    }
-    pairs
-}
 
 #[test]
 fn a_member_of_an_older_history_never_takes_over_even_alone() {
@@ -34,15 +21,15 @@ fn a_member_of_an_older_history_never_takes_over_even_alone() {
         1 => (0, 2),
         _ => (0, 1),
     };
-    write(&cluster, first, "a", 20);
+    write_all(&cluster, first, "a", 20);
     cluster.wait_converged();
     cluster.kill(stale);
-    write(&cluster, first, "b", 20);
+    write_all(&cluster, first, "b", 20);
 
     // `heir` takes over in a new epoch and acknowledges writes `stale` never saw.
     cluster.kill(first);
     cluster.wait_master_among(&[heir], PATIENCE);
-    let newest = write(&cluster, heir, "c", 20);
+    let newest = write_all(&cluster, heir, "c", 20);
     let epoch = cluster.nodes[heir].info().expect("INFO").epoch();
     cluster.kill(heir);
 
@@ -106,7 +93,7 @@ fn of_two_survivors_the_more_advanced_wins_with_every_acknowledged_write() {
         1 => (0, 2),
         _ => (0, 1),
     };
-    write(&cluster, primary, "a", 20);
+    write_all(&cluster, primary, "a", 20);
     cluster.wait_converged();
 
     // While `behind` is stopped, 2.5 MB of writes are acknowledged through `ahead`; the

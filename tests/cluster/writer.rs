@@ -3,8 +3,9 @@
 //! and records a write only when its `SET` returned `+OK`, with the client port that
 //! acknowledged it.
 
+use crate::client::{connect, set, Info, Reply};
 use crate::common::PATIENCE;
-use crate::support::{connect, set, Info, Ports, Reply};
+use crate::support::Ports;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
