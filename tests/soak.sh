@@ -16,7 +16,7 @@ trap 'rm -f "$log"' EXIT
 
 status=0
 KV_SOAK_ROUNDS=$ROUNDS KV_FUZZ_FRAMES=$FRAMES cargo test --release \
-    --test primary_crash --test replica_crash --test convergence_faults --test fuzz_frames --test failover --test durability \
+    --test primary_crash --test replica_crash --test convergence_faults --test fuzz_frames --test failover --test durability --test cluster \
     -- --nocapture --test-threads=1 2>&1 | tee "$log" | grep -E '^(SOAK|test result|test .* FAILED|thread .* panicked)' || true
 grep -q 'FAILED\|panicked' "$log" && status=1
 
@@ -36,7 +36,7 @@ END {
     printf "%-20s %8d %8d %9d %13d %6d %10d\n", "total", total["rounds"], total["kills"], total["faults"], total["acknowledged"], total["lost"], total["divergent"]
     if (total["lost"] > 0 || total["divergent"] > 0) exit 1
 }' "$log" || status=1
-expected=7
+expected=8
 found=$(grep -c '^SOAK ' "$log" || true)
 if [ "$found" -ne "$expected" ]; then
     echo "expected $expected SOAK lines, found $found" >&2

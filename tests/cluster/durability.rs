@@ -18,7 +18,7 @@ pub const SYNC: [&str; 4] = ["--sync-replicas", "1", "--sync-timeout", "5"];
 #[test]
 fn with_sync_replicas_no_acknowledged_write_is_lost_across_automatic_failovers() {
     let _serial = serial();
-    let (seed, mut rng) = seeded_rng("cluster_sync_failover");
+    let (seed, mut rng) = seeded_rng("cluster_failover");
     let mut summary = Summary {
         rounds: rounds(3),
         ..Summary::default()
@@ -75,7 +75,7 @@ fn with_sync_replicas_no_acknowledged_write_is_lost_across_automatic_failovers()
         }
         summary.lost = summary.lost.max(lost.len());
     }
-    summary.report("cluster_sync_failover");
+    summary.report("cluster_failover");
     assert_eq!(
         summary.lost,
         0,
