@@ -12,8 +12,8 @@
 //! The modules: `harness` (the etcd guard itself), `election` (a fresh cluster elects
 //! exactly one primary; a whole-cluster restart), `sigkill` (SIGKILL of the primary under
 //! a writer), `fencing` (the primary cut off from etcd only), `outage` (etcd unreachable
-//! from every node, then back), `durability` (20 writers across rounds of SIGKILL with
-//! `--sync-replicas 1`), `takeover` (a member of an older history never takes over; of two
+//! from every node, then back), `handoff` (`FAILOVER` under a writer), `durability` (20 writers across rounds of SIGKILL with
+//! `--sync-replicas 1`), `takeover` (a member of an older history waits for one of the newest; of two
 //! survivors the more advanced wins; a primary that exits cleanly is replaced before its
 //! lease could expire), `cli` (refused command lines; an unreachable etcd at start);
 //! `support`, `client`, `sampler` and `writer` hold the helpers.
@@ -26,6 +26,7 @@ mod client;
 mod durability;
 mod election;
 mod fencing;
+mod handoff;
 mod harness;
 mod outage;
 mod sampler;
