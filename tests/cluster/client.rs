@@ -2,6 +2,7 @@
 //! classified as [`Reply`] (acknowledged, `-READONLY`, another error, no answer), `GET`,
 //! an `MGET` check of expected pairs, and `INFO replication` parsed into [`Info`].
 
+use crate::support::Node;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -68,6 +69,22 @@ pub fn missing(
         }
     }
     missing
+}
+
+/// Asserts that every node of `nodes` holds every pair of `expected` (`what` says which
+/// writes they are, for the message).
+pub fn assert_held_everywhere(nodes: &[Node], expected: &[(String, String)], what: &str) {
+    for node in nodes {
+        let lost = missing(&mut node.connect(), expected);
+        assert!(
+            lost.is_empty(),
+            "{} lacks {} of the {} {what}, e.g. {:?}",
+            node.name,
+            lost.len(),
+            expected.len(),
+            &lost[..lost.len().min(5)]
+        );
+    }
 }
 
 /// `INFO replication` of one node.

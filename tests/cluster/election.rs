@@ -2,7 +2,7 @@
 //! which stays the only one, and agree on the cluster epoch; after SIGKILL of all three,
 //! the same command lines elect a primary again with every acknowledged write intact.
 
-use crate::client::{missing, set, Reply};
+use crate::client::{assert_held_everywhere, missing, set, Reply};
 use crate::common::{wait_until, PATIENCE};
 use crate::durability::SYNC;
 use crate::support::{serial, write_all, Cluster, LEASE_TTL, POLL};
@@ -85,8 +85,9 @@ fn after_sigkill_of_every_node_the_same_commands_elect_a_primary_with_the_data_i
         cluster.describe()
     );
     cluster.wait_converged();
-    for node in &cluster.nodes {
-        let lost = missing(&mut node.connect(), &written);
-        assert!(lost.is_empty(), "lost on {}: {lost:?}", node.name);
-    }
+    assert_held_everywhere(
+        &cluster.nodes,
+        &written,
+        "writes acknowledged before the kill",
+    );
 }

@@ -3,7 +3,7 @@
 //! primary and the third node follow it, and no write either of them acknowledged is
 //! lost (the old primary continues by partial resync, nothing diverged).
 
-use crate::client::missing;
+use crate::client::assert_held_everywhere;
 use crate::common::{wait_until, PATIENCE};
 use crate::support::{serial, Cluster};
 use crate::writer::{Plan, Writers};
@@ -60,17 +60,7 @@ fn failover_hands_the_key_to_the_named_replica_and_loses_no_write() {
         .iter()
         .map(|a| (a.key.clone(), a.value.clone()))
         .collect();
-    for node in &cluster.nodes {
-        let lost = missing(&mut node.connect(), &acknowledged);
-        assert!(
-            lost.is_empty(),
-            "{} lacks {} of {} acknowledged writes, e.g. {:?}",
-            node.name,
-            lost.len(),
-            acknowledged.len(),
-            &lost[..lost.len().min(5)]
-        );
-    }
+    assert_held_everywhere(&cluster.nodes, &acknowledged, "acknowledged writes");
     let stderr = cluster.nodes[old].stderr_text();
     assert!(
         !stderr.contains("diverged"),

@@ -3,7 +3,7 @@
 //! `kv_etcd:unreachable` but keeps serving reads. Once etcd is reachable again one node
 //! becomes primary, the others follow it, and every write acknowledged before is there.
 
-use crate::client::{get, missing, set, Info, Reply};
+use crate::client::{assert_held_everywhere, get, set, Info, Reply};
 use crate::common::{wait_until, PATIENCE};
 use crate::sampler::{proxied_cluster, Sampler, FENCE_MARGIN};
 use crate::support::{serial, write_all, LEASE_TTL, POLL};
@@ -69,8 +69,5 @@ fn with_etcd_unreachable_from_every_node_none_accepts_writes_until_it_is_back() 
     let mut con = cluster.nodes[primary].connect();
     assert_eq!(set(&mut con, "after", "1"), Reply::Ok);
     cluster.wait_converged();
-    for node in &cluster.nodes {
-        let lost = missing(&mut node.connect(), &written);
-        assert!(lost.is_empty(), "{} lacks {lost:?}", node.name);
-    }
+    assert_held_everywhere(&cluster.nodes, &written, "writes made before the outage");
 }

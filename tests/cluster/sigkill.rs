@@ -3,7 +3,7 @@
 //! there, and the killed node, restarted with the same command line, rejoins as a replica
 //! of the new primary with the same contents.
 
-use crate::client::missing;
+use crate::client::assert_held_everywhere;
 use crate::common::{wait_until, PATIENCE};
 use crate::support::{serial, Cluster};
 use crate::writer::{Plan, Writers};
@@ -70,17 +70,11 @@ fn sigkill_of_the_primary_under_writes_elects_another_and_the_killed_node_rejoin
         .filter(|a| a.port == new_port)
         .map(|a| (a.key.clone(), a.value.clone()))
         .collect();
-    for node in &cluster.nodes {
-        let lost = missing(&mut node.connect(), &after);
-        assert!(
-            lost.is_empty(),
-            "{} lacks {} of the {} writes the new primary acknowledged, e.g. {:?}",
-            node.name,
-            lost.len(),
-            after.len(),
-            &lost[..lost.len().min(5)]
-        );
-    }
+    assert_held_everywhere(
+        &cluster.nodes,
+        &after,
+        "writes the new primary acknowledged",
+    );
     eprintln!(
         "sigkill: {} acknowledged, {} by the new primary; digest {digest}",
         acks.len(),

@@ -7,7 +7,7 @@
 //! only one of them is kept; a primary that stops cleanly gives its lease back, so another
 //! takes over without waiting for the lease to expire.
 
-use crate::client::{missing, set, Reply};
+use crate::client::{assert_held_everywhere, missing, set, Reply};
 use crate::common::{wait_until, PATIENCE};
 use crate::durability::SYNC;
 use crate::support::{serial, write_all, Cluster, LEASE_TTL, POLL};
@@ -73,10 +73,7 @@ fn a_member_of_an_older_history_waits_for_one_of_the_newest_even_alone() {
         cluster.describe()
     );
     cluster.wait_converged();
-    for node in &cluster.nodes {
-        let lost = missing(&mut node.connect(), &newest);
-        assert!(lost.is_empty(), "{} lacks {lost:?}", node.name);
-    }
+    assert_held_everywhere(&cluster.nodes, &newest, "writes of the newest epoch");
 }
 
 /// Sends `signal` to node `i`.
