@@ -16,6 +16,9 @@ use super::election::{self, Action, Clock, Member, PrimaryRecord, Timing, View};
 use super::etcd::{Compare, Etcd, TxnOp};
 use super::keys::{to_json, Keys};
 use super::{ClusterConfig, POLL_INTERVAL};
+
+/// How often a member republishes a position whose seq merely advanced.
+const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 use crate::error::{Error, Result};
 use crate::locks::lock;
 use crate::node::lease::{HandoffRequest, Stamp};
@@ -125,6 +128,7 @@ pub fn start(
         registered_at: None,
         vacant_since: None,
         published: None,
+        published_at: Instant::now(),
         activity: String::new(),
         handoffs,
     };
@@ -194,8 +198,9 @@ struct Agent {
     timing: Timing,
     registered_at: Option<Instant>,
     vacant_since: Option<Instant>,
-    /// What this member last published, under its current lease.
+    /// What this member last published, under its current lease, and when.
     published: Option<Member>,
+    published_at: Instant,
     /// The last activity shown, so a change is logged once.
     activity: String,
     handoffs: UnboundedReceiver<HandoffRequest>,
@@ -290,6 +295,21 @@ impl Agent {
         Ok(id)
     }
 
+    /// Whether to publish `member`: when it changed, but a seq that merely advanced (a
+    /// busy replica) at most once per [`PUBLISH_INTERVAL`], which keeps etcd's history
+    /// small, except while the key is vacant, when every position must be final.
+    fn should_publish(&self, member: &Member) -> bool {
+        match &self.published {
+            None => true,
+            Some(published) if published == member => false,
+            Some(published) => {
+                published.epoch != member.epoch
+                    || self.vacant_since.is_some()
+                    || self.published_at.elapsed() >= PUBLISH_INTERVAL
+            }
+        }
+    }
+
     /// Publishes the member's position if it changed; returns the member as it stands.
     fn publish(&mut self, lease: i64) -> Result<election::Me> {
         let node = &self.shared.node;
@@ -304,10 +324,11 @@ impl Agent {
             seq: position.head,
             lease,
         };
-        if self.published.as_ref() != Some(&member) {
+        if self.should_publish(&member) {
             let key = self.keys.member(&member.node_id);
             self.shared.etcd.put(&key, &to_json(&member)?, lease)?;
             self.published = Some(member);
+            self.published_at = Instant::now();
         }
         Ok(election::Me {
             node_id: self.identity.node_id.clone(),
