@@ -205,6 +205,31 @@ fn pipelines_and_many_concurrent_clients() {
     let (last, size): (String, i64) = pipe.query(&mut con).expect("pipeline");
     assert_eq!((last.as_str(), size), ("999", 1000));
 
+    // Reads behind the connection's own pending writes see them, in request order, and the
+    // next command sees them committed.
+    let mut mixed = redis::pipe();
+    for i in 0..1000 {
+        mixed.cmd("SET").arg(format!("m{i:04}")).arg(i);
+        mixed.cmd("GET").arg(format!("m{i:04}"));
+    }
+    mixed
+        .cmd("DEL")
+        .arg("m0001")
+        .cmd("GET")
+        .arg("m0001")
+        .cmd("GET")
+        .arg("p0998");
+    let replies: Vec<redis::Value> = mixed.query(&mut con).expect("mixed pipeline");
+    for i in 0..1000 {
+        let read: Option<String> =
+            redis::from_redis_value(replies[2 * i + 1].clone()).expect("GET");
+        assert_eq!(read, Some(i.to_string()), "GET m{i:04} after its SET");
+    }
+    let tail: (i64, Option<String>, String) =
+        redis::from_redis_value(redis::Value::Array(replies[2000..].to_vec())).expect("tail");
+    assert_eq!(tail, (1, None, "998".to_string()));
+    assert_eq!(con.get::<_, String>("m0999").expect("GET"), "999");
+
     let writers: Vec<_> = (0..200)
         .map(|w| {
             let url = node.redis_url();

@@ -13,6 +13,7 @@ pub mod glob;
 pub mod info;
 mod inline;
 pub mod output;
+pub mod pipeline;
 pub mod reply;
 pub mod session;
 pub mod writes;

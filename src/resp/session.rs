@@ -1,6 +1,6 @@
 //! One client connection's state and command dispatch ([`Session`]): writes go to the
 //! node's one write path and are pipelined ([`Pipeline`]), so they are durable before
-//! their reply; a replica answers writes with Redis's own `READONLY` error; every reply
+//! their reply, and a `GET` behind them is answered without waiting for their commit; a replica answers writes with Redis's own `READONLY` error; every reply
 //! goes out in request order.
 
 use super::admin::{self, ClientInfo, ScanCursors};
@@ -9,8 +9,9 @@ use super::codec::Request;
 use super::commands;
 use super::info::ServerFacts;
 use super::output::Output;
+use super::pipeline::Pipeline;
 use super::reply;
-use super::writes::{self, Pipeline};
+use super::writes;
 use crate::node::budget::Charge;
 use crate::node::Node;
 use std::sync::Arc;
@@ -72,6 +73,12 @@ impl Session {
             return Ok(Flow::Continue);
         }
         drop(charge);
+        if let (true, [key]) = (name == "GET", args.as_slice()) {
+            let key = std::str::from_utf8(key).unwrap_or_default();
+            if !key.is_empty() && self.pipeline.get(&self.node, key, out.buffer()).await {
+                return Ok(Flow::Continue);
+            }
+        }
         // Every reply goes out in request order: the queued writes' first.
         self.settle(out).await;
         if name == "QUIT" {

@@ -1,0 +1,189 @@
+//! How a connection pipelines its requests ([`Pipeline`]). Each write is queued on the
+//! node's write path at once and its reply held back, so writes sent back to back share
+//! one commit (one fsync). A `GET` that follows them is answered without waiting for that
+//! commit, its reply queued behind theirs:
+//! - from the connection's own pending writes, when one of them wrote the key (values up
+//!   to [`REMEMBERED_VALUE`] bytes are remembered for this);
+//! - otherwise from the store, at once: the connection's pending writes do not touch that
+//!   key.
+//!
+//! Replies go out in request order once the writes before them are durable
+//! ([`Pipeline::settle`]), so no reply reveals a write before it is durable; a read answered
+//! from the connection's writes is withdrawn (an error reply) if a write before it failed.
+//! A pipeline that alternates `SET k` and `GET k` thus costs one commit per received batch,
+//! not one per switch. Any other command settles the pipeline first.
+
+use super::args::store_error;
+use super::reply;
+use super::writes::{Write, WriteReply};
+use crate::error::Error;
+use crate::node::budget::Charge;
+use crate::node::{Node, PendingWrite};
+use crate::store::Op;
+use bytes::BytesMut;
+use std::collections::{HashMap, VecDeque};
+
+/// Requests queued by one connection before it waits for them.
+const MAX_PENDING: usize = 1024;
+
+/// Values of pending writes up to this size are remembered, to answer reads of their keys;
+/// a read of a key written with a larger one waits for the commit.
+pub const REMEMBERED_VALUE: usize = 1024;
+
+/// A value read from the store larger than this is not held in the queue: the read waits
+/// for the queued writes and is answered directly.
+const HELD_VALUE: usize = 64 * 1024;
+
+/// The reply to a read whose answer came from a write that failed.
+const WITHDRAWN: &str =
+    "ERR a write sent before this read failed, so the read was not answered; read again";
+
+/// A request waiting for the writes before it.
+enum Queued {
+    /// A write: its outcome, and the reply it gets once durable.
+    Write(PendingWrite, WriteReply),
+    /// A read's reply, encoded; `from_writes` if it came from the connection's own
+    /// pending writes.
+    Read { reply: BytesMut, from_writes: bool },
+}
+
+/// What the connection's pending writes say a key holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Written {
+    /// This value (`None`: deleted).
+    Value(Option<String>),
+    /// A value too large to remember.
+    Unknown,
+}
+
+/// A connection's requests queued and not yet answered, in request order.
+#[derive(Default)]
+pub struct Pipeline {
+    queue: VecDeque<Queued>,
+    /// What the queued writes set, by key (the last write of a key wins).
+    written: HashMap<String, Written>,
+    /// The seq of this connection's last durable write, for `WAIT`.
+    last_write: u64,
+}
+
+impl Pipeline {
+    /// The seq of the last write answered on this connection.
+    pub fn last_write(&self) -> u64 {
+        self.last_write
+    }
+
+    /// Queues a parsed write holding `charge` (or answers its error, after the requests
+    /// before it). Waits for the queued requests once too many are pending.
+    pub async fn queue(
+        &mut self,
+        node: &Node,
+        write: Result<Write, String>,
+        charge: Charge,
+        out: &mut BytesMut,
+    ) {
+        let queued = match write {
+            Ok(write) => {
+                let remembered = remember(&write.ops);
+                match node.start_write(write.ops, charge).await {
+                    Ok(pending) => Ok((pending, write.reply, remembered)),
+                    Err(e) => Err(store_error(e)),
+                }
+            }
+            Err(message) => Err(message),
+        };
+        match queued {
+            Ok((pending, reply, remembered)) => {
+                self.written.extend(remembered);
+                self.queue.push_back(Queued::Write(pending, reply));
+                self.settle_if_full(out).await;
+            }
+            Err(message) => {
+                self.settle(out).await;
+                reply::error(out, &message);
+            }
+        }
+    }
+
+    /// Answers `GET key` behind the queued writes without waiting for them, if it can;
+    /// returns false when nothing is queued, or the answer needs the commit (the key's
+    /// pending value was too large to remember, the store failed, or the value is large):
+    /// the caller then settles and reads as usual.
+    pub async fn get(&mut self, node: &Node, key: &str, out: &mut BytesMut) -> bool {
+        if self.queue.is_empty() {
+            return false;
+        }
+        let (value, from_writes) = match self.written.get(key) {
+            Some(Written::Value(value)) => (value.clone(), true),
+            Some(Written::Unknown) => return false,
+            None => match node.store().get(key) {
+                Ok(value) if value.as_ref().is_none_or(|v| v.len() <= HELD_VALUE) => (value, false),
+                _ => return false,
+            },
+        };
+        let mut reply = BytesMut::new();
+        reply::bulk(&mut reply, value.as_deref().map(str::as_bytes));
+        self.queue.push_back(Queued::Read { reply, from_writes });
+        self.settle_if_full(out).await;
+        true
+    }
+
+    async fn settle_if_full(&mut self, out: &mut BytesMut) {
+        if self.queue.len() >= MAX_PENDING {
+            self.settle(out).await;
+        }
+    }
+
+    /// Waits for every queued write to be durable and appends every queued reply, in
+    /// order.
+    pub async fn settle(&mut self, out: &mut BytesMut) {
+        // Whether a write failed, storing nothing: the reads answered from the
+        // connection's writes after it cannot stand.
+        let mut failed = false;
+        while let Some(queued) = self.queue.pop_front() {
+            match queued {
+                Queued::Write(pending, kind) => match pending.durable().await {
+                    Ok(seqs) => self.answer_write(&seqs, kind, out),
+                    Err(e) => {
+                        // NotConfirmed: committed here, only unconfirmed by replicas.
+                        failed |= !matches!(e, Error::NotConfirmed(_));
+                        reply::error(out, &store_error(e));
+                    }
+                },
+                Queued::Read { reply, from_writes } => match failed && from_writes {
+                    true => reply::error(out, WITHDRAWN),
+                    false => out.extend_from_slice(&reply),
+                },
+            }
+        }
+        self.written.clear();
+    }
+
+    fn answer_write(&mut self, seqs: &[Option<u64>], kind: WriteReply, out: &mut BytesMut) {
+        if let Some(&last) = seqs.iter().flatten().max() {
+            self.last_write = self.last_write.max(last);
+        }
+        match kind {
+            WriteReply::Ok => reply::simple(out, "OK"),
+            WriteReply::Removed => {
+                let removed = seqs.iter().flatten().count();
+                reply::integer(out, i64::try_from(removed).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}
+
+/// What `ops` leave each of their keys holding, as far as a read needs to know.
+fn remember(ops: &[Op]) -> Vec<(String, Written)> {
+    ops.iter()
+        .map(|op| match op {
+            Op::Put { key, value } if value.len() <= REMEMBERED_VALUE => {
+                (key.clone(), Written::Value(Some(value.clone())))
+            }
+            Op::Put { key, .. } => (key.clone(), Written::Unknown),
+            Op::Delete { key } => (key.clone(), Written::Value(None)),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
