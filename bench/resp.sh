@@ -19,13 +19,14 @@ LAG_RATE=${LAG_RATE:-5000}         # writes/s during the lag measurement
 LAG_SECS=${LAG_SECS:-10}
 LAG_CONNS=${LAG_CONNS:-16}
 LAG_POLL_US=${LAG_POLL_US:-0}      # pause between INFO polls of the replica (0: back to back)
+MIXED_PAIRS=${MIXED_PAIRS:-20000}  # SET k / GET k pairs pipelined on one connection
 DEADLINE=${DEADLINE:-300}          # seconds, for every wait and every benchmark run
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # cleanup, log, die, alive, free_port, wait_for_line, install_redis, start_redis
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-positive_ints REQUESTS REQUESTS_C1 KEYSPACE LAG_RATE LAG_SECS LAG_CONNS DEADLINE
+positive_ints REQUESTS REQUESTS_C1 KEYSPACE LAG_RATE LAG_SECS LAG_CONNS DEADLINE MIXED_PAIRS
 [[ $LAG_POLL_US =~ ^[0-9]+$ ]] || {
     echo "LAG_POLL_US must be a whole number (got '$LAG_POLL_US')" >&2
     exit 2
@@ -205,6 +206,42 @@ if ((HAVE_BENCH)); then
         "GET -c 50 replica")
 fi
 
+# --- 3b. a pipeline that alternates SET k / GET k on one connection ------------------------------
+# Seconds to send MIXED_PAIRS pairs in one go and read every reply (each GET must return
+# the value its SET wrote).
+mixed_pipeline() {
+    bounded python3 - "$1" "$MIXED_PAIRS" <<'PY'
+import socket, sys, time
+port, pairs = int(sys.argv[1]), int(sys.argv[2])
+def cmd(*args):
+    return b"".join([b"*%d\r\n" % len(args)] + [b"$%d\r\n%s\r\n" % (len(a), a) for a in args])
+request = b"".join(cmd(b"SET", b"mixed:%d" % i, b"v%d" % i) + cmd(b"GET", b"mixed:%d" % i)
+                   for i in range(pairs))
+expected = b"".join(b"+OK\r\n$%d\r\nv%d\r\n" % (len(b"v%d" % i), i) for i in range(pairs))
+s = socket.create_connection(("127.0.0.1", port))
+t = time.perf_counter()
+s.sendall(request)
+got = bytearray()
+while len(got) < len(expected):
+    chunk = s.recv(1 << 20)
+    if not chunk:
+        break
+    got += chunk
+elapsed = time.perf_counter() - t
+if bytes(got) != expected:
+    sys.exit("wrong replies from port %d" % port)
+print(f"{elapsed:.3f}")
+PY
+}
+MIXED_KV="" MIXED_REDIS=""
+log "== $MIXED_PAIRS pipelined SET k / GET k pairs on one connection"
+MIXED_KV=$(mixed_pipeline "$KP_PORT") || die "the mixed pipeline against kv failed"
+log "   kv: $MIXED_KV s"
+if ((HAVE_REDIS)); then
+    MIXED_REDIS=$(mixed_pipeline "$RA_PORT") || die "the mixed pipeline against Redis failed"
+    log "   redis-always: $MIXED_REDIS s"
+fi
+
 # --- 4. replication lag -------------------------------------------------------------------------
 wait_caught_up
 log "== replication lag: $LAG_RATE writes/s for $LAG_SECS s on $LAG_CONNS connections"
@@ -286,6 +323,11 @@ if ((HAVE_BENCH)); then
 else
     echo "no rows: redis-benchmark is not available"
 fi
+
+echo
+echo "$MIXED_PAIRS pipelined SET k / GET k pairs on one connection (every reply checked)"
+echo "  kv: $MIXED_KV s; Redis always: ${MIXED_REDIS:--} s; kv/Redis time:" \
+    "$([[ -n $MIXED_REDIS ]] && ratio "$MIXED_KV" "$MIXED_REDIS" || echo -)x"
 
 echo
 echo "replication lag, ack on the primary -> applied on the replica"
