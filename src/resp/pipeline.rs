@@ -30,9 +30,10 @@ const MAX_PENDING: usize = 1024;
 /// a read of a key written with a larger one waits for the commit.
 pub const REMEMBERED_VALUE: usize = 1024;
 
-/// A value read from the store larger than this is not held in the queue: the read waits
+/// A value read from the store larger than this is not held in the queue (so a
+/// connection holds at most [`MAX_PENDING`] such replies, about 1 MiB): the read waits
 /// for the queued writes and is answered directly.
-const HELD_VALUE: usize = 64 * 1024;
+const HELD_VALUE: usize = REMEMBERED_VALUE;
 
 /// The reply to a read whose answer came from a write that failed.
 const WITHDRAWN: &str =
