@@ -233,8 +233,12 @@ fn killed_replicas_converge_and_readers_never_see_a_mix() {
         mixed.is_empty(),
         "readers saw states that are not the primary's at their seq: {mixed:?}"
     );
+    // Each round ends with the replica converged on a new state; the states before the
+    // first sync may come and go between two polls (the file does not exist yet, then
+    // holds nothing but the first snapshot), so one per round is the least that proves
+    // something. (`>` flaked: 5 states in 5 rounds, seen in CI and in a soak.)
     assert!(
-        seen.len() > summary.rounds,
+        seen.len() >= summary.rounds,
         "the reader saw too few states to prove anything"
     );
 }
