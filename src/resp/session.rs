@@ -1,7 +1,8 @@
 //! One client connection's state and command dispatch ([`Session`]): writes go to the
 //! node's one write path and are pipelined ([`Pipeline`]), so they are durable before
-//! their reply, and a `GET` behind them is answered without waiting for their commit; a replica answers writes with Redis's own `READONLY` error; every reply
-//! goes out in request order.
+//! their reply, and a `GET` behind them is answered without waiting for their commit; a
+//! replica answers writes with Redis's own `READONLY` error; every reply goes out in
+//! request order.
 
 use super::admin::{self, ClientInfo, ScanCursors};
 use super::args::{arity, err, Reply};
