@@ -263,10 +263,9 @@ impl Agent {
             Error::Etcd(message) => {
                 node.lease().etcd_answered(Err(message.clone()));
                 let activity = format!("etcd unreachable ({message}); serving reads");
-                if activity != self.activity {
+                if self.record(&activity) {
                     warn!("cluster: {activity}");
                 }
-                self.show(activity);
             }
             other => warn!("cluster: {other}"),
         }
@@ -492,14 +491,20 @@ impl Agent {
         Ok(())
     }
 
-    /// Shows (and logs once, if not already warned of) what the member is doing.
+    /// Shows what the member is doing, logging it once.
     fn show(&mut self, activity: String) {
-        if activity != self.activity {
-            if !activity.starts_with("etcd unreachable") {
-                info!("cluster: {activity}");
-            }
-            self.activity.clone_from(&activity);
-            self.shared.node.lease().set_activity(activity);
+        if self.record(&activity) {
+            info!("cluster: {activity}");
         }
+    }
+
+    /// Records what the member is doing for the displays; returns whether it changed.
+    fn record(&mut self, activity: &str) -> bool {
+        if activity == self.activity {
+            return false;
+        }
+        self.activity = activity.to_string();
+        self.shared.node.lease().set_activity(activity.to_string());
+        true
     }
 }

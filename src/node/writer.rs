@@ -174,11 +174,11 @@ impl Committer {
         // in `diverged` when this one follows it).
         let appended = appended.and_then(|seqs| match self.lease.check_write() {
             Ok(()) => Ok(seqs),
-            Err(lapsed) => Err(Error::NotConfirmed(format!(
-                "the write was committed on this node, but {}; it is not sent to replicas \
-                 and may be discarded",
-                lapsed.to_string().trim_start_matches("read-only: ")
+            Err(Error::Fenced(reason)) => Err(Error::NotConfirmed(format!(
+                "the write was committed on this node, but {reason}; it is not sent to \
+                 replicas and may be discarded"
             ))),
+            Err(other) => Err(other),
         });
         match appended {
             Ok(seqs) => {

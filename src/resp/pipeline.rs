@@ -106,13 +106,18 @@ impl Pipeline {
     }
 
     /// Answers `GET key` behind the queued writes without waiting for them, if it can;
-    /// returns false when nothing is queued, or the answer needs the commit (the key's
+    /// returns false when nothing is queued, the key is not text, or the answer needs the
+    /// commit (the key's
     /// pending value was too large to remember, the store failed, or the value is large):
     /// the caller then settles and reads as usual.
-    pub async fn get(&mut self, node: &Node, key: &str, out: &mut BytesMut) -> bool {
+    pub async fn get(&mut self, node: &Node, key: &[u8], out: &mut BytesMut) -> bool {
         if self.queue.is_empty() {
             return false;
         }
+        // A key that is not text gets its error from the usual path.
+        let Ok(key) = std::str::from_utf8(key) else {
+            return false;
+        };
         let (value, from_writes) = match self.written.get(key) {
             Some(Written::Value(value)) => (value.clone(), true),
             Some(Written::Unknown) => return false,

@@ -75,8 +75,7 @@ impl Session {
         }
         drop(charge);
         if let (true, [key]) = (name == "GET", args.as_slice()) {
-            let key = std::str::from_utf8(key).unwrap_or_default();
-            if !key.is_empty() && self.pipeline.get(&self.node, key, out.buffer()).await {
+            if self.pipeline.get(&self.node, key, out.buffer()).await {
                 return Ok(Flow::Continue);
             }
         }

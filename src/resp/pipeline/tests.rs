@@ -34,7 +34,7 @@ fn reads_after_own_writes_see_them_in_order_with_one_settle() {
     let out = runtime.block_on(async {
         let mut pipeline = Pipeline::default();
         let mut out = BytesMut::new();
-        assert!(!pipeline.get(&node, "k", &mut out).await, "nothing queued");
+        assert!(!pipeline.get(&node, b"k", &mut out).await, "nothing queued");
         node.write(Op::Put {
             key: "other".into(),
             value: "o".into(),
@@ -44,19 +44,19 @@ fn reads_after_own_writes_see_them_in_order_with_one_settle() {
         pipeline
             .queue(&node, set("k", "1"), Charge::default(), &mut out)
             .await;
-        assert!(pipeline.get(&node, "k", &mut out).await);
+        assert!(pipeline.get(&node, b"k", &mut out).await);
         pipeline
             .queue(&node, set("k", "2"), Charge::default(), &mut out)
             .await;
-        assert!(pipeline.get(&node, "k", &mut out).await);
+        assert!(pipeline.get(&node, b"k", &mut out).await);
         assert!(
-            pipeline.get(&node, "other", &mut out).await,
+            pipeline.get(&node, b"other", &mut out).await,
             "from the store"
         );
         pipeline
             .queue(&node, del("k"), Charge::default(), &mut out)
             .await;
-        assert!(pipeline.get(&node, "k", &mut out).await);
+        assert!(pipeline.get(&node, b"k", &mut out).await);
         assert!(
             out.is_empty(),
             "nothing answered before the writes are durable"
@@ -79,7 +79,7 @@ fn a_large_pending_value_makes_its_read_wait_for_the_commit() {
         pipeline
             .queue(&node, set("k", &large), Charge::default(), &mut out)
             .await;
-        assert!(!pipeline.get(&node, "k", &mut out).await);
+        assert!(!pipeline.get(&node, b"k", &mut out).await);
     });
 }
 
@@ -99,8 +99,8 @@ fn a_read_answered_from_a_write_that_failed_is_withdrawn() {
         pipeline
             .queue(&node, set("k", "1"), Charge::default(), &mut out)
             .await;
-        assert!(pipeline.get(&node, "k", &mut out).await);
-        assert!(pipeline.get(&node, "absent", &mut out).await);
+        assert!(pipeline.get(&node, b"k", &mut out).await);
+        assert!(pipeline.get(&node, b"absent", &mut out).await);
         pipeline.settle(&mut out).await;
         out
     });
