@@ -230,6 +230,48 @@ fn pipelines_and_many_concurrent_clients() {
     assert_eq!(tail, (1, None, "998".to_string()));
     assert_eq!(con.get::<_, String>("m0999").expect("GET"), "999");
 
+    // Runs of GETs are read together (a batch per 16): their replies stay in request
+    // order around other commands, a key that is not text, and a write between them.
+    let mut reads = redis::pipe();
+    for i in 0..40 {
+        reads.cmd("GET").arg(format!("p{:04}", i * 7));
+        match i {
+            5 => reads.cmd("GET").arg(&b"\xff\xfe"[..]),
+            17 => reads.cmd("EXISTS").arg("p0001").arg("nothing"),
+            // The key the GET just before it read: that GET must not see it.
+            23 => reads.cmd("SET").arg("p0161").arg("new"),
+            29 => reads.cmd("GET").arg("absent"),
+            _ => &mut reads,
+        };
+    }
+    // Sent as raw commands: the pipeline's error reply must not fail the whole query.
+    let sent = 40 + 4;
+    let replies =
+        redis::ConnectionLike::req_packed_commands(&mut con, &reads.get_packed_pipeline(), 0, sent)
+            .expect("read pipeline");
+    let mut replies = replies.into_iter();
+    for i in 0..40 {
+        let read: Option<String> =
+            redis::from_redis_value(replies.next().expect("a reply")).expect("GET");
+        let want = match i * 7 {
+            n if n >= 1000 => None,
+            n => Some(n.to_string()),
+        };
+        assert_eq!(read, want, "GET p{:04}", i * 7);
+        let extra = match i {
+            5 | 17 | 23 | 29 => replies.next().expect("a reply"),
+            _ => continue,
+        };
+        match i {
+            5 => assert!(matches!(extra, redis::Value::ServerError(_)), "{extra:?}"),
+            17 => assert_eq!(extra, redis::Value::Int(1)),
+            23 => assert_eq!(extra, redis::Value::Okay),
+            _ => assert_eq!(extra, redis::Value::Nil),
+        }
+    }
+    assert!(replies.next().is_none(), "one reply per request");
+    assert_eq!(con.get::<_, String>("p0161").expect("GET"), "new");
+
     let writers: Vec<_> = (0..200)
         .map(|w| {
             let url = node.redis_url();

@@ -14,6 +14,7 @@ pub mod info;
 mod inline;
 pub mod output;
 pub mod pipeline;
+pub mod reads;
 pub mod reply;
 pub mod session;
 pub mod writes;

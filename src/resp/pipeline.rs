@@ -68,6 +68,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// The seq of the last write answered on this connection.
     pub fn last_write(&self) -> u64 {
         self.last_write

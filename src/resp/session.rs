@@ -11,6 +11,7 @@ use super::commands;
 use super::info::ServerFacts;
 use super::output::Output;
 use super::pipeline::Pipeline;
+use super::reads::ReadBatch;
 use super::reply;
 use super::writes;
 use crate::node::budget::Charge;
@@ -33,6 +34,7 @@ pub struct Session {
     client: ClientInfo,
     cursors: ScanCursors,
     pipeline: Pipeline,
+    reads: ReadBatch,
 }
 
 impl Session {
@@ -44,11 +46,13 @@ impl Session {
             client: ClientInfo { id, name: None },
             cursors: ScanCursors::default(),
             pipeline: Pipeline::default(),
+            reads: ReadBatch::default(),
         }
     }
 
     /// Executes one request, appending its reply to `out` (a write's reply is appended
-    /// when it is durable: by the next request that is not a write, or [`Session::settle`]).
+    /// when it is durable, and a `GET`'s may be held back to be read with the next ones:
+    /// by the next request of another kind, or [`Session::settle`]).
     /// `charge` is the request's memory on the node's budget: a write holds it until it is
     /// committed; anything else gives it back before it runs (its arguments are small once
     /// parsed, and a command that waits, such as `WAIT` or a `KEYS` to a slow reader, must
@@ -67,6 +71,7 @@ impl Session {
         let args: Vec<Vec<u8>> = request.collect();
         // Writes are queued, not awaited: a pipeline of them shares one commit.
         if writes::is_write(&name) {
+            self.reads.flush(&self.node, out.buffer());
             let write = writes::parse(&name, args);
             self.pipeline
                 .queue(&self.node, write, charge, out.buffer())
@@ -75,6 +80,13 @@ impl Session {
         }
         drop(charge);
         if let (true, [key]) = (name == "GET", args.as_slice()) {
+            // Behind no writes: read with the GETs around it, in one transaction.
+            if self.pipeline.is_empty() && self.reads.push(key) {
+                if self.reads.is_full() {
+                    self.reads.flush(&self.node, out.buffer());
+                }
+                return Ok(Flow::Continue);
+            }
             if self.pipeline.get(&self.node, key, out.buffer()).await {
                 return Ok(Flow::Continue);
             }
@@ -97,8 +109,10 @@ impl Session {
         reply::error(out.buffer(), reason);
     }
 
-    /// Waits for every queued write to be durable and appends their replies, in order.
+    /// Answers the batched reads, then waits for every queued write to be durable and
+    /// appends their replies, in order (reads are batched only behind no writes).
     pub async fn settle(&mut self, out: &mut Output) {
+        self.reads.flush(&self.node, out.buffer());
         self.pipeline.settle(out.buffer()).await;
     }
 

@@ -229,6 +229,14 @@ impl KvStore for MemoryStore {
         Ok(self.read().data.get(key).cloned())
     }
 
+    fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>> {
+        let inner = self.read();
+        Ok(keys
+            .iter()
+            .map(|key| inner.data.get(*key).cloned())
+            .collect())
+    }
+
     fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Pair>> {
         let inner = self.read();
         Ok(inner

@@ -251,6 +251,10 @@ pub trait KvStore: Send + Sync {
     /// The value of `key`, if present.
     fn get(&self, key: &str) -> Result<Option<String>>;
 
+    /// The value of each of `keys`, in order, all read in one consistent read (one
+    /// transaction: a batch of point reads pays for one snapshot, not one each).
+    fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>>;
+
     /// Up to `limit` pairs whose key starts with `prefix` and sorts after `after` (if
     /// given), in key order. `prefix = ""` scans everything.
     fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Pair>>;

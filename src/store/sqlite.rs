@@ -24,8 +24,8 @@ use lineage::{
 };
 use lock::FileLock;
 use rows::{
-    append_ops, change_kv, digest_on, get_meta, head, init_meta, log_entry, log_op, query_keys,
-    query_pairs, range_sql, read_log_row, set_meta, sql_seq,
+    append_ops, apply_net_effect, digest_on, get_meta, head, init_meta, log_entry, log_op,
+    query_keys, query_pairs, range_sql, read_log_row, set_meta, sql_seq,
 };
 use snapshot::{SqliteKeyCursor, SqliteSnapshot};
 
@@ -56,6 +56,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bytes the `-wal` file is truncated to after a checkpoint (`journal_size_limit`).
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// A point read.
+const GET_VALUE: &str = "SELECT value FROM kv WHERE key = ?1";
 
 /// Idle read connections kept for reuse.
 const READER_POOL: usize = 8;
@@ -214,9 +217,25 @@ impl KvStore for SqliteStore {
     fn get(&self, key: &str) -> Result<Option<String>> {
         self.read(|conn| {
             Ok(conn
-                .prepare_cached("SELECT value FROM kv WHERE key = ?1")?
+                .prepare_cached(GET_VALUE)?
                 .query_row([key], |row| row.get(0))
                 .optional()?)
+        })
+    }
+
+    fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>> {
+        self.read(|conn| {
+            // One read transaction: each statement on its own would take and drop the
+            // WAL read lock (two fcntl calls) and check the WAL index again.
+            let tx = conn.unchecked_transaction()?;
+            let values = {
+                let mut statement = tx.prepare_cached(GET_VALUE)?;
+                keys.iter()
+                    .map(|key| statement.query_row([key], |row| row.get(0)).optional())
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            tx.commit()?;
+            Ok(values)
         })
     }
 
@@ -262,10 +281,10 @@ impl KvStore for SqliteStore {
             let head = head(tx)?;
             check_continues(head, entries)?;
             let mut checksum = checksum_at(tx, head)?;
+            apply_net_effect(tx, entries)?;
             for entry in entries {
                 // A replica logs every entry, including deletes of keys it does not hold,
                 // so its log stays contiguous for replicas chained behind it.
-                change_kv(tx, &entry.op)?;
                 log_op(
                     tx,
                     entry.seq,

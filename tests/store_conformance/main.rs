@@ -98,6 +98,7 @@ conformance! {
     }
     cases [
         reads::get_put_delete,
+        reads::get_many_reads_each_key_in_order,
         reads::overwrite,
         reads::delete_missing_key_consumes_no_seq,
         reads::scan_is_in_byte_order,

@@ -30,6 +30,23 @@ pub fn get_put_delete<B: Backend>(backend: &B) {
     assert_eq!(store.get("a").expect("get").as_deref(), Some("again"));
 }
 
+pub fn get_many_reads_each_key_in_order<B: Backend>(backend: &B) {
+    let store = backend.open(Role::Primary);
+    assert_eq!(
+        store.get_many(&[]).expect("get_many"),
+        Vec::<Option<String>>::new()
+    );
+    put(&store, "a", "1");
+    put(&store, "b", "");
+    del(&store, "a");
+    put(&store, "c", "3");
+    let got = store
+        .get_many(&["c", "a", "b", "missing", "c"])
+        .expect("get_many");
+    let want = [Some("3"), None, Some(""), None, Some("3")];
+    assert_eq!(got, want.map(|v| v.map(String::from)).to_vec());
+}
+
 pub fn overwrite<B: Backend>(backend: &B) {
     let store = backend.open(Role::Primary);
     assert_eq!(put(&store, "k", "first"), 1);

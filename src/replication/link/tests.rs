@@ -66,6 +66,9 @@ impl KvStore for GatedStore {
     fn get(&self, key: &str) -> crate::Result<Option<String>> {
         self.inner.get(key)
     }
+    fn get_many(&self, keys: &[&str]) -> crate::Result<Vec<Option<String>>> {
+        self.inner.get_many(keys)
+    }
     fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> crate::Result<Vec<Pair>> {
         self.inner.scan(prefix, after, limit)
     }

@@ -9,6 +9,7 @@ use crate::store::{
     Pair, Role,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::BTreeMap;
 
 /// The head: the newest logged seq, or the applied seq of a replica whose log is empty.
 const HEAD_SQL: &str = "SELECT max(coalesce((SELECT max(seq) FROM log), 0), \
@@ -86,6 +87,21 @@ pub(super) fn change_kv(conn: &Connection, op: &Op) -> Result<bool> {
             Ok(removed > 0)
         }
     }
+}
+
+/// Applies to `kv` the net effect of `entries`: each key's last op, in key order. Inside
+/// one transaction that leaves the same rows as applying every op in turn, and a backlog
+/// applied in key order changes each page once, in order, where seq order would jump
+/// across the whole table for every entry.
+pub(super) fn apply_net_effect(conn: &Connection, entries: &[LogEntry]) -> Result<()> {
+    let mut last: BTreeMap<&str, &Op> = BTreeMap::new();
+    for entry in entries {
+        last.insert(entry.op.key(), &entry.op);
+    }
+    for op in last.into_values() {
+        change_kv(conn, op)?;
+    }
+    Ok(())
 }
 
 /// Logs `op` at `seq` with the running checksum after `*checksum` (continued by `rule`),
