@@ -11,6 +11,7 @@
 set -euo pipefail
 
 KEYS=${KEYS:-1000000}
+BACKLOG=${BACKLOG:-100000} # entries the replica then misses and catches up on (0: skip)
 DEADLINE=${DEADLINE:-300} # seconds, for every wait loop
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,6 +20,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 positive_ints KEYS DEADLINE
+[[ $BACKLOG =~ ^[0-9]+$ ]] || die "BACKLOG must be a whole number (got '$BACKLOG')"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-full-sync.XXXXXX")
 PIDS=()
 trap cleanup EXIT
@@ -26,6 +28,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 now_ns() { date +%s%N; }
+# A field of a kv node's INFO replication (PORT: its client port), e.g. master_repl_offset.
+kv_offset() {
+    redis-cli -h 127.0.0.1 -p "$1" INFO replication 2>/dev/null | tr -d '\r' |
+        awk -F: -v f="$2" '$1 == f { print $2 }'
+}
 # Seconds between two now_ns readings, 2 decimals.
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'; }
 # Growth in MB from kB readings BEFORE and AFTER, never below 0 (counters are approximate).
@@ -106,14 +113,17 @@ log "== kv: full sync of a new replica"
 # 1,000,000 entries are kept) does not run during the measurement when KEYS is larger.
 RETAIN=()
 if "$KV" primary --help 2>/dev/null | grep -q -- '--log-retain'; then
-    RETAIN=(--log-retain "$KEYS")
+    RETAIN=(--log-retain "$((KEYS + BACKLOG))")
 fi
-"$KV" primary --db "$PDB" --listen 127.0.0.1:0 --no-shell ${RETAIN[@]+"${RETAIN[@]}"} \
+"$KV" primary --db "$PDB" --listen 127.0.0.1:0 --resp 127.0.0.1:0 --no-shell \
+    ${RETAIN[@]+"${RETAIN[@]}"} \
     >"$WORK/primary.out" 2>"$WORK/primary.out.err" </dev/null &
 PPID_KV=$!
 PIDS+=("$PPID_KV")
 banner=$(wait_for_line "$WORK/primary.out" '^Primary server ready \(port [0-9]+\)' "$PPID_KV" "kv primary")
 PPORT=$(sed -E 's/.*\(port ([0-9]+)\).*/\1/' <<<"$banner")
+banner=$(wait_for_line "$WORK/primary.out" '^Clients \(Redis protocol\) on port [0-9]+' "$PPID_KV" "kv primary")
+PRESP=${banner##* }
 sleep 0.5 # let the primary settle before its "before" reading
 p_rss_before=$(proc_kb "$PPID_KV" VmRSS)
 p_hwm_before=$(proc_kb "$PPID_KV" VmHWM)
@@ -155,10 +165,51 @@ KV_GROWTH=$(growth "$p_rss_before" "$p_hwm_after")
 log "   synced in $KV_TIME s; replica has $replica_keys keys (file $(du -m "$RDB" | cut -f1) MB)"
 log "   replica: VmHWM $(mb "$r_hwm") MB, VmRSS after $(mb "$r_rss_after") MB"
 log "   primary: VmRSS before $(mb "$p_rss_before") MB (VmHWM $(mb "$p_hwm_before")), after $(mb "$p_rss_after") MB, VmHWM after $(mb "$p_hwm_after") MB"
-for pid in "$RPID_KV" "$PPID_KV"; do
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-done
+stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+stop "$RPID_KV"
+
+# --- 4b. kv: the same replica, stopped, catches up on a backlog (partial resync) ----------
+CATCHUP_TIME="" CATCHUP_NOTE=""
+# shellcheck disable=SC2119
+((BACKLOG > 0)) && { install_redis redis-benchmark >/dev/null || true; }
+if ((BACKLOG == 0)); then
+    CATCHUP_NOTE="skipped (BACKLOG=0)"
+elif ! command -v redis-benchmark >/dev/null || ! command -v redis-cli >/dev/null; then
+    CATCHUP_NOTE="skipped: redis-benchmark and redis-cli are needed to write the backlog"
+else
+    log "== kv: $BACKLOG writes while the replica is stopped, then its catch-up"
+    redis-benchmark -h 127.0.0.1 -p "$PRESP" -t set -n "$BACKLOG" -c 10 -P 16 -d 16 \
+        -r "$KEYS" -q >/dev/null 2>&1 || die "writing the backlog failed"
+    head=$(kv_offset "$PRESP" master_repl_offset)
+    [[ $head == $((KEYS + BACKLOG)) ]] || die "primary head $head, expected $((KEYS + BACKLOG))"
+    start=$(now_ns)
+    "$KV" replica --db "$RDB" --listen 127.0.0.1:0 --resp 127.0.0.1:0 \
+        --join "127.0.0.1:$PPORT" --no-shell \
+        >"$WORK/replica2.out" 2>"$WORK/replica2.out.err" </dev/null &
+    RPID_KV=$!
+    PIDS+=("$RPID_KV")
+    banner=$(wait_for_line "$WORK/replica2.out" '^Clients \(Redis protocol\) on port [0-9]+' "$RPID_KV" "kv replica")
+    RRESP=${banner##* }
+    end=$((SECONDS + DEADLINE))
+    done_ns="" resumed_ns=""
+    while ((SECONDS < end)) && alive "$RPID_KV"; do
+        [[ -z $resumed_ns ]] && grep -q '^Resumed after seq' "$WORK/replica2.out" &&
+            resumed_ns=$(now_ns)
+        if [[ $(kv_offset "$RRESP" slave_repl_offset) == "$head" ]]; then
+            done_ns=$(now_ns)
+            break
+        fi
+        sleep 0.005
+    done
+    [[ -n $done_ns ]] || die "kv replica did not catch up to seq $head within ${DEADLINE}s"
+    grep -q '^Resumed after seq' "$WORK/replica2.out" ||
+        die "the replica did not resume by partial resync: $(cat "$WORK/replica2.out")"
+    CATCHUP_TIME=$(secs "$start" "$done_ns")
+    log "   caught up on $BACKLOG entries in $CATCHUP_TIME s (partial resync; resumed" \
+        "$(secs "$start" "${resumed_ns:-$done_ns}") s after the start)"
+    stop "$RPID_KV"
+fi
+stop "$PPID_KV"
 rm -f "$RDB" "$RDB-wal" "$RDB-shm" # free the disk before Redis runs
 
 # --- 5. Redis ----------------------------------------------------------------------------
@@ -242,4 +293,13 @@ if [[ -n $REDIS_TIME ]]; then
     row redis "$REDIS_TIME" "$REDIS_RSS" "$REDIS_GROWTH"
 else
     row redis "$REDIS_NOTE" "-" "-"
+fi
+
+echo
+if [[ -n $CATCHUP_TIME ]]; then
+    echo "partial resync: the replica, stopped while $BACKLOG writes (random keys) went to the" \
+        "primary, catches up in $CATCHUP_TIME s; that is $(awk -v a="$CATCHUP_TIME" -v b="$KV_TIME" \
+            'BEGIN { printf "%.2f", a / b }') of the full sync's time (target <= 0.20)"
+else
+    echo "partial resync: $CATCHUP_NOTE"
 fi

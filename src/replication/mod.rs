@@ -49,10 +49,15 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEAD_PEER: Duration = Duration::from_secs(5);
 /// How long a replica waits for its upstream to accept a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most log entries read from the store, or applied, in one go...
+/// Most log entries an upstream reads from its store in one go...
 pub const LOG_BATCH: usize = 1000;
-/// ...and at most about this many bytes of them (one larger entry goes alone).
+/// ...and at most about this many bytes of them (one larger entry goes alone); a replica
+/// applies at most this many bytes of entries in one transaction, too.
 pub const LOG_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Most log entries a replica applies in one transaction: as many as have arrived. A
+/// replica catching up applies its backlog in few large transactions, each writing a
+/// page changed by many entries once, not once per thousand entries.
+pub const APPLY_BATCH: usize = 65_536;
 
 /// A node's replication state, shared by its upstream side (the replicas it serves) and
 /// its replica side (the link it follows): the store both sides read and write, the head

@@ -10,7 +10,7 @@ use super::handshake::{
 };
 use super::plan::entries;
 use super::{
-    Backoff, Crossing, Receiver, Replication, Step, CONNECT_TIMEOUT, LOG_BATCH, LOG_BATCH_BYTES,
+    Backoff, Crossing, Receiver, Replication, Step, APPLY_BATCH, CONNECT_TIMEOUT, LOG_BATCH_BYTES,
     PING_INTERVAL,
 };
 use crate::connection::{self, MessageReader, MessageWriter};
@@ -449,7 +449,7 @@ impl Link<'_> {
         let mut bytes = first.op.size();
         let mut batch = vec![first];
         let mut failure = None;
-        while batch.len() < LOG_BATCH && bytes < LOG_BATCH_BYTES {
+        while batch.len() < APPLY_BATCH && bytes < LOG_BATCH_BYTES {
             // `read` is cancel-safe: a frame half-received stays buffered in the reader.
             let Some(next) = reader.read().now_or_never() else {
                 break;

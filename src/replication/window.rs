@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 
 /// Bytes of unacknowledged entries an upstream keeps in flight per replica.
-pub const WINDOW_BYTES: usize = 1024 * 1024;
+pub const WINDOW_BYTES: usize = 4 * 1024 * 1024;
 
 /// What an entry costs in the window besides its key and value (its framing).
 pub const ENTRY_OVERHEAD: usize = 32;
