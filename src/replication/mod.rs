@@ -7,6 +7,7 @@
 //! A node is an upstream to the replicas connected to it ([`Downstreams`]) whatever its
 //! role, and a replica follows at most one upstream ([`LinkStatus`]).
 
+mod acks;
 mod backoff;
 pub mod downstreams;
 pub mod fence;

@@ -1,19 +1,20 @@
 //! The replica side of replication: a link that dials the upstream, sends `Join`, installs
 //! a snapshot in one transaction or resumes from its applied seq, then applies log entries
-//! in order (batched: whatever has already arrived goes into one transaction), acking each
-//! durable batch and, when idle, acking its applied seq every [`PING_INTERVAL`]. On failure
-//! the link reconnects with capped, jittered backoff. Every write it makes commits through
-//! the [`LinkFence`](super::LinkFence) with its connection's generation.
+//! in order (batched: whatever has already arrived goes into one transaction, visible at
+//! once and flushed to the disk behind it), acking each batch once durable
+//! ([`acks`](super::acks)). On failure the link reconnects with capped, jittered backoff.
+//! Every write it makes commits through the [`LinkFence`](super::LinkFence) with its
+//! connection's generation.
 
+use super::acks::{send_acks, sync_applied};
 use super::handshake::{
     answer_probes, check_related, closed, join_message, next_message, stop_following,
 };
 use super::plan::entries;
 use super::{
     Backoff, Crossing, Receiver, Replication, Step, APPLY_BATCH, CONNECT_TIMEOUT, LOG_BATCH_BYTES,
-    PING_INTERVAL,
 };
-use crate::connection::{self, MessageReader, MessageWriter};
+use crate::connection::{self, MessageReader};
 use crate::error::{Error, Result};
 use crate::protocol::{Message, MAX_FRAME};
 use crate::replication::{LinkMode, LinkState};
@@ -22,7 +23,7 @@ use crate::store::{Lineage, LogEntry, Pair, Position, SnapshotTarget};
 use futures::FutureExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -149,6 +150,7 @@ async fn sync_once(
     // Nothing is acked until this connection has synced: the replica's seq may belong to
     // another history, and acking it would tell the upstream it holds writes it does not.
     let (applied_tx, applied_rx) = watch::channel(None);
+    let (durable_tx, durable_rx) = watch::channel(None);
     let machine = Receiver::new(position.history_id.clone(), position.head)
         .with_fork(position.fork.clone())
         .with_epoch(position.epoch);
@@ -165,41 +167,8 @@ async fn sync_once(
     };
     tokio::select! {
         result = link.receive(&mut reader, first) => result,
-        result = send_acks(&mut writer, applied_rx) => result,
-    }
-}
-
-/// Acks every newly durable seq (a watch: bursts coalesce into one ack), and acks the
-/// applied seq again every [`PING_INTERVAL`] when nothing changed (a heartbeat the
-/// upstream can count as the replica being current); before the first sync, it only pings.
-async fn send_acks<W: AsyncWrite + Unpin>(
-    writer: &mut MessageWriter<W>,
-    mut applied: watch::Receiver<Option<u64>>,
-) -> Result<()> {
-    let mut heartbeat = tokio::time::interval(PING_INTERVAL);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            changed = applied.changed() => {
-                if changed.is_err() {
-                    // The receiving side ended; its result decides the outcome.
-                    std::future::pending::<()>().await;
-                }
-                let applied = *applied.borrow_and_update();
-                if let Some(seq) = applied {
-                    writer.send(&Message::Ack { seq }).await?;
-                    heartbeat.reset();
-                }
-            }
-            _ = heartbeat.tick() => {
-                let applied = *applied.borrow();
-                let message = match applied {
-                    Some(seq) => Message::Ack { seq },
-                    None => Message::Ping { seq: 0, head: 0 },
-                };
-                writer.send(&message).await?;
-            }
-        }
+        result = sync_applied(repl, applied_rx, durable_tx) => result,
+        result = send_acks(&mut writer, durable_rx) => result,
     }
 }
 
@@ -470,7 +439,7 @@ impl Link<'_> {
         let last = self.machine.last_seq();
         let ticket = self.repl.fence().ticket(self.generation);
         self.repl
-            .blocking(move |store| store.apply_fenced(&batch, &ticket))
+            .blocking(move |store| store.apply_unsynced(&batch, &ticket))
             .await?;
         self.repl.notify_head(last);
         self.applied.send_replace(Some(last));

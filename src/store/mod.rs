@@ -291,6 +291,21 @@ pub trait KvStore: Send + Sync {
     /// that commits only if `fence` still allows it (otherwise nothing changes).
     fn apply_fenced(&self, entries: &[LogEntry], fence: &dyn CommitFence) -> Result<()>;
 
+    /// [`apply_fenced`](Self::apply_fenced), visible at once but durable only after the
+    /// next [`sync`](Self::sync) returns: a replica applies without waiting for the disk,
+    /// serves the entries at once, and acks them once synced. (By default, durable at
+    /// once.) A crash before the sync may lose a suffix of such batches, never a batch in
+    /// part: the replica then resumes from where its file stands.
+    fn apply_unsynced(&self, entries: &[LogEntry], fence: &dyn CommitFence) -> Result<()> {
+        self.apply_fenced(entries, fence)
+    }
+
+    /// Makes every write committed so far durable (see
+    /// [`apply_unsynced`](Self::apply_unsynced)).
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// [`apply_fenced`](Self::apply_fenced) with nothing that can supersede the write.
     fn apply(&self, entries: &[LogEntry]) -> Result<()> {
         self.apply_fenced(entries, &Unfenced)

@@ -42,6 +42,7 @@ use rusqlite::{
 };
 use rusqlite_migration::{Migrations, M};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -73,6 +74,9 @@ pub struct SqliteStore {
     writer: Mutex<Connection>,
     /// The files the writer opened, as they were when it opened them.
     files: OpenFiles,
+    /// The writer's `synchronous` setting: FULL (each commit flushed) but for
+    /// [`KvStore::apply_unsynced`]. Changed only while the writer is locked.
+    flush_each_commit: AtomicBool,
     /// This node's exclusive hold on the file; declared last, so it is released only
     /// after every connection has closed (and the last one checkpointed the WAL).
     _lock: FileLock,
@@ -135,6 +139,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(conn),
             files,
+            flush_each_commit: AtomicBool::new(true),
             _lock: lock,
         })
     }
@@ -177,17 +182,40 @@ impl SqliteStore {
         self.write_fenced(&Unfenced, f)
     }
 
-    /// The one write path: runs `f` in an immediate transaction on the writer and commits
-    /// it through `fence`, unless [`OpenFiles::check`] finds the file gone (only checked
-    /// when `f` changed rows: a transaction that changes nothing acknowledges nothing). On
-    /// any error, or a fence that refuses, the transaction is rolled back, and a storage
-    /// fault names the file.
+    /// [`write_in`](Self::write_in), the commit flushed to the disk.
     fn write_fenced<T>(
         &self,
         fence: &dyn CommitFence,
         f: impl FnOnce(&Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
+        self.write_in(fence, true, f)
+    }
+
+    /// Sets the writer's `synchronous` to FULL (`flush`) or NORMAL, if it is not already.
+    fn set_flush(&self, conn: &Connection, flush: bool) -> Result<()> {
+        if self.flush_each_commit.load(Ordering::Relaxed) != flush {
+            let mode = if flush { "FULL" } else { "NORMAL" };
+            conn.pragma_update(None, "synchronous", mode)
+                .map_err(|e| storage_error(&self.path, e))?;
+            self.flush_each_commit.store(flush, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The one write path: runs `f` in an immediate transaction on the writer and commits
+    /// it through `fence`, unless [`OpenFiles::check`] finds the file gone (only checked
+    /// when `f` changed rows: a transaction that changes nothing acknowledges nothing). On
+    /// any error, or a fence that refuses, the transaction is rolled back, and a storage
+    /// fault names the file. The commit is flushed to the disk if `flush`; otherwise it
+    /// is durable once [`OpenFiles::sync_wal`] has run after it.
+    fn write_in<T>(
+        &self,
+        fence: &dyn CommitFence,
+        flush: bool,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
         let mut conn = self.writer();
+        self.set_flush(&conn, flush)?;
         let before = conn.total_changes();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -206,6 +234,31 @@ impl SqliteStore {
             None => Ok(()),
         })?;
         Ok(value)
+    }
+
+    /// A replica's write of `entries` (see [`KvStore::apply_fenced`]), flushed if `flush`.
+    fn apply_in(&self, entries: &[LogEntry], fence: &dyn CommitFence, flush: bool) -> Result<()> {
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        self.write_in(fence, flush, |tx| {
+            let head = head(tx)?;
+            check_continues(head, entries)?;
+            let mut checksum = checksum_at(tx, head)?;
+            apply_net_effect(tx, entries)?;
+            for entry in entries {
+                // A replica logs every entry, including deletes of keys it does not hold,
+                // so its log stays contiguous for replicas chained behind it.
+                log_op(
+                    tx,
+                    entry.seq,
+                    &entry.op,
+                    &mut checksum,
+                    ChainRule::Propagate,
+                )?;
+            }
+            set_meta(tx, "applied_seq", &last.seq.to_string())
+        })
     }
 }
 
@@ -274,27 +327,15 @@ impl KvStore for SqliteStore {
     }
 
     fn apply_fenced(&self, entries: &[LogEntry], fence: &dyn CommitFence) -> Result<()> {
-        let Some(last) = entries.last() else {
-            return Ok(());
-        };
-        self.write_fenced(fence, |tx| {
-            let head = head(tx)?;
-            check_continues(head, entries)?;
-            let mut checksum = checksum_at(tx, head)?;
-            apply_net_effect(tx, entries)?;
-            for entry in entries {
-                // A replica logs every entry, including deletes of keys it does not hold,
-                // so its log stays contiguous for replicas chained behind it.
-                log_op(
-                    tx,
-                    entry.seq,
-                    &entry.op,
-                    &mut checksum,
-                    ChainRule::Propagate,
-                )?;
-            }
-            set_meta(tx, "applied_seq", &last.seq.to_string())
-        })
+        self.apply_in(entries, fence, true)
+    }
+
+    fn apply_unsynced(&self, entries: &[LogEntry], fence: &dyn CommitFence) -> Result<()> {
+        self.apply_in(entries, fence, false)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.files.sync_wal(&self.path)
     }
 
     fn position(&self) -> Result<Position> {

@@ -118,6 +118,7 @@ conformance! {
         snapshot::install_snapshot_replaces_everything,
         snapshot::install_snapshot_failure_changes_nothing,
         replica::replica_apply_accepts_consecutive_seqs,
+        replica::unsynced_apply_is_visible_at_once_and_synced_later,
         replica::replica_apply_rejects_gap_and_duplicate,
         meta::meta_reports_role_history_and_applied_seq,
         meta::primary_has_history_id,

@@ -107,3 +107,23 @@ pub fn replica_apply_rejects_gap_and_duplicate<B: Backend>(backend: &B) {
         Some("4")
     );
 }
+
+/// An unsynced apply is visible at once, like `apply`, and continues the same log.
+pub fn unsynced_apply_is_visible_at_once_and_synced_later<B: Backend>(backend: &B) {
+    let store = backend.open(Role::Replica);
+    let fence = kv::store::Unfenced;
+    let batch = vec![entry(1, put_op("a", "1")), entry(2, put_op("b", "2"))];
+    store
+        .apply_unsynced(&batch, &fence)
+        .expect("apply unsynced");
+    assert_eq!(store.head_seq().expect("head"), 2);
+    assert_eq!(store.get("a").expect("get").as_deref(), Some("1"));
+    store.sync().expect("sync");
+    store
+        .apply_unsynced(&[entry(4, put_op("c", "3"))], &fence)
+        .expect_err("a gap is refused unsynced too");
+    store.apply(&[entry(3, del_op("a"))]).expect("apply");
+    store.sync().expect("sync with nothing new");
+    assert_eq!(contents(&store), pairs(&[("b", "2")]));
+    assert_eq!(store.head_seq().expect("head"), 3);
+}

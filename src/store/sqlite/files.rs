@@ -7,6 +7,7 @@
 use super::inspect::side_file;
 use crate::error::{Error, Result};
 use rusqlite::ErrorCode;
+use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,8 @@ pub(super) struct OpenFiles {
     /// SQLite names the log after the database's real path (symlinks resolved).
     wal_path: PathBuf,
     wal: FileId,
+    /// The `-wal` file recorded, kept open to flush it ([`OpenFiles::sync_wal`]).
+    wal_file: File,
 }
 
 impl OpenFiles {
@@ -43,10 +46,32 @@ impl OpenFiles {
             reason: format!("cannot resolve: {e}"),
         })?;
         let wal_path = side_file(&real_path, "-wal");
+        let wal_file = File::open(&wal_path).map_err(|e| Error::Database {
+            path: path.to_path_buf(),
+            reason: format!("cannot open {}: {e}", wal_path.display()),
+        })?;
+        let wal = wal_file.metadata().map_err(|e| Error::Database {
+            path: path.to_path_buf(),
+            reason: format!("cannot check {}: {e}", wal_path.display()),
+        })?;
         Ok(OpenFiles {
             db: identify(path)?,
-            wal: identify(&wal_path)?,
+            wal: (wal.dev(), wal.ino()),
             wal_path,
+            wal_file,
+        })
+    }
+
+    /// Flushes the `-wal` file to the disk (`fdatasync`), after checking that its path
+    /// still names it: every transaction committed before the call is then durable,
+    /// including those committed with `synchronous=NORMAL`, which SQLite writes to the
+    /// log without flushing it. A flush is of the file, not of the descriptor, so this
+    /// one flushes what SQLite wrote through its own.
+    pub(super) fn sync_wal(&self, db_path: &Path) -> Result<()> {
+        self.check(db_path)?;
+        self.wal_file.sync_data().map_err(|e| Error::Unwritable {
+            path: self.wal_path.clone(),
+            reason: format!("cannot be flushed to the disk: {e}"),
         })
     }
 

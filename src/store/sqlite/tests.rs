@@ -17,6 +17,31 @@ fn writer_is_durable_and_in_wal_mode() {
     assert_eq!(mode, "wal");
 }
 
+/// An unsynced apply commits with `synchronous=NORMAL`; every other write still flushes.
+#[test]
+fn only_an_unsynced_apply_skips_the_flush() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("r.db"), Role::Replica).expect("open");
+    let synchronous = |store: &SqliteStore| -> i64 {
+        let conn = store.writer();
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .expect("pragma")
+    };
+    let entry = |seq: u64| LogEntry {
+        seq,
+        op: Op::Put {
+            key: format!("k{seq}"),
+            value: "v".into(),
+        },
+    };
+    store.apply_unsynced(&[entry(1)], &Unfenced).expect("apply");
+    assert_eq!(synchronous(&store), 1, "NORMAL for the unsynced apply");
+    store.sync().expect("sync");
+    store.apply(&[entry(2)]).expect("apply");
+    assert_eq!(synchronous(&store), 2, "FULL again for every other write");
+    assert_eq!(store.head_seq().expect("head"), 2);
+}
+
 #[test]
 fn a_replaced_file_refuses_writes_and_is_read_through_the_writer() {
     let dir = tempfile::TempDir::new().expect("tempdir");
