@@ -395,6 +395,9 @@ async fn send_snapshot<W: AsyncWrite + Unpin>(
     Ok(seq)
 }
 
+/// Log entries read where the sender's task runs when no more than this many are new.
+const INLINE_TAIL: u64 = 16;
+
 /// Sends every log entry after `after`, then live entries as the head moves, keeping at
 /// most a window of unacknowledged entries in flight; tells the head (a `Ping`) at once
 /// and then at least every [`PING_INTERVAL`].
@@ -440,9 +443,16 @@ async fn stream_log<W: AsyncWrite + Unpin>(
             }
             continue;
         }
-        let entries = repl
-            .blocking(move |store| store.log_batch(after, LOG_BATCH, room))
-            .await?;
+        // The live tail (a few entries just committed) is a short indexed read: cheaper
+        // where the task is than a hop to the blocking pool and back. A backlog is read
+        // off the runtime.
+        let entries = match head_seq.saturating_sub(after) <= INLINE_TAIL {
+            true => repl.store().log_batch(after, LOG_BATCH, room)?,
+            false => {
+                repl.blocking(move |store| store.log_batch(after, LOG_BATCH, room))
+                    .await?
+            }
+        };
         let Some(first) = entries.first() else {
             tokio::select! {
                 changed = head.changed() => changed.map_err(|_| Error::Shutdown)?,
