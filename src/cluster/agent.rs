@@ -13,7 +13,7 @@
 //! up the async runtime; the node's own calls here (promote, follow) are blocking too.
 
 use super::election::{self, Action, Clock, Member, PrimaryRecord, Timing, View};
-use super::etcd::{Compare, Etcd, TxnOp};
+use super::etcd::{self, Compare, Etcd, TxnOp};
 use super::keys::{to_json, Keys};
 use super::{ClusterConfig, POLL_INTERVAL};
 
@@ -48,6 +48,16 @@ struct Shared {
 }
 
 impl Shared {
+    /// Forgets the lease `id` (etcd says it expired): no writes on it, and the next tick
+    /// registers again with a new one.
+    fn forget_lease(&self, id: i64) {
+        self.node.lease().lost(id);
+        let mut current = lock(&self.lease_id);
+        if *current == Some(id) {
+            *current = None;
+        }
+    }
+
     /// Whether the election loop finished a tick within half a TTL: if not, it is wedged,
     /// and the lease is left to expire so that the others can take over.
     fn loop_alive(&self) -> bool {
@@ -175,11 +185,7 @@ fn keep_alive(shared: &Shared) {
                 Ok(Some(_)) => lease.renewed(id, sent),
                 Ok(None) => {
                     warn!("cluster: the etcd lease expired: no writes until a new election");
-                    lease.lost(id);
-                    let mut current = lock(&shared.lease_id);
-                    if *current == Some(id) {
-                        *current = None;
-                    }
+                    shared.forget_lease(id);
                 }
                 Err(e) => lease.etcd_answered(Err(e.to_string())),
             }
@@ -259,7 +265,17 @@ impl Agent {
     /// lapsed also stops calling itself the primary.
     fn failed(&mut self, e: Error) {
         let node = Arc::clone(&self.shared.node);
+        let current = *lock(&self.shared.lease_id);
         match e {
+            // etcd answered: the lease expired (during an outage, say); register again
+            // at once rather than when the keep-alive thread next notices.
+            Error::Etcd(message) if etcd::lease_expired(&message) => {
+                node.lease().etcd_answered(Ok(()));
+                if let Some(id) = current {
+                    warn!("cluster: the etcd lease expired: registering again");
+                    self.shared.forget_lease(id);
+                }
+            }
             Error::Etcd(message) => {
                 node.lease().etcd_answered(Err(message.clone()));
                 let activity = format!("etcd unreachable ({message}); serving reads");

@@ -214,6 +214,14 @@ impl Etcd {
     }
 }
 
+/// etcd's words for a call naming a lease that has expired (or was revoked).
+const LEASE_NOT_FOUND: &str = "requested lease not found";
+
+/// Whether a failed call's message says that the lease it named no longer exists.
+pub fn lease_expired(message: &str) -> bool {
+    message.contains(LEASE_NOT_FOUND)
+}
+
 /// Refuses an empty list or a URL kv cannot use, before a node starts.
 pub fn check_endpoints(endpoints: &[String]) -> Result<()> {
     if endpoints.is_empty() {
@@ -321,6 +329,17 @@ mod tests {
     #[test]
     fn a_prefix_range_ends_after_every_key_under_it() {
         assert_eq!(prefix_end("/kv/a/"), b"/kv/a0".to_vec());
+    }
+
+    #[test]
+    fn an_expired_lease_is_told_apart_from_an_outage() {
+        // As a put naming an expired lease fails through the gateway.
+        let expired = "http://127.0.0.1:2379/v3/kv/put: HTTP 404 Not Found: \
+            {\"error\":\"etcdserver: requested lease not found\",\"code\":5}";
+        assert!(lease_expired(expired));
+        assert!(!lease_expired(
+            "http://127.0.0.1:2379/v3/kv/put: Connection refused"
+        ));
     }
 
     #[test]
