@@ -85,6 +85,10 @@ pub struct NodeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SYNC_TIMEOUT.as_secs(),
           value_parser = at_least_one)]
     pub sync_timeout: u64,
+    /// Threads serving clients and replicas [default: one per core]. On a machine whose
+    /// cores are busy with other work (clients, say), fewer can serve more.
+    #[arg(long, value_name = "N", value_parser = thread_count)]
+    pub threads: Option<usize>,
     /// Cluster membership (automatic failover through etcd).
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -130,6 +134,17 @@ fn at_least_one(text: &str) -> std::result::Result<u64, String> {
     match text.parse::<u64>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
+    }
+}
+
+/// Most `--threads`: more than the machine's cores only costs memory and switches.
+const MAX_THREADS: usize = 256;
+
+fn thread_count(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
+        Ok(_) => Err(format!("must be 1 to {MAX_THREADS}")),
         Err(_) => Err(format!("'{text}' is not a whole number")),
     }
 }
@@ -228,10 +243,13 @@ pub fn init_logging(cli: &Cli) {
 pub fn run(cli: Cli) -> Result<()> {
     return_large_buffers_to_the_os();
     let config = cli.config()?;
-    let no_shell = cli.parts().1.no_shell;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let (_, args, _) = cli.parts();
+    let no_shell = args.no_shell;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads);
+    }
+    let runtime = runtime.enable_all().build()?;
     let started = server::start(&config, &runtime)?;
     let node = started.node;
     // Service mode stops on signals; the shell leaves them at their defaults (Ctrl-C is

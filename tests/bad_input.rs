@@ -143,6 +143,11 @@ fn start_up_mistakes_print_one_line_and_fail() {
         assert!(stderr.contains("must be at least 1"), "{stderr}");
         assert!(!stderr.contains("18446744073709551615"), "{stderr}");
     }
+    for threads in ["0", "257", "1000000000000"] {
+        let (code, _, stderr) = run_with_input(&["primary", "--threads", threads], b"");
+        assert_ne!(code, Some(0));
+        assert!(stderr.contains("must be 1 to 256"), "{stderr}");
+    }
 }
 
 fn signal(node: &KvProcess, name: &str) {

@@ -23,7 +23,9 @@ fn primary(dir: &TempDir) -> KvProcess {
 
 fn replica_of(dir: &TempDir, upstream: &KvProcess) -> KvProcess {
     let db = dir.path().join("r1.db");
-    KvProcess::synced_replica(&db, &upstream.addr(), &["--resp", "127.0.0.1:0"])
+    // One thread serves it all (`--threads`), as the benchmark's replica can.
+    let args = ["--resp", "127.0.0.1:0", "--threads", "1"];
+    KvProcess::synced_replica(&db, &upstream.addr(), &args)
 }
 
 #[test]
