@@ -21,12 +21,20 @@ LAG_CONNS=${LAG_CONNS:-16}
 LAG_POLL_US=${LAG_POLL_US:-0}      # pause between INFO polls of the replica (0: back to back)
 MIXED_PAIRS=${MIXED_PAIRS:-20000}  # SET k / GET k pairs pipelined on one connection
 DEADLINE=${DEADLINE:-300}          # seconds, for every wait and every benchmark run
+KV_THREADS=${KV_THREADS:-}         # kv's --threads (empty: kv's default, one per core)
+SYNC_KEYS=${SYNC_KEYS:-1000000}    # bench/full_sync.sh: keys of the full sync (0: skip it)
+SYNC_BACKLOG=${SYNC_BACKLOG:-100000} # ...and entries of the partial resync after it
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # cleanup, log, die, alive, free_port, wait_for_line, install_redis, start_redis
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 positive_ints REQUESTS REQUESTS_C1 KEYSPACE LAG_RATE LAG_SECS LAG_CONNS DEADLINE MIXED_PAIRS
+THREADS=()
+if [[ -n $KV_THREADS ]]; then
+    positive_ints KV_THREADS
+    THREADS=(--threads "$KV_THREADS")
+fi
 [[ $LAG_POLL_US =~ ^[0-9]+$ ]] || {
     echo "LAG_POLL_US must be a whole number (got '$LAG_POLL_US')" >&2
     exit 2
@@ -68,6 +76,7 @@ log "   data dirs under $WORK ($FS_DEV, $FS_TYPE), kv and Redis alike"
 mkdir -p "$WORK/kv"
 log "== kv primary and replica"
 "$KV" primary --db "$WORK/kv/p.db" --listen 127.0.0.1:0 --resp 127.0.0.1:0 --no-shell \
+    ${THREADS[@]+"${THREADS[@]}"} \
     >"$WORK/kv/primary.out" 2>"$WORK/kv/primary.out.err" </dev/null &
 KP_PID=$!
 PIDS+=("$KP_PID")
@@ -76,7 +85,7 @@ KP_REPL=$(sed -E 's/.*\(port ([0-9]+)\).*/\1/' <<<"$line")
 line=$(wait_for_line "$WORK/kv/primary.out" '^Clients \(Redis protocol\) on port [0-9]+' "$KP_PID" "kv primary")
 KP_PORT=${line##* }
 "$KV" replica --db "$WORK/kv/r.db" --listen 127.0.0.1:0 --resp 127.0.0.1:0 \
-    --join "127.0.0.1:$KP_REPL" --no-shell \
+    --join "127.0.0.1:$KP_REPL" --no-shell ${THREADS[@]+"${THREADS[@]}"} \
     >"$WORK/kv/replica.out" 2>"$WORK/kv/replica.out.err" </dev/null &
 KR_PID=$!
 PIDS+=("$KR_PID")
@@ -318,6 +327,16 @@ print(f"{lat[len(lat) // 2] / 1000:.0f}")
 PY
 )
 
+# --- 5b. full sync of a new replica and catch-up of a stopped one: bench/full_sync.sh,
+# after everything above has stopped competing for the disk ------------------------------
+SYNC_OUT=""
+if [[ $SYNC_KEYS != 0 ]]; then
+    log "== full sync of $SYNC_KEYS keys and catch-up on $SYNC_BACKLOG entries (bench/full_sync.sh)"
+    SYNC_OUT=$(KEYS=$SYNC_KEYS BACKLOG=$SYNC_BACKLOG DEADLINE=$DEADLINE \
+        bash "$ROOT/bench/full_sync.sh" 2>"$WORK/full_sync.err") ||
+        { tail -n 20 "$WORK/full_sync.err" >&2; die "bench/full_sync.sh failed"; }
+fi
+
 # --- 6. report --------------------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 us() { awk -v m="$1" 'BEGIN { printf "%.0f", m * 1000 }'; }
@@ -332,6 +351,7 @@ echo "data: kv and Redis under $WORK ($FS_DEV, $FS_TYPE); loopback only"
 echo "redis-benchmark -d 16, -r $KEYSPACE on SET and GET rows, $REQUESTS requests per row ($REQUESTS_C1 for -c 1)"
 echo "each system: a primary with one replica configured alike (kv synchronous=FULL; Redis appendonly, appendfsync as named)"
 echo "rows named 'replica' read from the replica; the others use the primary"
+echo "kv threads per node: ${KV_THREADS:-one per core (the default)}; Redis: one (its default)"
 ((HAVE_REDIS)) || echo "Redis rows skipped: $REDIS_WHY"
 echo
 fmt='%-20s | %10s | %16s | %11s | %18s | %10s | %14s | %16s\n'
@@ -386,6 +406,11 @@ if ((HAVE_BENCH)); then
         "(vs fsync + bare loopback $((FSYNC_P50 + LOOP_P50)) us: $(ratio "$KV_SET_P50" $((FSYNC_P50 + LOOP_P50))))"
 fi
 
+if [[ -n $SYNC_OUT ]]; then
+    echo
+    echo "$SYNC_OUT" | sed '/^$/d'
+fi
+
 echo
 echo "targets (issue 13; ratios against Redis appendfsync always, both with a replica)"
 tfmt='  %-52s %-10s %s\n'
@@ -416,6 +441,10 @@ if [[ -n $MIXED_REDIS ]]; then
     target "mixed SET/GET pipeline, time <= 2x Redis's" "$(ratio "$MIXED_KV" "$MIXED_REDIS")" 2 max
 fi
 target "replication lag p99 <= 1000 us (upper bound)" "${LAGR[lag_p99_us]}" 1000 max
+if [[ -n $SYNC_OUT ]]; then
+    r=$(sed -nE "s/.*that is ([0-9.]+) of the full sync's time.*/\1/p" <<<"$SYNC_OUT")
+    target "partial resync of $SYNC_BACKLOG / full sync of $SYNC_KEYS <= 0.20" "$r" 0.20 max
+fi
 if [[ -n $FLOOR ]]; then
     target "single-client write p50 <= 1.3x the floor" "$(ratio "$KV_SET_P50" "$FLOOR")" 1.3 max
 fi
