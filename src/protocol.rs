@@ -19,7 +19,7 @@
 //! | `Error { message }` | both | the reason, sent before closing |
 //!
 //! Join with a full resync, then live streaming; a partial resync replaces the snapshot
-//! with one `Continue`. The upstream keeps at most a window (about 1 MiB) of entries in
+//! with one `Continue`. The upstream keeps at most a window (about 4 MiB) of entries in
 //! flight that the replica has not acked, and tells it its head at once and every second;
 //! the replica acks after each durable batch and, when idle, every second.
 //!
