@@ -97,14 +97,14 @@ fn of_two_survivors_the_more_advanced_wins_with_every_acknowledged_write() {
     write_all(&cluster, primary, "a", 20);
     cluster.wait_converged();
 
-    // While `behind` is stopped, 2.5 MB of writes are acknowledged through `ahead`; the
-    // primary's flow window (1 MiB in flight per replica) keeps most of them from even
+    // While `behind` is stopped, 10 MiB of writes are acknowledged through `ahead`; the
+    // primary's flow window (4 MiB in flight per replica) keeps most of them from even
     // waiting in `behind`'s socket. `behind` is stopped for well under the lease TTL.
     signal(&cluster, behind, libc::SIGSTOP);
     let mut con = cluster.nodes[primary].connect();
     let value = "x".repeat(64 * 1024);
-    let acknowledged: Vec<(String, String)> = (0..40)
-        .map(|i| (format!("big{i:02}"), value.clone()))
+    let acknowledged: Vec<(String, String)> = (0..160)
+        .map(|i| (format!("big{i:03}"), value.clone()))
         .collect();
     for (key, value) in &acknowledged {
         let reply = set(&mut con, key, value);
