@@ -119,6 +119,7 @@ conformance! {
         snapshot::install_snapshot_failure_changes_nothing,
         replica::replica_apply_accepts_consecutive_seqs,
         replica::unsynced_apply_is_visible_at_once_and_synced_later,
+        replica::a_batch_applies_each_keys_last_op,
         replica::replica_apply_rejects_gap_and_duplicate,
         meta::meta_reports_role_history_and_applied_seq,
         meta::primary_has_history_id,

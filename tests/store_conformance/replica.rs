@@ -127,3 +127,24 @@ pub fn unsynced_apply_is_visible_at_once_and_synced_later<B: Backend>(backend: &
     assert_eq!(contents(&store), pairs(&[("b", "2")]));
     assert_eq!(store.head_seq().expect("head"), 3);
 }
+
+/// A batch that writes the same keys several times leaves each key as its last op left
+/// it, and logs every entry in seq order.
+pub fn a_batch_applies_each_keys_last_op<B: Backend>(backend: &B) {
+    let store = backend.open(Role::Replica);
+    let batch = vec![
+        entry(1, put_op("b", "1")),
+        entry(2, put_op("a", "1")),
+        entry(3, del_op("b")),
+        entry(4, put_op("c", "1")),
+        entry(5, put_op("b", "2")),
+        entry(6, del_op("a")),
+        entry(7, put_op("a", "3")),
+        entry(8, del_op("c")),
+        entry(9, del_op("never")),
+    ];
+    store.apply(&batch).expect("apply");
+    assert_eq!(contents(&store), pairs(&[("a", "3"), ("b", "2")]));
+    assert_eq!(whole_log(&store), batch);
+    assert_eq!(store.head_seq().expect("head"), 9);
+}
