@@ -232,6 +232,30 @@ fn pipelines_and_many_concurrent_clients() {
     assert_eq!(tail, (1, None, "998".to_string()));
     assert_eq!(con.get::<_, String>("m0999").expect("GET"), "999");
 
+    // A run of 40 GETs alone: read 16 at a time, and about 1 MiB of values at a time
+    // within that (20 of the values are 700 KB).
+    let large = "L".repeat(700_000);
+    let _: () = con.set("large", &large).expect("SET");
+    let mut run = redis::pipe();
+    for i in 0..40 {
+        match i % 2 {
+            0 => run.cmd("GET").arg("large"),
+            _ => run.cmd("GET").arg(format!("p{i:04}")),
+        };
+    }
+    let values: Vec<String> = run.query(&mut con).expect("a run of GETs");
+    for (i, value) in values.iter().enumerate() {
+        match i % 2 {
+            0 => assert!(
+                value == &large,
+                "GET large, reply {i}: {} bytes",
+                value.len()
+            ),
+            _ => assert_eq!(value, &i.to_string(), "GET p{i:04}"),
+        }
+    }
+    assert_eq!(values.len(), 40);
+
     // Runs of GETs are read together (a batch per 16): their replies stay in request
     // order around other commands, a key that is not text, and a write between them.
     let mut reads = redis::pipe();

@@ -19,8 +19,9 @@ use tokio::sync::mpsc;
 /// Keys read from the store per page when listing keys (at most 6.4 MiB of the largest).
 const KEYS_PAGE: usize = 100;
 
-/// Bytes of values `MGET` reads from the store before it sends them on.
-const VALUES_AT_ONCE: usize = 1024 * 1024;
+/// Bytes of values `MGET` (or a batch of `GET`s) reads from the store before it sends
+/// them on.
+pub const VALUES_AT_ONCE: usize = 1024 * 1024;
 
 /// Reads of at most this many keys run inline (see the module's doc).
 const INLINE_KEYS: usize = 16;
@@ -64,17 +65,8 @@ pub async fn get(
     while next < keys.len() {
         let batch = Arc::clone(&keys);
         let read = point_read(node, keys.len() - next, move |store| {
-            let mut values = Vec::new();
-            let mut bytes = 0;
-            for key in &batch[next..] {
-                let value = store.get(key)?;
-                bytes += value.as_ref().map_or(0, String::len);
-                values.push(value);
-                if bytes >= VALUES_AT_ONCE {
-                    break;
-                }
-            }
-            Ok(values)
+            let keys: Vec<&str> = batch[next..].iter().map(String::as_str).collect();
+            store.get_many(&keys, VALUES_AT_ONCE)
         })
         .await;
         let values = match (read, next) {

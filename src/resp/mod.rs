@@ -112,12 +112,12 @@ async fn serve_client(
                 Decoded::Request(args) => {
                     let charge = held.take(args.iter().map(Vec::len).sum());
                     if session.execute(args, charge, &mut out).await? == Flow::Close {
-                        session.settle(&mut out).await;
+                        session.settle(&mut out).await?;
                         return Ok(out.close().await?);
                     }
                     out.flush_if_full().await?;
                 }
-                Decoded::Refused(reason) => session.refuse(&reason, &mut out).await,
+                Decoded::Refused(reason) => session.refuse(&reason, &mut out).await?,
             }
         }
         // Keep charged only what is still in memory: request framing, blank lines and
@@ -133,7 +133,7 @@ async fn serve_client(
         let got = match ready {
             Ok(Some(n)) => n,
             Ok(None) => {
-                session.settle(&mut out).await;
+                session.settle(&mut out).await?;
                 out.flush().await?;
                 // Backpressure: with the budget spent, this waits, and the client's bytes
                 // wait in its socket, however far into a request it is.
@@ -155,7 +155,7 @@ async fn serve_client(
             if let Err(e) = decoder.at_end(&buffer) {
                 return fail(&mut session, &mut out, &mut read, e).await;
             }
-            session.settle(&mut out).await;
+            session.settle(&mut out).await?;
             return Ok(out.flush().await?);
         }
     }
@@ -218,7 +218,9 @@ async fn fail(
     if let ProtocolError::Io(_) = error {
         return Err(error);
     }
-    session.settle(out).await;
+    if session.settle(out).await.is_err() {
+        return Err(error);
+    }
     reply::error(out.buffer(), &format!("ERR {error}"));
     if out.close().await.is_ok() {
         let mut sink = vec![0; 64 * 1024];

@@ -11,9 +11,10 @@
 //! before its request was sent.
 
 use super::args::store_error;
+use super::commands::VALUES_AT_ONCE;
+use super::output::Output;
 use super::reply;
 use crate::node::Node;
-use bytes::BytesMut;
 
 /// Most `GET`s held back before they are read (and so most values held at once).
 pub const BATCH_KEYS: usize = 16;
@@ -42,27 +43,34 @@ impl ReadBatch {
         self.keys.len() >= BATCH_KEYS
     }
 
-    /// Reads every batched key in one transaction and appends the replies, in order (the
-    /// store's error to each, if the read failed).
-    pub fn flush(&mut self, node: &Node, out: &mut BytesMut) {
-        if self.keys.is_empty() {
-            return;
-        }
-        let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
-        match node.store().get_many(&keys) {
-            Ok(values) => {
-                for value in values {
-                    reply::bulk(out, value.as_deref().map(str::as_bytes));
+    /// Reads the batched keys and appends their replies, in order (the store's error to
+    /// each key left, if a read failed): in one transaction unless the values add up to
+    /// more than [`VALUES_AT_ONCE`], in which case the replies due are sent before the
+    /// next keys are read, so a connection holds about that much plus one value. An `Err`
+    /// means the connection failed.
+    pub async fn flush(&mut self, node: &Node, out: &mut Output) -> std::io::Result<()> {
+        let mut next = 0;
+        while next < self.keys.len() {
+            let keys: Vec<&str> = self.keys[next..].iter().map(String::as_str).collect();
+            match node.store().get_many(&keys, VALUES_AT_ONCE) {
+                Ok(values) => {
+                    next += values.len();
+                    for value in values {
+                        reply::bulk(out.buffer(), value.as_deref().map(str::as_bytes));
+                    }
+                }
+                Err(e) => {
+                    let message = store_error(e);
+                    for _ in &keys {
+                        reply::error(out.buffer(), &message);
+                    }
+                    next = self.keys.len();
                 }
             }
-            Err(e) => {
-                let message = store_error(e);
-                for _ in &keys {
-                    reply::error(out, &message);
-                }
-            }
+            out.flush_if_full().await?;
         }
         self.keys.clear();
+        Ok(())
     }
 }
 
@@ -104,7 +112,7 @@ mod tests {
                 .execute(stored, Charge::default(), &mut out)
                 .await
                 .expect("SET");
-            session.settle(&mut out).await;
+            session.settle(&mut out).await.expect("settle");
             for words in [&["GET", "k"][..], &["SET", "k", "new"]] {
                 let charge = Charge::default();
                 session
@@ -118,7 +126,7 @@ mod tests {
                 assert!(Instant::now() < deadline, "the write never committed");
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            session.settle(&mut out).await;
+            session.settle(&mut out).await.expect("settle");
         });
         assert_eq!(&out.buffer()[..], b"+OK\r\n$3\r\nold\r\n+OK\r\n");
     }

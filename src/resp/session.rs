@@ -71,7 +71,7 @@ impl Session {
         let args: Vec<Vec<u8>> = request.collect();
         // Writes are queued, not awaited: a pipeline of them shares one commit.
         if writes::is_write(&name) {
-            self.reads.flush(&self.node, out.buffer());
+            self.reads.flush(&self.node, out).await?;
             let write = writes::parse(&name, args);
             self.pipeline
                 .queue(&self.node, write, charge, out.buffer())
@@ -83,7 +83,7 @@ impl Session {
             // Behind no writes: read with the GETs around it, in one transaction.
             if self.pipeline.is_empty() && self.reads.push(key) {
                 if self.reads.is_full() {
-                    self.reads.flush(&self.node, out.buffer());
+                    self.reads.flush(&self.node, out).await?;
                 }
                 return Ok(Flow::Continue);
             }
@@ -92,7 +92,7 @@ impl Session {
             }
         }
         // Every reply goes out in request order: the queued writes' first.
-        self.settle(out).await;
+        self.settle(out).await?;
         if name == "QUIT" {
             reply::simple(out.buffer(), "OK");
             return Ok(Flow::Close);
@@ -104,16 +104,20 @@ impl Session {
     }
 
     /// Answers a request the decoder refused for its size (already read and discarded).
-    pub async fn refuse(&mut self, reason: &str, out: &mut Output) {
-        self.settle(out).await;
+    /// An `Err` means the connection failed.
+    pub async fn refuse(&mut self, reason: &str, out: &mut Output) -> std::io::Result<()> {
+        self.settle(out).await?;
         reply::error(out.buffer(), reason);
+        Ok(())
     }
 
     /// Answers the batched reads, then waits for every queued write to be durable and
     /// appends their replies, in order (reads are batched only behind no writes).
-    pub async fn settle(&mut self, out: &mut Output) {
-        self.reads.flush(&self.node, out.buffer());
+    /// An `Err` means the connection failed.
+    pub async fn settle(&mut self, out: &mut Output) -> std::io::Result<()> {
+        self.reads.flush(&self.node, out).await?;
         self.pipeline.settle(out.buffer()).await;
+        Ok(())
     }
 
     async fn dispatch(

@@ -4,8 +4,8 @@
 use super::history::{history_at, next_checksum, ChainRule};
 use super::{
     check_continues, fill_chunk, fill_log_batch, new_history_id, new_node_id, prefix_upper_bound,
-    BatchSeqs, ChunkSource, CommitFence, DivergedEntry, Fork, KeyCursor, KvStore, Lineage,
-    LogEntry, Op, Pair, Position, Role, Snapshot, SnapshotInfo, SnapshotTarget, MAX_SEQ,
+    values_up_to, BatchSeqs, ChunkSource, CommitFence, DivergedEntry, Fork, KeyCursor, KvStore,
+    Lineage, LogEntry, Op, Pair, Position, Role, Snapshot, SnapshotInfo, SnapshotTarget, MAX_SEQ,
 };
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -229,12 +229,9 @@ impl KvStore for MemoryStore {
         Ok(self.read().data.get(key).cloned())
     }
 
-    fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>> {
+    fn get_many(&self, keys: &[&str], max_bytes: usize) -> Result<Vec<Option<String>>> {
         let inner = self.read();
-        Ok(keys
-            .iter()
-            .map(|key| inner.data.get(*key).cloned())
-            .collect())
+        values_up_to(keys, max_bytes, |key| Ok(inner.data.get(key).cloned()))
     }
 
     fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Pair>> {

@@ -236,6 +236,26 @@ impl Position {
     }
 }
 
+/// The values `read` gives for `keys`, in order, until they add up to `max_bytes` (at
+/// least one, if any): [`KvStore::get_many`]'s bound, for both backends.
+pub fn values_up_to(
+    keys: &[&str],
+    max_bytes: usize,
+    mut read: impl FnMut(&str) -> Result<Option<String>>,
+) -> Result<Vec<Option<String>>> {
+    let mut values = Vec::new();
+    let mut bytes = 0;
+    for key in keys {
+        if bytes >= max_bytes && !values.is_empty() {
+            break;
+        }
+        let value = read(key)?;
+        bytes += value.as_ref().map_or(0, String::len);
+        values.push(value);
+    }
+    Ok(values)
+}
+
 /// The largest seq kv uses: SQLite integers are signed 64-bit.
 pub const MAX_SEQ: u64 = i64::MAX as u64;
 
@@ -251,9 +271,11 @@ pub trait KvStore: Send + Sync {
     /// The value of `key`, if present.
     fn get(&self, key: &str) -> Result<Option<String>>;
 
-    /// The value of each of `keys`, in order, all read in one consistent read (one
-    /// transaction: a batch of point reads pays for one snapshot, not one each).
-    fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>>;
+    /// The values of `keys`, in order, read in one consistent read (one transaction: a
+    /// batch of point reads pays for one snapshot, not one each), stopping once the
+    /// values read add up to `max_bytes`: a prefix of the answers, never empty unless
+    /// `keys` is, so a caller holds about `max_bytes` plus one value at most.
+    fn get_many(&self, keys: &[&str], max_bytes: usize) -> Result<Vec<Option<String>>>;
 
     /// Up to `limit` pairs whose key starts with `prefix` and sorts after `after` (if
     /// given), in key order. `prefix = ""` scans everything.

@@ -1,10 +1,11 @@
-//! The durable backend: one SQLite file in WAL mode with `synchronous=FULL`, holding the
+//! The durable backend: one SQLite file in WAL mode with `synchronous=FULL` (but for a
+//! replica's applied batches, flushed behind them by [`KvStore::sync`]), holding the
 //! documented `kv`, `log` and `meta` tables. Writes go through one writer connection;
 //! reads and snapshots use their own read-only connections, so they never wait behind a
 //! write and see a consistent state. Opening a file is checked read-only first (see
 //! [`inspect`]) so that a foreign file is refused without a byte of it changing.
 //!
-//! Every write goes through [`SqliteStore::write`]: one transaction that commits only if
+//! Every write goes through [`SqliteStore::write_in`]: one transaction that commits only if
 //! the database's path still names the file the writer opened (see
 //! [`files::OpenFiles::check`]), and whose storage faults (disk full, read-only or failing
 //! filesystem) are reported naming the file.
@@ -31,9 +32,9 @@ use snapshot::{SqliteKeyCursor, SqliteSnapshot};
 
 use super::history::ChainRule;
 use super::{
-    check_continues, fill_log_batch, BatchSeqs, ChunkSource, CommitFence, ContentDigest,
-    DivergedEntry, KeyCursor, KvStore, Lineage, LogEntry, Op, Pair, Position, Role, Snapshot,
-    SnapshotTarget, Unfenced,
+    check_continues, fill_log_batch, values_up_to, BatchSeqs, ChunkSource, CommitFence,
+    ContentDigest, DivergedEntry, KeyCursor, KvStore, Lineage, LogEntry, Op, Pair, Position, Role,
+    Snapshot, SnapshotTarget, Unfenced,
 };
 use crate::error::{Error, Result};
 use crate::locks::lock;
@@ -276,16 +277,16 @@ impl KvStore for SqliteStore {
         })
     }
 
-    fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>> {
+    fn get_many(&self, keys: &[&str], max_bytes: usize) -> Result<Vec<Option<String>>> {
         self.read(|conn| {
             // One read transaction: each statement on its own would take and drop the
             // WAL read lock (two fcntl calls) and check the WAL index again.
             let tx = conn.unchecked_transaction()?;
             let values = {
                 let mut statement = tx.prepare_cached(GET_VALUE)?;
-                keys.iter()
-                    .map(|key| statement.query_row([key], |row| row.get(0)).optional())
-                    .collect::<rusqlite::Result<Vec<_>>>()?
+                values_up_to(keys, max_bytes, |key| {
+                    Ok(statement.query_row([key], |row| row.get(0)).optional()?)
+                })?
             };
             tx.commit()?;
             Ok(values)

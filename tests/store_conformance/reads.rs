@@ -32,19 +32,25 @@ pub fn get_put_delete<B: Backend>(backend: &B) {
 
 pub fn get_many_reads_each_key_in_order<B: Backend>(backend: &B) {
     let store = backend.open(Role::Primary);
-    assert_eq!(
-        store.get_many(&[]).expect("get_many"),
-        Vec::<Option<String>>::new()
-    );
+    let none: Vec<Option<String>> = Vec::new();
+    assert_eq!(store.get_many(&[], ALL).expect("get_many"), none);
     put(&store, "a", "1");
     put(&store, "b", "");
     del(&store, "a");
-    put(&store, "c", "3");
-    let got = store
-        .get_many(&["c", "a", "b", "missing", "c"])
-        .expect("get_many");
-    let want = [Some("3"), None, Some(""), None, Some("3")];
+    put(&store, "c", "333");
+    let keys = ["c", "a", "b", "missing", "c"];
+    let got = store.get_many(&keys, ALL).expect("get_many");
+    let want = [Some("333"), None, Some(""), None, Some("333")];
     assert_eq!(got, want.map(|v| v.map(String::from)).to_vec());
+    // The byte bound: reading stops once the values add up to it, after at least one.
+    let got = store.get_many(&keys, 0).expect("get_many");
+    assert_eq!(got, vec![Some("333".to_string())]);
+    let got = store.get_many(&keys[1..], 3).expect("get_many");
+    assert_eq!(got.len(), 4, "absent and empty values add nothing: {got:?}");
+    let got = store.get_many(&keys, 4).expect("get_many");
+    assert_eq!(got.len(), 5);
+    let got = store.get_many(&keys, 3).expect("get_many");
+    assert_eq!(got.len(), 1, "the first value reaches the bound: {got:?}");
 }
 
 pub fn overwrite<B: Backend>(backend: &B) {
