@@ -1,10 +1,11 @@
 //! What a replica tells its upstream: the seq it holds durably. Applied batches are
-//! visible (served to clients, streamed to replicas chained behind) as soon as they
-//! commit; [`sync_applied`] flushes the store behind them, off the runtime, and only then
-//! publishes the seq that [`send_acks`] sends. Acks count for `WAIT`, synchronous
-//! replication and `FAILOVER`, so an acked entry survives a power loss on the replica;
-//! an entry applied and not yet acked may not, and the replica then fetches it again
-//! from its upstream, which held it durably before sending it.
+//! visible to the replica's clients as soon as they commit; [`sync_applied`] flushes the
+//! store behind them, off the runtime, and only then publishes the seq that [`send_acks`]
+//! sends and moves the head that replicas chained behind this one are streamed up to.
+//! Acks count for `WAIT`, synchronous replication and `FAILOVER`, so an acked entry
+//! survives a power loss on the replica; an entry applied and not yet flushed may not,
+//! and the replica then fetches it again from its upstream, which held it durably before
+//! sending it. No replica chained behind has it either, so none is ever ahead of this one.
 
 use super::{Replication, PING_INTERVAL};
 use crate::connection::MessageWriter;
@@ -32,6 +33,7 @@ pub(super) async fn sync_applied(
             continue;
         };
         repl.blocking(|store| store.sync()).await?;
+        repl.notify_head(seq);
         durable.send_replace(Some(seq));
     }
 }

@@ -409,7 +409,8 @@ impl Link<'_> {
     }
 
     /// Applies `first` and every entry that has already arrived behind it (up to
-    /// [`LOG_BATCH`] entries or about [`LOG_BATCH_BYTES`]) in one transaction, then acks.
+    /// [`APPLY_BATCH`] entries or about [`LOG_BATCH_BYTES`]) in one transaction, visible at
+    /// once; they are acked once flushed.
     async fn apply_batch<R: AsyncRead + Unpin>(
         &mut self,
         reader: &mut MessageReader<R>,
@@ -441,7 +442,8 @@ impl Link<'_> {
         self.repl
             .blocking(move |store| store.apply_unsynced(&batch, &ticket))
             .await?;
-        self.repl.notify_head(last);
+        // Chained replicas get these entries, and the upstream its ack, once they are
+        // flushed (`acks::sync_applied`).
         self.applied.send_replace(Some(last));
         self.repl.update_link(|link| {
             link.last_entry_at = Some(Instant::now());

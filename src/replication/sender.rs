@@ -395,8 +395,10 @@ async fn send_snapshot<W: AsyncWrite + Unpin>(
     Ok(seq)
 }
 
-/// Log entries read where the sender's task runs when no more than this many are new.
+/// Log entries read where the sender's task runs when no more than this many are new...
 const INLINE_TAIL: u64 = 16;
+/// ...and at most about this many bytes of them (one larger entry goes alone).
+const INLINE_BYTES: usize = 64 * 1024;
 
 /// Sends every log entry after `after`, then live entries as the head moves, keeping at
 /// most a window of unacknowledged entries in flight; tells the head (a `Ping`) at once
@@ -444,15 +446,20 @@ async fn stream_log<W: AsyncWrite + Unpin>(
             continue;
         }
         // The live tail (a few entries just committed) is a short indexed read: cheaper
-        // where the task is than a hop to the blocking pool and back. A backlog is read
-        // off the runtime.
-        let entries = match head_seq.saturating_sub(after) <= INLINE_TAIL {
-            true => repl.store().log_batch(after, LOG_BATCH, room)?,
+        // where the task is than a hop to the blocking pool and back, and bounded in count
+        // and bytes whatever was committed since. A backlog is read off the runtime.
+        let mut entries = match head_seq.saturating_sub(after) <= INLINE_TAIL {
+            true => repl
+                .store()
+                .log_batch(after, INLINE_TAIL as usize, room.min(INLINE_BYTES))?,
             false => {
                 repl.blocking(move |store| store.log_batch(after, LOG_BATCH, room))
                     .await?
             }
         };
+        // Nothing past the head goes out: a replica's head is what it holds durably, and
+        // rows it applied after that are not yet (see `acks`).
+        entries.retain(|entry| entry.seq <= head_seq);
         let Some(first) = entries.first() else {
             tokio::select! {
                 changed = head.changed() => changed.map_err(|_| Error::Shutdown)?,

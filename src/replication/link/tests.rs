@@ -2,7 +2,9 @@
 //! while an apply of the old link is on its way to the store must not end up with the old
 //! link's write on top of what the new link installed. Two upstreams played by the test
 //! (real TCP on 127.0.0.1) and a store whose replica-side `apply` waits at a gate, so the
-//! old link's write reaches the store only after the new link's snapshot is in.
+//! old link's write reaches the store only after the new link's snapshot is in. And a
+//! replica acks an applied entry only once it is flushed: the store's `sync` waits at a
+//! gate too.
 
 use super::*;
 use crate::protocol::{self, Message};
@@ -12,17 +14,19 @@ use crate::store::{
 };
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
 use std::sync::{Condvar, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A memory store whose `apply_fenced` waits until the gate opens, and records how the
-/// apply ended.
+/// apply ended; its `sync` waits while no flush is left.
 struct GatedStore {
     inner: MemoryStore,
     gate: StdMutex<Gate>,
     changed: Condvar,
+    flushes_left: StdMutex<usize>,
 }
 
 #[derive(Default)]
@@ -47,6 +51,24 @@ impl GatedStore {
         self.gate.lock().expect("gate").open = true;
         self.changed.notify_all();
     }
+
+    fn new(apply_open: bool, flushes: usize) -> Self {
+        let gate = Gate {
+            open: apply_open,
+            ..Gate::default()
+        };
+        GatedStore {
+            inner: MemoryStore::new(Role::Replica),
+            gate: StdMutex::new(gate),
+            changed: Condvar::new(),
+            flushes_left: StdMutex::new(flushes),
+        }
+    }
+
+    fn open_flushes(&self) {
+        *self.flushes_left.lock().expect("flushes") = usize::MAX;
+        self.changed.notify_all();
+    }
 }
 
 impl KvStore for GatedStore {
@@ -60,14 +82,28 @@ impl KvStore for GatedStore {
         outcome
     }
 
+    fn sync(&self) -> crate::Result<()> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut left = self.flushes_left.lock().expect("flushes");
+        while *left == 0 && Instant::now() < deadline {
+            left = self
+                .changed
+                .wait_timeout(left, PATIENCE)
+                .expect("flushes")
+                .0;
+        }
+        *left = left.saturating_sub(1);
+        self.inner.sync()
+    }
+
     fn location(&self) -> String {
         self.inner.location()
     }
     fn get(&self, key: &str) -> crate::Result<Option<String>> {
         self.inner.get(key)
     }
-    fn get_many(&self, keys: &[&str]) -> crate::Result<Vec<Option<String>>> {
-        self.inner.get_many(keys)
+    fn get_many(&self, keys: &[&str], max_bytes: usize) -> crate::Result<Vec<Option<String>>> {
+        self.inner.get_many(keys, max_bytes)
     }
     fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> crate::Result<Vec<Pair>> {
         self.inner.scan(prefix, after, limit)
@@ -146,16 +182,18 @@ fn send(stream: &mut TcpStream, message: &Message) {
 }
 
 fn receive(stream: &mut TcpStream) -> Message {
-    let mut length = [0u8; 4];
-    stream.read_exact(&mut length).expect("frame length");
-    let mut frame = vec![0; u32::from_be_bytes(length) as usize];
-    stream.read_exact(&mut frame).expect("frame");
-    protocol::decode(&frame).expect("decode")
+    try_receive(stream).expect("a message")
 }
 
-/// An upstream played by the test: answers the first `Join` with `messages`, then keeps
-/// the connection open (reading the replica's acks) until the replica closes it.
-fn upstream(messages: Vec<Message>) -> String {
+/// An upstream played by the test: answers the first `Join` with `messages`, sends
+/// `after_first_ack` once the replica acks something, and keeps the connection open,
+/// reading the replica's messages (passed to `heard`, if given), until the replica
+/// closes it.
+fn upstream_hearing(
+    messages: Vec<Message>,
+    after_first_ack: Vec<Message>,
+    heard: Option<mpsc::Sender<Message>>,
+) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     std::thread::spawn(move || {
@@ -165,10 +203,33 @@ fn upstream(messages: Vec<Message>) -> String {
         for message in &messages {
             send(&mut stream, message);
         }
-        let mut sink = [0u8; 1024];
-        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        let mut later = Some(after_first_ack);
+        while let Some(message) = try_receive(&mut stream) {
+            if let (Message::Ack { .. }, Some(later)) = (&message, later.take()) {
+                later.iter().for_each(|m| send(&mut stream, m));
+            }
+            if heard
+                .as_ref()
+                .is_some_and(|heard| heard.send(message).is_err())
+            {
+                return;
+            }
+        }
     });
     addr
+}
+
+fn upstream(messages: Vec<Message>) -> String {
+    upstream_hearing(messages, Vec::new(), None)
+}
+
+/// The next message, or `None` once the connection closed or went silent.
+fn try_receive(stream: &mut TcpStream) -> Option<Message> {
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).ok()?;
+    let mut frame = vec![0; u32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut frame).ok()?;
+    protocol::decode(&frame).ok()
 }
 
 fn snapshot(history: &str, pairs: Vec<Pair>) -> Vec<Message> {
@@ -191,11 +252,7 @@ fn snapshot(history: &str, pairs: Vec<Pair>) -> Vec<Message> {
 #[test]
 fn a_replaced_links_write_in_flight_does_not_commit() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let store = Arc::new(GatedStore {
-        inner: MemoryStore::new(Role::Replica),
-        gate: StdMutex::new(Gate::default()),
-        changed: Condvar::new(),
-    });
+    let store = Arc::new(GatedStore::new(false, usize::MAX));
     let addr = "127.0.0.1:0".parse().expect("addr");
     let repl = Arc::new(Replication::new(store.clone(), addr).expect("replication"));
     let link = ReplicaLink::new(Arc::clone(&repl), runtime.handle().clone());
@@ -233,4 +290,54 @@ fn a_replaced_links_write_in_flight_does_not_commit() {
     assert_eq!(outcome.as_deref(), Some("Err(Superseded)"));
     assert_eq!(store.scan("", None, 10).expect("scan"), pairs);
     assert_eq!(store.history_id().expect("history"), Some("b".repeat(32)));
+}
+
+#[test]
+fn a_replica_acks_an_applied_entry_only_once_it_is_flushed() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    // One flush: the snapshot's. The entry is sent once that is acked.
+    let store = Arc::new(GatedStore::new(true, 1));
+    let addr = "127.0.0.1:0".parse().expect("addr");
+    let repl = Arc::new(Replication::new(store.clone(), addr).expect("replication"));
+    let link = ReplicaLink::new(Arc::clone(&repl), runtime.handle().clone());
+    let messages = snapshot(&"c".repeat(32), Vec::new());
+    let entry = vec![Message::Put {
+        seq: 1,
+        key: "k".into(),
+        value: "v".into(),
+    }];
+    let (heard, hearing) = mpsc::channel();
+    let upstream = upstream_hearing(messages, entry, Some(heard));
+    let synced = link.follow(upstream, LinkMode::Join);
+    assert!(
+        runtime.block_on(synced).is_ok(),
+        "the snapshot was installed"
+    );
+
+    // Applied and visible while its flush waits...
+    let deadline = Instant::now() + PATIENCE;
+    while store.get("k").expect("get").is_none() {
+        assert!(Instant::now() < deadline, "the entry was never applied");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // ...but not acked: the upstream hears no ack of it meanwhile.
+    let quiet_until = Instant::now() + Duration::from_millis(300);
+    while let Ok(message) =
+        hearing.recv_timeout(quiet_until.saturating_duration_since(Instant::now()))
+    {
+        assert!(
+            !matches!(message, Message::Ack { seq } if seq >= 1),
+            "acked before the flush: {message:?}"
+        );
+    }
+    store.open_flushes();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match hearing.recv_timeout(left) {
+            Ok(Message::Ack { seq: 1 }) => break,
+            Ok(_) => {}
+            Err(e) => panic!("no ack of the entry once flushed: {e}"),
+        }
+    }
 }
