@@ -148,25 +148,16 @@ bench() {
         "${RPS[$row,$server]}" "${P50[$row,$server]}" $((SECONDS - t0)))"
 }
 
-# bench_all ROW TEST N ARGS...: the same run against kv's primary and both Redis.
-bench_all() {
-    local row=$1 test=$2 n=$3
-    shift 3
-    bench "$row" kv "$KP_PORT" "$test" "$n" "$@"
+# bench_on WHERE ROW TEST N ARGS...: the same run against kv and both Redis, on their
+# primaries (WHERE=primary) or on their replicas (WHERE=replica).
+bench_on() {
+    local where=$1 row=$2 test=$3 n=$4 kv=$KP_PORT always=$RA_PORT everysec=$RE_PORT
+    shift 4
+    [[ $where == replica ]] && kv=$KR_PORT always=$RAR_PORT everysec=$RER_PORT
+    bench "$row" kv "$kv" "$test" "$n" "$@"
     if ((HAVE_REDIS)); then
-        bench "$row" redis-always "$RA_PORT" "$test" "$n" "$@"
-        bench "$row" redis-everysec "$RE_PORT" "$test" "$n" "$@"
-    fi
-}
-
-# bench_replicas ROW TEST N ARGS...: the same run against each system's replica.
-bench_replicas() {
-    local row=$1 test=$2 n=$3
-    shift 3
-    bench "$row" kv "$KR_PORT" "$test" "$n" "$@"
-    if ((HAVE_REDIS)); then
-        bench "$row" redis-always "$RAR_PORT" "$test" "$n" "$@"
-        bench "$row" redis-everysec "$RER_PORT" "$test" "$n" "$@"
+        bench "$row" redis-always "$always" "$test" "$n" "$@"
+        bench "$row" redis-everysec "$everysec" "$test" "$n" "$@"
     fi
 }
 
@@ -233,15 +224,15 @@ if ((HAVE_BENCH)); then
         bench "$SET_C1" redis-always "$RA_PORT" set "$REQUESTS_C1" -c 1 -r "$KEYSPACE"
         bench "$SET_C1" redis-everysec "$RE_PORT" set "$REQUESTS_C1" -c 1 -r "$KEYSPACE"
     fi
-    bench_all "SET -c 50" set "$REQUESTS" -c 50 -r "$KEYSPACE"
-    bench_all "SET -c 50 -P 16" set "$REQUESTS" -c 50 -P 16 -r "$KEYSPACE"
+    bench_on primary "SET -c 50" set "$REQUESTS" -c 50 -r "$KEYSPACE"
+    bench_on primary "SET -c 50 -P 16" set "$REQUESTS" -c 50 -P 16 -r "$KEYSPACE"
     # GETs read the keys the SET rows wrote (same -r key space).
-    bench_all "$GET_C1" get "$REQUESTS_C1" -c 1 -r "$KEYSPACE"
-    bench_all "GET -c 50" get "$REQUESTS" -c 50 -r "$KEYSPACE"
-    bench_all "GET -c 50 -P 16" get "$REQUESTS" -c 50 -P 16 -r "$KEYSPACE"
+    bench_on primary "$GET_C1" get "$REQUESTS_C1" -c 1 -r "$KEYSPACE"
+    bench_on primary "GET -c 50" get "$REQUESTS" -c 50 -r "$KEYSPACE"
+    bench_on primary "GET -c 50 -P 16" get "$REQUESTS" -c 50 -P 16 -r "$KEYSPACE"
     wait_caught_up
-    bench_replicas "GET -c 50 replica" get "$REQUESTS" -c 50 -r "$KEYSPACE"
-    bench_replicas "GET -c 50 -P 16 replica" get "$REQUESTS" -c 50 -P 16 -r "$KEYSPACE"
+    bench_on replica "GET -c 50 replica" get "$REQUESTS" -c 50 -r "$KEYSPACE"
+    bench_on replica "GET -c 50 -P 16 replica" get "$REQUESTS" -c 50 -P 16 -r "$KEYSPACE"
     ROWS=("$SET_C1" "SET -c 50" "SET -c 50 -P 16" "$GET_C1" "GET -c 50" "GET -c 50 -P 16"
         "GET -c 50 replica" "GET -c 50 -P 16 replica")
 fi

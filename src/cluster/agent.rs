@@ -271,6 +271,7 @@ impl Agent {
             // at once rather than when the keep-alive thread next notices.
             Error::Etcd(message) if etcd::lease_expired(&message) => {
                 node.lease().etcd_answered(Ok(()));
+                self.record("the etcd lease expired: registering again");
                 if let Some(id) = current {
                     warn!("cluster: the etcd lease expired: registering again");
                     self.shared.forget_lease(id);
