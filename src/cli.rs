@@ -7,6 +7,7 @@
 //! reads a pipe, so a script's stdout holds nothing but the results of its commands (and,
 //! with `--join`, the line reporting the first sync).
 
+use crate::auth::Secret;
 use crate::cluster::{ClusterConfig, DEFAULT_LEASE_TTL, MAX_LEASE_TTL, MIN_LEASE_TTL};
 use crate::error::{Error, Result};
 use crate::node::budget::DEFAULT_CLIENT_MEMORY_MIB;
@@ -18,7 +19,7 @@ use crate::store::Role;
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::info;
@@ -85,6 +86,16 @@ pub struct NodeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SYNC_TIMEOUT.as_secs(),
           value_parser = at_least_one)]
     pub sync_timeout: u64,
+    /// A file holding the deployment's shared secret, on one line (at least 16
+    /// characters; the file readable by its owner only). Clients must then `AUTH` with
+    /// it. Generate one with `openssl rand -hex 32`; never put it on the command line.
+    #[arg(long, value_name = "PATH")]
+    pub auth_file: Option<PathBuf>,
+    /// Listen on addresses other machines can reach without the protection they need
+    /// (an --auth-file for the client port; the replication port has no authentication
+    /// yet). Without it such a start is refused.
+    #[arg(long)]
+    pub insecure: bool,
     /// Threads serving clients and replicas [default: one per core]. On a machine whose
     /// cores are busy with other work (clients, say), fewer can serve more.
     #[arg(long, value_name = "N", value_parser = thread_count)]
@@ -198,6 +209,13 @@ impl Cli {
                 sync_timeout: Duration::from_secs(args.sync_timeout),
             },
             cluster: cluster_config(role, &args.cluster)?,
+            auth: args
+                .auth_file
+                .as_deref()
+                .map(Secret::load)
+                .transpose()?
+                .map(Arc::new),
+            insecure: args.insecure,
         })
     }
 }

@@ -7,11 +7,12 @@
 //! path; the [`shell`] and the Redis client port ([`resp`]) drive it, and in a cluster
 //! the [`cluster`] agent chooses its role through etcd; [`server`] starts one, and
 //! [`cli`] parses the command line and calls it. Lower layers never use higher ones:
-//! `store` ← `protocol` ← `connection`/`net` ← `replication` ← `node` ←
+//! `error`/`auth` ← `store` ← `protocol` ← `connection`/`net` ← `replication` ← `node` ←
 //! `cluster`/`shell`/`resp` ← `server` ← `cli` (checked by `tests/layering.rs`).
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod connection;

@@ -4,6 +4,7 @@
 //! retention, client port) and, with an upstream, its link. Stopping is
 //! [`Node::stop`]: links and connections end, and replicas are told why.
 
+use crate::auth::Secret;
 use crate::cluster::agent::{self as cluster_agent, ClusterAgent};
 use crate::cluster::ClusterConfig;
 use crate::error::{Error, Result};
@@ -43,6 +44,11 @@ pub struct Config {
     pub durability: Durability,
     /// The cluster this node is a member of, whose primary etcd chooses (`--etcd`).
     pub cluster: Option<ClusterConfig>,
+    /// The shared secret clients must prove (`--auth-file`).
+    pub auth: Option<Arc<Secret>>,
+    /// Whether the operator accepts ports reachable from other machines without the
+    /// protection they need (`--insecure`).
+    pub insecure: bool,
 }
 
 /// A started node and where it listens.
@@ -83,6 +89,38 @@ pub fn open_store(
     })
 }
 
+/// [`exposed`] for the addresses of the command line that are IP literals.
+fn check_exposure(config: &Config) -> Result<()> {
+    if let Ok(addr) = config.listen.parse::<SocketAddr>() {
+        exposed("--listen", addr, false, config.insecure)?;
+    }
+    if let Some(Ok(addr)) = config.resp.as_deref().map(str::parse::<SocketAddr>) {
+        exposed("--resp", addr, config.auth.is_some(), config.insecure)?;
+    }
+    Ok(())
+}
+
+/// Refuses a port bound where other machines can reach it without the protection it
+/// needs (`protected`), unless the operator said `--insecure` (then a warning).
+fn exposed(option: &str, addr: SocketAddr, protected: bool, insecure: bool) -> Result<()> {
+    if addr.ip().is_loopback() || protected {
+        return Ok(());
+    }
+    let what = match option {
+        "--resp" => "any client that reaches it could read and write every key: add --auth-file",
+        _ => "replicas are not authenticated on it yet, so anyone who reaches it could read \
+              every key or feed a replica",
+    };
+    if insecure {
+        warn!("{option} {addr} is reachable from other machines and {what}; running anyway (--insecure)");
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "refusing {option} {addr}: it is reachable from other machines and {what} (keep it on \
+         127.0.0.1, or say --insecure if this network is trusted)"
+    )))
+}
+
 async fn bind(addr: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
         Error::Invalid(format!(
@@ -102,6 +140,9 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
     // A cluster member starts as a replica, even from a primary's file: it takes writes
     // only once it wins the primary key.
     let following = config.join.is_some() || config.cluster.is_some();
+    // An exposed address is refused before anything is bound or opened (a name that
+    // resolves to one is refused once bound, below).
+    check_exposure(config)?;
     let store = open_store(config.db.as_deref(), config.role, following)?;
     let listener = runtime.block_on(bind(&config.listen))?;
     let listen_addr = listener.local_addr()?;
@@ -111,13 +152,20 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
              the others to follow, so give the address they reach it at, not a wildcard"
         )));
     }
-    if !listen_addr.ip().is_loopback() {
-        warn!("listening on {listen_addr}: replication links are not authenticated; keep this port on a trusted network");
-    }
+    // The replication port has no authentication yet: off loopback only with --insecure.
+    exposed("--listen", listen_addr, false, config.insecure)?;
     let clients = match &config.resp {
         Some(addr) => Some(runtime.block_on(bind(addr))?),
         None => None,
     };
+    if let Some(clients) = &clients {
+        exposed(
+            "--resp",
+            clients.local_addr()?,
+            config.auth.is_some(),
+            config.insecure,
+        )?;
+    }
     let (lease, handoffs) = match &config.cluster {
         Some(cluster) => {
             let (lease, handoffs) = WriteLease::for_cluster(&cluster.name, cluster.ttl);
@@ -142,10 +190,8 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
     let client_addr = match clients {
         Some(clients) => {
             let addr = clients.local_addr()?;
-            if !addr.ip().is_loopback() {
-                warn!("clients on {addr}: the Redis port has no authentication; keep it on a trusted network");
-            }
-            runtime.spawn(crate::resp::serve(Arc::clone(&node), clients));
+            let auth = config.auth.clone();
+            runtime.spawn(crate::resp::serve(Arc::clone(&node), clients, auth));
             Some(addr)
         }
         None => None,
@@ -194,7 +240,31 @@ mod tests {
             join,
             durability: Durability::default(),
             cluster: None,
+            auth: None,
+            insecure: false,
         }
+    }
+
+    #[test]
+    fn only_loopback_or_protected_ports_start_without_insecure() {
+        let loopback: SocketAddr = "127.0.0.1:6379".parse().expect("addr");
+        let v6_loopback: SocketAddr = "[::1]:6379".parse().expect("addr");
+        let wildcard: SocketAddr = "0.0.0.0:6379".parse().expect("addr");
+        let lan: SocketAddr = "10.1.2.3:8080".parse().expect("addr");
+        assert!(exposed("--resp", loopback, false, false).is_ok());
+        assert!(exposed("--listen", v6_loopback, false, false).is_ok());
+        let refused = exposed("--resp", wildcard, false, false).expect_err("refused");
+        assert!(refused.to_string().contains("add --auth-file"), "{refused}");
+        assert!(
+            exposed("--resp", wildcard, true, false).is_ok(),
+            "a secret protects it"
+        );
+        let refused = exposed("--listen", lan, false, false).expect_err("refused");
+        assert!(refused.to_string().contains("--insecure"), "{refused}");
+        assert!(
+            exposed("--listen", lan, false, true).is_ok(),
+            "the operator means it"
+        );
     }
 
     fn put(key: &str) -> Op {

@@ -2,7 +2,7 @@
 //! modules use each other (directly or around a loop). It reads the sources, as a
 //! reviewer would, and fails naming the offending use.
 //!
-//! Layers, lowest first: `error`/`locks`; `store`; `protocol`; `connection`, `net`;
+//! Layers, lowest first: `error`/`locks`; `auth`; `store`; `protocol`; `connection`, `net`;
 //! `replication`; `node`; `cluster`, `resp`, `shell`; `server`; `cli`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("error", &[]),
     ("locks", &[]),
+    ("auth", &["error"]),
     ("store", &["error", "locks"]),
     ("protocol", &["error", "store"]),
     ("connection", &["error", "protocol"]),
@@ -25,12 +26,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "cluster",
         &["error", "locks", "store", "replication", "node"],
     ),
-    ("resp", &["error", "net", "node", "replication", "store"]),
+    (
+        "resp",
+        &["error", "auth", "net", "node", "replication", "store"],
+    ),
     ("shell", &["error", "net", "node", "replication", "store"]),
     (
         "server",
         &[
             "error",
+            "auth",
             "net",
             "node",
             "replication",
@@ -41,7 +46,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "cli",
-        &["error", "node", "server", "shell", "store", "cluster"],
+        &[
+            "error", "auth", "node", "server", "shell", "store", "cluster",
+        ],
     ),
 ];
 

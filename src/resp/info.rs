@@ -2,16 +2,18 @@
 //! `INFO replication` (role, connected replicas and their offsets, link status) work
 //! against kv. Offsets are kv's seqs.
 
+use crate::auth::Secret;
 use crate::error::Result;
 use crate::node::Node;
 use crate::replication::LinkState;
 use crate::store::{Role, NO_HISTORY};
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The version of Redis whose protocol and field names kv follows, for clients that
 /// look at `redis_version`.
-const REDIS_COMPATIBLE_VERSION: &str = "7.0.0";
+pub const REDIS_COMPATIBLE_VERSION: &str = "7.0.0";
 
 /// What `INFO` needs besides the node.
 pub struct ServerFacts {
@@ -19,6 +21,8 @@ pub struct ServerFacts {
     pub started: Instant,
     /// The client port.
     pub port: u16,
+    /// The secret clients must prove with `AUTH` (`--auth-file`), if any.
+    pub secret: Option<Arc<Secret>>,
 }
 
 /// Renders `INFO [section]`; `None` or `all`/`everything`/`default` give every section.

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod auth;
 pub mod codec;
 pub mod commands;
 pub mod glob;
@@ -19,6 +20,7 @@ pub mod reply;
 pub mod session;
 pub mod writes;
 
+use crate::auth::Secret;
 use crate::net::{accept_loop, Listener, REFUSE_TIMEOUT};
 use crate::node::budget::{Charge, MemoryBudget};
 use crate::node::Node;
@@ -47,11 +49,13 @@ const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1024 * 1024;
 
 /// Serves Redis clients on `listener` until `node` shuts down.
-pub async fn serve(node: Arc<Node>, listener: TcpListener) {
+/// With `secret`, every connection must authenticate first (see [`auth`]).
+pub async fn serve(node: Arc<Node>, listener: TcpListener, secret: Option<Arc<Secret>>) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let facts = Arc::new(ServerFacts {
         started: Instant::now(),
         port,
+        secret,
     });
     let ids = AtomicU64::new(1);
     let shutdown = node.shutdown_token().clone();

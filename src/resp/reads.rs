@@ -103,6 +103,7 @@ mod tests {
         let facts = Arc::new(ServerFacts {
             started: Instant::now(),
             port: 0,
+            secret: None,
         });
         let mut session = Session::new(Arc::clone(&node), facts, 1);
         let mut out = Output::new(Box::new(tokio::io::sink()));

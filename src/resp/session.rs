@@ -6,6 +6,7 @@
 
 use super::admin::{self, ClientInfo, ScanCursors};
 use super::args::{arity, err, Reply};
+use super::auth::{self, ClientAuth, HelloFacts};
 use super::codec::Request;
 use super::commands;
 use super::info::ServerFacts;
@@ -35,12 +36,15 @@ pub struct Session {
     cursors: ScanCursors,
     pipeline: Pipeline,
     reads: ReadBatch,
+    auth: ClientAuth,
 }
 
 impl Session {
     /// A session on `node`; `id` is the connection's `CLIENT ID`.
     pub fn new(node: Arc<Node>, facts: Arc<ServerFacts>, id: u64) -> Self {
+        let auth = ClientAuth::new(facts.secret.as_deref());
         Session {
+            auth,
             node,
             facts,
             client: ClientInfo { id, name: None },
@@ -69,6 +73,11 @@ impl Session {
         };
         let name = String::from_utf8_lossy(&name).to_ascii_uppercase();
         let args: Vec<Vec<u8>> = request.collect();
+        if !self.auth.authenticated() && !auth::allowed_before_auth(&name) {
+            drop(charge);
+            reply::error(out.buffer(), auth::NOAUTH);
+            return Ok(Flow::Continue);
+        }
         // Writes are queued, not awaited: a pipeline of them shares one commit.
         if writes::is_write(&name) {
             self.reads.flush(&self.node, out).await?;
@@ -145,6 +154,11 @@ impl Session {
             ("INFO", 0 | 1) => admin::info(node, &self.facts, args.first(), out).await,
             ("WAIT", 2) => admin::wait(node, self.pipeline.last_write(), args, out).await,
             ("SELECT", 1) => select(&args[0], out),
+            ("AUTH", _) => {
+                let secret = self.facts.secret.as_deref();
+                self.auth.auth(secret, args, out.buffer())
+            }
+            ("HELLO", _) => self.hello(args, out),
             ("REPLICAOF" | "SLAVEOF", 2) => admin::replicaof(node, args, out).await,
             ("FAILOVER", _) => admin::failover(node, args, out).await,
             ("CLIENT", n) if n >= 1 => self.client.client(args, out),
@@ -164,6 +178,27 @@ impl Session {
             _ => Err(commands::unknown(name, args)),
         };
         Ok(reply)
+    }
+}
+
+impl Session {
+    /// `HELLO`: authenticates if asked, names the connection if asked, and tells kv's
+    /// facts (RESP2 only).
+    fn hello(&mut self, args: &[Vec<u8>], out: &mut Output) -> Reply {
+        let role = match self.node.role() {
+            crate::store::Role::Primary => "master",
+            crate::store::Role::Replica => "replica",
+        };
+        let facts = HelloFacts {
+            version: super::info::REDIS_COMPATIBLE_VERSION,
+            id: self.client.id,
+            role,
+        };
+        let secret = self.facts.secret.as_deref();
+        if let Some(name) = self.auth.hello(secret, args, &facts, out.buffer())? {
+            self.client.name = Some(name);
+        }
+        Ok(())
     }
 }
 

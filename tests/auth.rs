@@ -1,0 +1,212 @@
+//! Authentication on the client port (`--auth-file`) and protection by default: with a
+//! secret, every command but `AUTH`, `HELLO` and `QUIT` gets Redis's `-NOAUTH` until the
+//! connection authenticates, a wrong secret gets `-WRONGPASS`, `HELLO 3` gets `-NOPROTO`;
+//! `redis-cli -a` and the `redis` crate's `redis://:secret@host/` work; the secret never
+//! appears in the node's output; a secret file others may read, or a short secret, is
+//! refused at start; and an address other machines can reach is refused without the
+//! protection it needs. (No test binds anything but 127.0.0.1: exposed addresses are
+//! refused before they are bound.)
+
+mod common;
+
+use common::{run_with_input, KvProcess};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use tempfile::TempDir;
+
+const SECRET: &str = "kv-test-secret-4f1c9a7e2b";
+
+fn secret_file(dir: &Path, text: &str, mode: u32) -> PathBuf {
+    let path = dir.join("secret");
+    std::fs::write(&path, text).expect("write the secret");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    path
+}
+
+/// Sends `request` on `socket` and reads one reply (one line, or a bulk's two).
+fn ask(socket: &mut TcpStream, request: &str) -> String {
+    socket.write_all(request.as_bytes()).expect("send");
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    let mut lines = 0;
+    while lines < 1 || (reply.starts_with(b"$") && !reply.starts_with(b"$-") && lines < 2) {
+        socket.read_exact(&mut byte).expect("reply");
+        reply.push(byte[0]);
+        if byte[0] == b'\n' {
+            lines += 1;
+        }
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+fn connect(node: &KvProcess) -> TcpStream {
+    let port = node.resp_port.expect("resp port");
+    let socket = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    socket
+}
+
+#[test]
+fn with_a_secret_every_command_waits_for_auth() {
+    let dir = TempDir::new().expect("tempdir");
+    let file = secret_file(dir.path(), &format!("{SECRET}\n"), 0o600);
+    let file = file.display().to_string();
+    let node = KvProcess::primary_with_clients(&dir.path().join("p.db"), &["--auth-file", &file]);
+    let mut socket = connect(&node);
+
+    for refused in ["GET k\r\n", "SET k v\r\n", "PING\r\n", "INFO\r\n"] {
+        assert_eq!(
+            ask(&mut socket, refused),
+            "-NOAUTH Authentication required.\r\n"
+        );
+    }
+    let wrongpass = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+    assert_eq!(ask(&mut socket, "AUTH nope\r\n"), wrongpass);
+    assert_eq!(ask(&mut socket, "AUTH default nope\r\n"), wrongpass);
+    assert_eq!(
+        ask(&mut socket, &format!("AUTH someone {SECRET}\r\n")),
+        wrongpass
+    );
+    assert_eq!(
+        ask(&mut socket, "HELLO 3\r\n"),
+        "-NOPROTO unsupported protocol version\r\n"
+    );
+    assert!(ask(&mut socket, "HELLO 2\r\n").starts_with("-NOAUTH HELLO must be called"));
+    assert_eq!(
+        ask(&mut socket, "SET k v\r\n"),
+        "-NOAUTH Authentication required.\r\n"
+    );
+
+    assert_eq!(ask(&mut socket, &format!("AUTH {SECRET}\r\n")), "+OK\r\n");
+    assert_eq!(ask(&mut socket, "SET k v\r\n"), "+OK\r\n");
+    assert_eq!(ask(&mut socket, "GET k\r\n"), "$1\r\nv\r\n");
+    // A failed attempt later leaves the connection authenticated, as in Redis.
+    assert_eq!(ask(&mut socket, "AUTH nope\r\n"), wrongpass);
+    assert_eq!(ask(&mut socket, "GET k\r\n"), "$1\r\nv\r\n");
+
+    // HELLO 2 AUTH on a new connection authenticates and tells the facts.
+    let mut hello = connect(&node);
+    let reply = ask(&mut hello, &format!("HELLO 2 AUTH default {SECRET}\r\n"));
+    assert_eq!(reply, "*14\r\n");
+    let mut rest = vec![0u8; 256];
+    let n = hello.read(&mut rest).expect("the rest of HELLO");
+    assert!(String::from_utf8_lossy(&rest[..n]).contains("proto"));
+
+    // The redis crate, with the secret in its URL, and without.
+    let port = node.resp_port.expect("resp port");
+    let url = format!("redis://:{SECRET}@127.0.0.1:{port}/");
+    let mut con = redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .expect("connect with the secret");
+    let value: String = redis::cmd("GET").arg("k").query(&mut con).expect("GET");
+    assert_eq!(value, "v");
+    let mut anonymous = redis::Client::open(node.redis_url())
+        .and_then(|c| c.get_connection())
+        .expect("connect");
+    let refused = redis::cmd("GET").arg("k").query::<String>(&mut anonymous);
+    let refused = refused.expect_err("no secret, no data");
+    assert!(
+        refused.to_string().contains("Authentication required"),
+        "{refused}"
+    );
+
+    // redis-cli -a, where it is installed.
+    match Command::new("redis-cli")
+        .args([
+            "-p",
+            &port.to_string(),
+            "-a",
+            SECRET,
+            "--no-auth-warning",
+            "GET",
+            "k",
+        ])
+        .output()
+    {
+        Ok(out) => assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "v"),
+        Err(e) => eprintln!("redis-cli -a not tried: {e}"),
+    }
+
+    assert!(
+        !node.stderr_text().contains(SECRET),
+        "the secret was logged"
+    );
+}
+
+#[test]
+fn without_a_secret_auth_says_there_is_none() {
+    let dir = TempDir::new().expect("tempdir");
+    let node = KvProcess::primary_with_clients(&dir.path().join("p.db"), &[]);
+    let mut socket = connect(&node);
+    assert_eq!(ask(&mut socket, "SET k v\r\n"), "+OK\r\n");
+    let reply = ask(&mut socket, "AUTH whatever\r\n");
+    assert!(
+        reply.starts_with("-ERR AUTH <password> called without any password configured"),
+        "{reply}"
+    );
+    assert!(ask(&mut socket, "HELLO\r\n").starts_with("*14"));
+}
+
+/// `kv ARGS` fails at start with one line naming each of `mentions`.
+fn refused(args: &[&str], mentions: &[&str]) {
+    let (code, stdout, stderr) = run_with_input(args, b"");
+    assert_ne!(code, Some(0), "{args:?} started: {stdout}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    for needle in mentions {
+        assert!(
+            stderr.contains(needle),
+            "{stderr} should mention {needle:?}"
+        );
+    }
+    assert!(
+        !stderr.contains(SECRET) && !stdout.contains(SECRET),
+        "the secret leaked"
+    );
+}
+
+#[test]
+fn unsafe_secret_files_and_exposed_ports_are_refused_at_start() {
+    let dir = TempDir::new().expect("tempdir");
+    let db = dir.path().join("p.db").display().to_string();
+    let base = ["primary", "--db", &db, "--listen", "127.0.0.1:0"];
+    fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [base, extra].concat()
+    }
+
+    let open = secret_file(dir.path(), &format!("{SECRET}\n"), 0o644);
+    let open = open.display().to_string();
+    refused(
+        &with(&base, &["--auth-file", &open]),
+        &["--auth-file", "chmod 600"],
+    );
+    let short = secret_file(dir.path(), "short\n", 0o600)
+        .display()
+        .to_string();
+    refused(
+        &with(&base, &["--auth-file", &short]),
+        &["shorter than 16", "openssl rand"],
+    );
+    let missing = dir.path().join("missing").display().to_string();
+    refused(
+        &with(&base, &["--auth-file", &missing]),
+        &["--auth-file", "cannot read it"],
+    );
+
+    // Other machines could reach these: refused before anything is bound.
+    refused(
+        &with(&base, &["--resp", "0.0.0.0:0"]),
+        &["refusing --resp 0.0.0.0:0", "--auth-file"],
+    );
+    let exposed = ["primary", "--db", &db, "--listen", "0.0.0.0:0"];
+    refused(&exposed, &["refusing --listen 0.0.0.0:0", "--insecure"]);
+    assert!(
+        !Path::new(&db).exists(),
+        "a refused start created the database"
+    );
+}
