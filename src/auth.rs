@@ -1,9 +1,13 @@
 //! The shared secret of a deployment (`--auth-file`): read from a file only its owner may
 //! read, never from the command line, never logged, and compared in constant time.
-//! Clients prove it with `AUTH` on the client port; a node without one accepts only
-//! loopback connections unless the operator says `--insecure`.
+//! Clients prove it with `AUTH` on the client port; the two ends of a replication link
+//! prove it to each other without sending it ([`Secret::prove`]: HMAC-SHA256 over a fresh
+//! nonce from each side); a node without one accepts only loopback connections unless the
+//! operator says `--insecure`.
 
 use crate::error::{Error, Result};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -12,6 +16,33 @@ use std::path::Path;
 /// guess against offline, so the secret must be long (the README recommends a generated
 /// one, `openssl rand -hex 32`).
 pub const MIN_SECRET_LEN: usize = 16;
+
+/// Bytes of each side's nonce in a link handshake.
+pub const NONCE_LEN: usize = 32;
+
+/// A fresh random nonce for one link handshake.
+pub fn nonce() -> Vec<u8> {
+    rand::random::<[u8; NONCE_LEN]>().to_vec()
+}
+
+/// The end of a replication link that proves it knows the secret. Each side's proof is
+/// labelled with its side, so neither can be replayed as the other's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The node serving the stream.
+    Upstream,
+    /// The node that dialled it.
+    Replica,
+}
+
+impl Side {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Side::Upstream => b"kv link upstream v1",
+            Side::Replica => b"kv link replica v1",
+        }
+    }
+}
 
 /// A deployment's shared secret. Its `Debug` shows nothing of it.
 #[derive(Clone, PartialEq, Eq)]
@@ -60,6 +91,37 @@ impl Secret {
         Ok(Secret(line.to_vec()))
     }
 
+    /// `side`'s proof, over both nonces of a handshake, that it knows the secret.
+    pub fn prove(&self, side: Side, replica_nonce: &[u8], upstream_nonce: &[u8]) -> Vec<u8> {
+        match self.mac(side, replica_nonce, upstream_nonce) {
+            Some(mac) => mac.finalize().into_bytes().to_vec(),
+            // HMAC takes a key of any length; an empty proof never verifies.
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether `proof` is `side`'s proof over these nonces (compared in constant time).
+    pub fn verify(
+        &self,
+        side: Side,
+        replica_nonce: &[u8],
+        upstream_nonce: &[u8],
+        proof: &[u8],
+    ) -> bool {
+        self.mac(side, replica_nonce, upstream_nonce)
+            .is_some_and(|mac| mac.verify_slice(proof).is_ok())
+    }
+
+    fn mac(&self, side: Side, replica_nonce: &[u8], upstream_nonce: &[u8]) -> Option<Hmac<Sha256>> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).ok()?;
+        mac.update(side.label());
+        for nonce in [replica_nonce, upstream_nonce] {
+            mac.update(&(nonce.len() as u64).to_be_bytes());
+            mac.update(nonce);
+        }
+        Some(mac)
+    }
+
     /// Whether `candidate` is the secret, in time that does not depend on where they
     /// differ.
     pub fn matches(&self, candidate: &[u8]) -> bool {
@@ -96,6 +158,34 @@ mod tests {
         assert_eq!(format!("{secret:?}"), "Secret(..)");
         let crlf = Secret::load(&file(dir.path(), b"0123456789abcdef\r\n", 0o400)).expect("load");
         assert!(crlf.matches(b"0123456789abcdef"));
+    }
+
+    #[test]
+    fn a_proof_verifies_only_for_its_side_nonces_and_secret() {
+        let secret = Secret(b"0123456789abcdef".to_vec());
+        let other = Secret(b"0123456789abcdeX".to_vec());
+        let (r, u) = (nonce(), nonce());
+        assert_ne!(r, u, "fresh nonces");
+        let proof = secret.prove(Side::Upstream, &r, &u);
+        assert_eq!(proof.len(), 32);
+        assert!(secret.verify(Side::Upstream, &r, &u, &proof));
+        assert!(
+            !secret.verify(Side::Replica, &r, &u, &proof),
+            "not the other side's"
+        );
+        assert!(
+            !secret.verify(Side::Upstream, &u, &r, &proof),
+            "nonces in order"
+        );
+        assert!(
+            !secret.verify(Side::Upstream, &r, &nonce(), &proof),
+            "a fresh nonce"
+        );
+        assert!(
+            !other.verify(Side::Upstream, &r, &u, &proof),
+            "another secret"
+        );
+        assert!(!secret.verify(Side::Upstream, &r, &u, &[]));
     }
 
     #[test]

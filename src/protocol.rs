@@ -5,6 +5,9 @@
 //!
 //! | message | direction | meaning |
 //! |---|---|---|
+//! | `AuthChallenge { nonce }` | replica → upstream | with a shared secret, the first frame: a fresh random nonce |
+//! | `AuthResponse { nonce, proof }` | upstream → replica | the upstream's own nonce, and its proof: HMAC-SHA256(secret, "upstream", both nonces) |
+//! | `AuthProof { proof }` | replica → upstream | once the upstream's proof checked out: the replica's, HMAC-SHA256(secret, "replica", both nonces); nothing but `Error` comes before it does |
 //! | `Join { node_id, replica_addr, history_id, last_seq, protocol_version, fork, checksum, oldest_log, epoch }` | replica → upstream | first frame on a connection the replica opened: its lineage, seq, log checksum at that seq, oldest logged seq, fencing epoch (an upstream of a lower epoch refuses it) |
 //! | `Probe { seq }` | upstream → replica | handshake: what is your log checksum at `seq`? (bisecting for the last seq both logs agree on) |
 //! | `ProbeReply { seq, checksum }` | replica → upstream | the answer (`None`: not in its log) |
@@ -24,6 +27,13 @@
 //! the replica acks after each durable batch and, when idle, every second.
 //!
 //! ```text
+//! with --auth-file (both sides), before anything else:
+//!    | -- AuthChallenge{nonce R} -------------> |
+//!    | <------ AuthResponse{nonce U, proof U} - |  proof U = HMAC(secret, upstream, R, U)
+//!    |   check proof U, else refuse it          |
+//!    | -- AuthProof{proof R} -----------------> |  proof R = HMAC(secret, replica, R, U)
+//!    |                                          |  check proof R, else Error and close
+//!
 //! replica                                   upstream (primary, or a replica)
 //!    | -- Join{history, last_seq} ------------> |  decide: partial or full (replication::plan_sync)
 //!    | <------------- SnapshotBegin{seq S, n} - |  one read transaction at S
@@ -95,6 +105,23 @@ const _: () = assert!(
 /// One replication message; see the module documentation for the table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
+    /// With a shared secret, a replica's first frame: its fresh nonce.
+    AuthChallenge {
+        /// [`crate::auth::NONCE_LEN`] random bytes.
+        nonce: Vec<u8>,
+    },
+    /// The upstream's answer to `AuthChallenge`: its own nonce and its proof.
+    AuthResponse {
+        /// [`crate::auth::NONCE_LEN`] random bytes.
+        nonce: Vec<u8>,
+        /// HMAC-SHA256 of the secret over the upstream's label and both nonces.
+        proof: Vec<u8>,
+    },
+    /// The replica's proof, sent once the upstream's checked out.
+    AuthProof {
+        /// HMAC-SHA256 of the secret over the replica's label and both nonces.
+        proof: Vec<u8>,
+    },
     /// First frame from a replica: who it is and where its history stands.
     Join {
         /// The replica's node id (`meta.node_id`, kept across restarts).
@@ -279,6 +306,9 @@ impl Message {
             Message::ProbeReply { .. } => "ProbeReply",
             Message::Ping { .. } => "Ping",
             Message::Error { .. } => "Error",
+            Message::AuthChallenge { .. } => "AuthChallenge",
+            Message::AuthResponse { .. } => "AuthResponse",
+            Message::AuthProof { .. } => "AuthProof",
         }
     }
 }

@@ -91,11 +91,12 @@ pub fn open_store(
 
 /// [`exposed`] for the addresses of the command line that are IP literals.
 fn check_exposure(config: &Config) -> Result<()> {
+    let protected = config.auth.is_some();
     if let Ok(addr) = config.listen.parse::<SocketAddr>() {
-        exposed("--listen", addr, false, config.insecure)?;
+        exposed("--listen", addr, protected, config.insecure)?;
     }
     if let Some(Ok(addr)) = config.resp.as_deref().map(str::parse::<SocketAddr>) {
-        exposed("--resp", addr, config.auth.is_some(), config.insecure)?;
+        exposed("--resp", addr, protected, config.insecure)?;
     }
     Ok(())
 }
@@ -107,17 +108,20 @@ fn exposed(option: &str, addr: SocketAddr, protected: bool, insecure: bool) -> R
         return Ok(());
     }
     let what = match option {
-        "--resp" => "any client that reaches it could read and write every key: add --auth-file",
-        _ => "replicas are not authenticated on it yet, so anyone who reaches it could read \
-              every key or feed a replica",
+        "--resp" => "any client that reaches it could read and write every key",
+        _ => {
+            "anyone who reaches it could copy every key as a replica, or feed this node as \
+              its upstream"
+        }
     };
     if insecure {
         warn!("{option} {addr} is reachable from other machines and {what}; running anyway (--insecure)");
         return Ok(());
     }
     Err(Error::Invalid(format!(
-        "refusing {option} {addr}: it is reachable from other machines and {what} (keep it on \
-         127.0.0.1, or say --insecure if this network is trusted)"
+        "refusing {option} {addr}: it is reachable from other machines and {what}: add \
+         --auth-file (and TLS), keep it on 127.0.0.1, or say --insecure if this network is \
+         trusted"
     )))
 }
 
@@ -152,8 +156,12 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
              the others to follow, so give the address they reach it at, not a wildcard"
         )));
     }
-    // The replication port has no authentication yet: off loopback only with --insecure.
-    exposed("--listen", listen_addr, false, config.insecure)?;
+    exposed(
+        "--listen",
+        listen_addr,
+        config.auth.is_some(),
+        config.insecure,
+    )?;
     let clients = match &config.resp {
         Some(addr) => Some(runtime.block_on(bind(addr))?),
         None => None,
@@ -184,6 +192,9 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
         .with_durability(config.durability.clone()),
     );
     let repl = Arc::clone(node.replication());
+    if let Some(secret) = &config.auth {
+        repl.require_secret(Arc::clone(secret));
+    }
     runtime.spawn(sender::serve(Arc::clone(&repl), listener));
     runtime.spawn(retention::run(repl, config.log_retain));
     runtime.spawn(failover::serve_promotions(Arc::clone(&node)));
@@ -261,6 +272,10 @@ mod tests {
         );
         let refused = exposed("--listen", lan, false, false).expect_err("refused");
         assert!(refused.to_string().contains("--insecure"), "{refused}");
+        assert!(
+            exposed("--listen", lan, true, false).is_ok(),
+            "a secret protects it"
+        );
         assert!(
             exposed("--listen", lan, false, true).is_ok(),
             "the operator means it"

@@ -19,7 +19,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("net", &[]),
     (
         "replication",
-        &["error", "locks", "store", "protocol", "connection", "net"],
+        &[
+            "error",
+            "auth",
+            "locks",
+            "store",
+            "protocol",
+            "connection",
+            "net",
+        ],
     ),
     ("node", &["error", "locks", "store", "replication"]),
     (

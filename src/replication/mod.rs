@@ -13,6 +13,7 @@ pub mod downstreams;
 pub mod fence;
 mod handshake;
 pub mod link;
+pub mod link_auth;
 mod machine;
 mod plan;
 pub mod receiver;
@@ -31,11 +32,12 @@ pub use plan::{
 };
 pub use window::InFlight;
 
+use crate::auth::Secret;
 use crate::error::Result;
 use crate::locks::lock;
 use crate::store::{new_node_id, KvStore};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +79,8 @@ pub struct Replication {
     tasks: TaskTracker,
     /// Promotions the upstream asked for (`FAILOVER`), for the node to carry out.
     promotions: watch::Sender<Option<u64>>,
+    /// The shared secret both ends of every link prove (`--auth-file`), set once at start.
+    secret: OnceLock<Arc<Secret>>,
 }
 
 impl Replication {
@@ -97,7 +101,19 @@ impl Replication {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             promotions: watch::Sender::new(None),
+            secret: OnceLock::new(),
         })
+    }
+
+    /// Requires `secret` on every replication link from now on (both ends prove it; see
+    /// [`link_auth`]). Set once, at start, before any link runs.
+    pub fn require_secret(&self, secret: Arc<Secret>) {
+        let _ = self.secret.set(secret);
+    }
+
+    /// The shared secret links prove, if any.
+    pub fn secret(&self) -> Option<&Secret> {
+        self.secret.get().map(Arc::as_ref)
     }
 
     /// The store.

@@ -10,6 +10,7 @@ use super::acks::{send_acks, sync_applied};
 use super::handshake::{
     answer_probes, check_related, closed, join_message, next_message, stop_following,
 };
+use super::link_auth;
 use super::plan::entries;
 use super::{
     Backoff, Crossing, Receiver, Replication, Step, APPLY_BATCH, CONNECT_TIMEOUT, LOG_BATCH_BYTES,
@@ -143,6 +144,7 @@ async fn sync_once(
         Err(_) => return Err(Error::Timeout(format!("connecting to {upstream}"))),
     };
     let (mut reader, mut writer) = connection::split(stream, MAX_FRAME);
+    link_auth::prove_to_upstream(repl.secret(), &mut reader, &mut writer).await?;
     let position = repl.blocking(|store| store.position()).await?;
     writer.send(&join_message(repl, &position)).await?;
     repl.update_link(|link| link.state = LinkState::Syncing);

@@ -8,6 +8,7 @@
 //! is full, so it always knows how far behind it is.
 
 use super::downstreams::{Registration, ReplicaIdentity};
+use super::link_auth;
 use super::plan::{
     decide, deposed, first_look, keep_diverged_after, Bisection, FirstLook, JoinerState,
 };
@@ -99,7 +100,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (identity, joiner) = read_join(reader, peer).await?;
+    let (identity, joiner) = read_join(repl, reader, writer, peer).await?;
     // Taken before reading the state, so a snapshot install after this point ends us.
     let reset = repl.history_reset_token();
     let position = repl.blocking(|store| store.position()).await?;
@@ -151,11 +152,18 @@ where
     }
 }
 
-async fn read_join<R: AsyncRead + Unpin>(
+/// The replica's `Join`, after it proved the shared secret (if this node has one).
+async fn read_join<R, W>(
+    repl: &Replication,
     reader: &mut MessageReader<R>,
+    writer: &mut MessageWriter<W>,
     peer: SocketAddr,
-) -> Result<(ReplicaIdentity, JoinerState)> {
-    match reader.read_before(HANDSHAKE_TIMEOUT, "Join").await? {
+) -> Result<(ReplicaIdentity, JoinerState)>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    match link_auth::check_replica(repl.secret(), reader, writer).await? {
         Some(Message::Join {
             node_id,
             replica_addr,

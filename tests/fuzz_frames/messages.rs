@@ -8,7 +8,7 @@ use kv::protocol::{self, Message, PROTOCOL_VERSION};
 use kv::store::{Fork, MAX_SEQ};
 use rand::RngExt;
 
-pub const VARIANTS: usize = 13;
+pub const VARIANTS: usize = 16;
 pub const VARIANT_NAMES: [&str; VARIANTS] = [
     "Join",
     "Continue",
@@ -23,8 +23,11 @@ pub const VARIANT_NAMES: [&str; VARIANTS] = [
     "Probe",
     "ProbeReply",
     "Promote",
+    "AuthChallenge",
+    "AuthResponse",
+    "AuthProof",
 ];
-pub const FIELD_NAMES: [&str; 18] = [
+pub const FIELD_NAMES: [&str; 20] = [
     "node_id",
     "replica_addr",
     "history_id",
@@ -43,6 +46,8 @@ pub const FIELD_NAMES: [&str; 18] = [
     "oldest_log",
     "keep_diverged_after",
     "prev_history_id",
+    "nonce",
+    "proof",
 ];
 /// Seqs at every msgpack integer width boundary and at the store's limits.
 pub const SEQS: [u64; 16] = [
@@ -94,6 +99,17 @@ pub fn random_string(rng: &mut Rng) -> String {
         _ => rng.random_range(250..262),
     };
     (0..len).map(|_| random_char(rng)).collect()
+}
+
+/// Bytes for a nonce or a proof: usually the right length (32), sometimes not.
+fn random_bytes(rng: &mut Rng) -> Vec<u8> {
+    let len = match rng.random_range(0..10) {
+        0 => 0,
+        1 => rng.random_range(1..32),
+        2 => rng.random_range(33..300),
+        _ => 32,
+    };
+    (0..len).map(|_| rng.random()).collect()
 }
 
 pub fn message_of(variant: usize, rng: &mut Rng) -> Message {
@@ -164,6 +180,16 @@ pub fn message_of(variant: usize, rng: &mut Rng) -> Message {
         },
         11 => Message::Promote {
             seq: random_seq(rng),
+        },
+        13 => Message::AuthChallenge {
+            nonce: random_bytes(rng),
+        },
+        14 => Message::AuthResponse {
+            nonce: random_bytes(rng),
+            proof: random_bytes(rng),
+        },
+        15 => Message::AuthProof {
+            proof: random_bytes(rng),
         },
         _ => Message::ProbeReply {
             seq: random_seq(rng),
