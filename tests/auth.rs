@@ -210,3 +210,58 @@ fn unsafe_secret_files_and_exposed_ports_are_refused_at_start() {
         "a refused start created the database"
     );
 }
+
+#[test]
+fn strangers_are_slowed_cut_off_after_a_deadline_and_a_byte_budget() {
+    let dir = TempDir::new().expect("tempdir");
+    let file = secret_file(dir.path(), &format!("{SECRET}\n"), 0o600);
+    let file = file.display().to_string();
+    let node = KvProcess::primary_with_clients(&dir.path().join("p.db"), &["--auth-file", &file]);
+
+    // Each failure spaces out this address's next attempts: 100 ms, then 200, 400...
+    let mut guesser = connect(&node);
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        assert!(ask(&mut guesser, "AUTH guess\r\n").starts_with("-WRONGPASS"));
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(700),
+        "4 guesses took only {took:?}"
+    );
+    // The right secret still works (after its turn), and clears the address's record.
+    assert_eq!(ask(&mut guesser, &format!("AUTH {SECRET}\r\n")), "+OK\r\n");
+    let mut next = connect(&node);
+    let started = std::time::Instant::now();
+    assert_eq!(ask(&mut next, &format!("AUTH {SECRET}\r\n")), "+OK\r\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a proven address waits no more"
+    );
+
+    // Much data before AUTH: a few NOAUTH replies, then the connection is closed.
+    let mut flood = connect(&node);
+    let junk = "PING\r\n".repeat(20_000);
+    let _ = flood.write_all(junk.as_bytes());
+    let mut replies = Vec::new();
+    let _ = flood.read_to_end(&mut replies);
+    let replies = String::from_utf8_lossy(&replies);
+    assert!(
+        replies.starts_with("-NOAUTH"),
+        "{}",
+        &replies[..replies.len().min(200)]
+    );
+    assert!(
+        replies.contains("-ERR too much data before AUTH"),
+        "the flood was not cut off"
+    );
+
+    // Silence without AUTH: closed after the deadline (10 s), saying why.
+    let mut silent = connect(&node);
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut reply = String::new();
+    let _ = silent.read_to_string(&mut reply);
+    assert!(reply.contains("-ERR authentication timed out"), "{reply:?}");
+}

@@ -36,7 +36,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "resp",
-        &["error", "auth", "net", "node", "replication", "store"],
+        &[
+            "error",
+            "auth",
+            "locks",
+            "net",
+            "node",
+            "replication",
+            "store",
+        ],
     ),
     ("shell", &["error", "net", "node", "replication", "store"]),
     (

@@ -1,12 +1,18 @@
 //! Authentication on the client port, in Redis's words so clients handle it: with a shared
 //! secret (`--auth-file`), a connection must send `AUTH <secret>` (or `AUTH default
 //! <secret>`, or `HELLO 2 AUTH default <secret>`) before any command but those and
-//! `QUIT`. kv speaks RESP2 only: `HELLO 3` gets `-NOPROTO`.
+//! `QUIT`. kv speaks RESP2 only: `HELLO 3` gets `-NOPROTO`. Failed attempts slow their
+//! peer down ([`AuthThrottle`]).
 
 use super::args::{arity, err};
 use super::reply;
 use crate::auth::Secret;
+use crate::locks::lock;
 use bytes::BytesMut;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The reply to a command sent before authenticating.
 pub const NOAUTH: &str = "NOAUTH Authentication required.";
@@ -169,5 +175,184 @@ impl HelloFacts<'_> {
         }
         reply::bulk(out, Some(b"modules"));
         reply::array_header(out, 0);
+    }
+}
+
+/// Failed attempts are forgotten after this long without another.
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+
+/// The spacing between a peer's attempts after its first failure; it doubles with each
+/// failure...
+const FIRST_DELAY: Duration = Duration::from_millis(100);
+
+/// ...up to this.
+const MAX_DELAY: Duration = Duration::from_secs(10);
+
+/// An attempt that would have to wait longer than this is refused at once.
+const MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// Peers remembered at most (beyond it, those not seen for a while are forgotten first).
+const MAX_PEERS: usize = 10_000;
+
+/// The reply to an attempt refused for its peer's failures.
+pub const TOO_MANY: &str = "ERR too many failed AUTH attempts from this address; try again later";
+
+/// Failed `AUTH` attempts per peer address: after a failure, that address's attempts are
+/// spaced out (every connection of it queues for its turn), the spacing doubling with
+/// each failure, so a brute-force client is slowed, and only it (the waits are on its own
+/// connections; the node serves everyone else meanwhile).
+#[derive(Default)]
+pub struct AuthThrottle {
+    peers: Mutex<HashMap<IpAddr, Strikes>>,
+}
+
+/// One address's recent failures and the time of its next turn.
+#[derive(Clone, Copy)]
+struct Strikes {
+    failures: u32,
+    last: Instant,
+    next_turn: Instant,
+}
+
+impl AuthThrottle {
+    /// Takes `peer`'s next turn: how long its attempt must wait, or `None` when that
+    /// would be longer than [`MAX_WAIT`] (the attempt is then refused).
+    pub fn reserve(&self, peer: IpAddr) -> Option<Duration> {
+        let mut peers = lock(&self.peers);
+        let Some(strikes) = peers.get_mut(&peer) else {
+            return Some(Duration::ZERO);
+        };
+        let now = Instant::now();
+        if now.duration_since(strikes.last) >= FORGET_AFTER {
+            peers.remove(&peer);
+            return Some(Duration::ZERO);
+        }
+        let turn = strikes.next_turn.max(now);
+        let wait = turn.duration_since(now);
+        if wait > MAX_WAIT {
+            return None;
+        }
+        let doublings = strikes.failures.saturating_sub(1).min(16);
+        strikes.next_turn = turn + FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY);
+        Some(wait)
+    }
+
+    /// Records a failed attempt from `peer`.
+    pub fn failed(&self, peer: IpAddr) {
+        let mut peers = lock(&self.peers);
+        if peers.len() >= MAX_PEERS {
+            peers.retain(|_, strikes| strikes.last.elapsed() < FORGET_AFTER);
+        }
+        if peers.len() >= MAX_PEERS {
+            // Still full: the fewest failures go first.
+            if let Some(least) = peers
+                .iter()
+                .min_by_key(|(_, s)| s.failures)
+                .map(|(ip, _)| *ip)
+            {
+                peers.remove(&least);
+            }
+        }
+        let now = Instant::now();
+        let strikes = peers.entry(peer).or_insert(Strikes {
+            failures: 0,
+            last: now,
+            next_turn: now,
+        });
+        strikes.failures = strikes.failures.saturating_add(1);
+        strikes.last = now;
+        let doublings = strikes.failures.saturating_sub(1).min(16);
+        let spacing = FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY);
+        strikes.next_turn = strikes.next_turn.max(now + spacing);
+    }
+
+    /// Forgets `peer`'s failures (it proved the secret).
+    pub fn succeeded(&self, peer: IpAddr) {
+        lock(&self.peers).remove(&peer);
+    }
+}
+
+/// How long a connection may take to authenticate...
+pub const AUTH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// ...and how many bytes it may send before it has.
+pub const UNAUTHENTICATED_BYTES: usize = 64 * 1024;
+
+/// A connection's allowance until it authenticates: a deadline and a byte budget, so
+/// that strangers cannot hold connections or make the node read much for nothing.
+pub struct AuthGate {
+    deadline: tokio::time::Instant,
+    bytes_left: usize,
+}
+
+impl Default for AuthGate {
+    fn default() -> Self {
+        AuthGate {
+            deadline: tokio::time::Instant::now() + AUTH_DEADLINE,
+            bytes_left: UNAUTHENTICATED_BYTES,
+        }
+    }
+}
+
+impl AuthGate {
+    /// Counts `n` bytes read; an error once an unauthenticated connection has sent more
+    /// than its budget.
+    pub fn spend(&mut self, authenticated: bool, n: usize) -> Result<(), &'static str> {
+        if authenticated {
+            return Ok(());
+        }
+        self.bytes_left = self
+            .bytes_left
+            .checked_sub(n)
+            .ok_or("too much data before AUTH: authenticate first (the node requires a secret)")?;
+        Ok(())
+    }
+
+    /// `read`, within the deadline if the connection has not authenticated yet.
+    pub async fn bounded<T>(
+        &self,
+        authenticated: bool,
+        read: impl std::future::Future<Output = T>,
+    ) -> Result<T, &'static str> {
+        if authenticated {
+            return Ok(read.await);
+        }
+        tokio::time::timeout_at(self.deadline, read)
+            .await
+            .map_err(|_| "authentication timed out: send AUTH first")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waits(throttle: &AuthThrottle, peer: IpAddr) -> Duration {
+        throttle.reserve(peer).expect("a turn")
+    }
+
+    #[test]
+    fn failures_space_out_a_peers_attempts_and_success_clears_them() {
+        let throttle = AuthThrottle::default();
+        let peer: IpAddr = "127.0.0.1".parse().expect("ip");
+        let other: IpAddr = "127.0.0.2".parse().expect("ip");
+        assert_eq!(waits(&throttle, peer), Duration::ZERO);
+        throttle.failed(peer);
+        let first = waits(&throttle, peer);
+        assert!(first > FIRST_DELAY / 2 && first <= FIRST_DELAY, "{first:?}");
+        // Parallel attempts queue: the next one waits a further turn.
+        let second = waits(&throttle, peer);
+        assert!(second > first, "{second:?} after {first:?}");
+        assert_eq!(
+            waits(&throttle, other),
+            Duration::ZERO,
+            "only that peer waits"
+        );
+        (0..10).for_each(|_| throttle.failed(peer));
+        // Turns of up to 10 s each: soon no turn within the longest wait.
+        let refused = (0..5).any(|_| throttle.reserve(peer).is_none());
+        assert!(refused, "a queue longer than {MAX_WAIT:?} is refused");
+        throttle.succeeded(peer);
+        assert_eq!(waits(&throttle, peer), Duration::ZERO);
     }
 }

@@ -60,6 +60,8 @@ pub enum ProtocolError {
     Unterminated,
     /// Reading the socket failed.
     Io(std::io::ErrorKind),
+    /// The connection did not authenticate in time, or sent too much before it did.
+    Unauthenticated(&'static str),
 }
 
 impl fmt::Display for ProtocolError {
@@ -70,6 +72,7 @@ impl fmt::Display for ProtocolError {
             }
             ProtocolError::Unterminated => write!(f, "Protocol error: unterminated request"),
             ProtocolError::Io(kind) => write!(f, "connection error: {kind}"),
+            ProtocolError::Unauthenticated(why) => f.write_str(why),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `INFO replication` (role, connected replicas and their offsets, link status) work
 //! against kv. Offsets are kv's seqs.
 
+use super::auth::AuthThrottle;
 use crate::auth::Secret;
 use crate::error::Result;
 use crate::node::Node;
@@ -23,6 +24,8 @@ pub struct ServerFacts {
     pub port: u16,
     /// The secret clients must prove with `AUTH` (`--auth-file`), if any.
     pub secret: Option<Arc<Secret>>,
+    /// Failed `AUTH` attempts per peer, on this port.
+    pub throttle: AuthThrottle,
 }
 
 /// Renders `INFO [section]`; `None` or `all`/`everything`/`default` give every section.

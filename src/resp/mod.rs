@@ -24,11 +24,13 @@ use crate::auth::Secret;
 use crate::net::{accept_loop, Listener, REFUSE_TIMEOUT};
 use crate::node::budget::{Charge, MemoryBudget};
 use crate::node::Node;
+use auth::{AuthGate, AuthThrottle};
 use bytes::{BufMut, BytesMut};
 use codec::{Decoded, ProtocolError, RequestDecoder};
 use info::ServerFacts;
 use output::Output;
 use session::{Flow, Session};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +58,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, secret: Option<Arc<Se
         started: Instant::now(),
         port,
         secret,
+        throttle: AuthThrottle::default(),
     });
     let ids = AtomicU64::new(1);
     let shutdown = node.shutdown_token().clone();
@@ -66,10 +69,10 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, secret: Option<Arc<Se
         what: "client",
     };
     let stopping = shutdown.clone();
-    let serve = move |stream: TcpStream, peer| {
+    let serve = move |stream: TcpStream, peer: SocketAddr| {
         let _ = stream.set_nodelay(true);
         let id = ids.fetch_add(1, Ordering::Relaxed);
-        let session = Session::new(Arc::clone(&node), Arc::clone(&facts), id);
+        let session = Session::new(Arc::clone(&node), Arc::clone(&facts), id).with_peer(peer.ip());
         let budget = node.budget().clone();
         let stopping = stopping.clone();
         async move {
@@ -104,6 +107,7 @@ async fn serve_client(
     let mut decoder = RequestDecoder::default();
     // The budget held for bytes read and not yet handed to a request.
     let mut held = Charge::default();
+    let mut gate = AuthGate::default();
     loop {
         // Execute every request already received before sending the replies at once.
         loop {
@@ -145,7 +149,12 @@ async fn serve_client(
                     true => Charge::default(),
                     false => budget.reserve(READ_CHUNK, mid_request).await,
                 };
-                let read_bytes = read_some(&mut read, &mut buffer, mid_request).await;
+                // Until the connection authenticates, within its deadline.
+                let reading = read_some(&mut read, &mut buffer, mid_request);
+                let read_bytes = match gate.bounded(session.authenticated(), reading).await {
+                    Ok(read_bytes) => read_bytes,
+                    Err(why) => Err(ProtocolError::Unauthenticated(why)),
+                };
                 grant.keep(*read_bytes.as_ref().unwrap_or(&0));
                 held.merge(grant);
                 match read_bytes {
@@ -155,6 +164,10 @@ async fn serve_client(
             }
             Err(e) => return fail(&mut session, &mut out, &mut read, e).await,
         };
+        if let Err(why) = gate.spend(session.authenticated(), got) {
+            let e = ProtocolError::Unauthenticated(why);
+            return fail(&mut session, &mut out, &mut read, e).await;
+        }
         if got == 0 {
             if let Err(e) = decoder.at_end(&buffer) {
                 return fail(&mut session, &mut out, &mut read, e).await;

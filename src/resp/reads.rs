@@ -104,6 +104,7 @@ mod tests {
             started: Instant::now(),
             port: 0,
             secret: None,
+            throttle: Default::default(),
         });
         let mut session = Session::new(Arc::clone(&node), facts, 1);
         let mut out = Output::new(Box::new(tokio::io::sink()));

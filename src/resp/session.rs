@@ -17,6 +17,7 @@ use super::reply;
 use super::writes;
 use crate::node::budget::Charge;
 use crate::node::Node;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// What the connection does after a command.
@@ -37,6 +38,8 @@ pub struct Session {
     pipeline: Pipeline,
     reads: ReadBatch,
     auth: ClientAuth,
+    /// The client's address, whose failed `AUTH`s slow its next ones.
+    peer: Option<IpAddr>,
 }
 
 impl Session {
@@ -45,6 +48,7 @@ impl Session {
         let auth = ClientAuth::new(facts.secret.as_deref());
         Session {
             auth,
+            peer: None,
             node,
             facts,
             client: ClientInfo { id, name: None },
@@ -52,6 +56,17 @@ impl Session {
             pipeline: Pipeline::default(),
             reads: ReadBatch::default(),
         }
+    }
+
+    /// The session of a client at `peer`.
+    pub fn with_peer(mut self, peer: IpAddr) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// Whether the connection may send any command (it authenticated, or needs not).
+    pub fn authenticated(&self) -> bool {
+        self.auth.authenticated()
     }
 
     /// Executes one request, appending its reply to `out` (a write's reply is appended
@@ -155,10 +170,13 @@ impl Session {
             ("WAIT", 2) => admin::wait(node, self.pipeline.last_write(), args, out).await,
             ("SELECT", 1) => select(&args[0], out),
             ("AUTH", _) => {
-                let secret = self.facts.secret.as_deref();
-                self.auth.auth(secret, args, out.buffer())
+                self.throttled(|session| {
+                    let secret = session.facts.secret.as_deref();
+                    session.auth.auth(secret, args, out.buffer())
+                })
+                .await
             }
-            ("HELLO", _) => self.hello(args, out),
+            ("HELLO", _) => self.throttled(|session| session.hello(args, out)).await,
             ("REPLICAOF" | "SLAVEOF", 2) => admin::replicaof(node, args, out).await,
             ("FAILOVER", _) => admin::failover(node, args, out).await,
             ("CLIENT", n) if n >= 1 => self.client.client(args, out),
@@ -182,6 +200,30 @@ impl Session {
 }
 
 impl Session {
+    /// Runs an authentication attempt after the wait its peer's failures earned, and
+    /// records how it went.
+    async fn throttled(&mut self, attempt: impl FnOnce(&mut Self) -> Reply) -> Reply {
+        let throttle = (self.facts.secret.is_some(), self.peer);
+        if let (true, Some(peer)) = throttle {
+            match self.facts.throttle.reserve(peer) {
+                Some(wait) if wait.is_zero() => {}
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return Err(auth::TOO_MANY.into()),
+            }
+        }
+        let reply = attempt(self);
+        if let (true, Some(peer)) = throttle {
+            match &reply {
+                Err(message) if message.starts_with("WRONGPASS") => {
+                    self.facts.throttle.failed(peer)
+                }
+                Ok(()) if self.auth.authenticated() => self.facts.throttle.succeeded(peer),
+                _ => {}
+            }
+        }
+        reply
+    }
+
     /// `HELLO`: authenticates if asked, names the connection if asked, and tells kv's
     /// facts (RESP2 only).
     fn hello(&mut self, args: &[Vec<u8>], out: &mut Output) -> Reply {
