@@ -126,6 +126,25 @@ fn a_node_without_a_secret_refuses_a_replica_that_has_one() {
     assert!(kv_rows(&db).is_empty(), "the replica received data");
 }
 
+/// A fake replica's attempt on `addr`: a challenge, then the proof `forge` makes of the
+/// upstream's, then a `Join`; returns the refusals it received (failing on any data).
+fn attempt(addr: &str, forge: fn(Vec<u8>) -> Vec<u8>) -> Vec<String> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    write_message(&mut stream, &Message::AuthChallenge { nonce: vec![7; 32] });
+    let Some(Message::AuthResponse { nonce, proof }) = read_message(&mut stream, PATIENCE) else {
+        panic!("no AuthResponse");
+    };
+    assert_eq!((nonce.len(), proof.len()), (32, 32));
+    write_message(
+        &mut stream,
+        &Message::AuthProof {
+            proof: forge(proof),
+        },
+    );
+    write_message(&mut stream, &join());
+    nothing_but_refusals(&mut stream, true)
+}
+
 #[test]
 fn a_fake_replica_without_a_valid_proof_gets_nothing() {
     let dir = TempDir::new().expect("tempdir");
@@ -145,34 +164,18 @@ fn a_fake_replica_without_a_valid_proof_gets_nothing() {
     );
 
     // A challenge, then a wrong proof and a Join: the answer to the challenge, then
-    // only the refusal.
-    let mut wrong = TcpStream::connect(&addr).expect("connect");
-    write_message(&mut wrong, &Message::AuthChallenge { nonce: vec![7; 32] });
-    let Some(Message::AuthResponse { nonce, proof }) = read_message(&mut wrong, PATIENCE) else {
-        panic!("no AuthResponse");
-    };
-    assert_eq!((nonce.len(), proof.len()), (32, 32));
-    write_message(&mut wrong, &Message::AuthProof { proof: vec![0; 32] });
-    write_message(&mut wrong, &join());
-    let reasons = nothing_but_refusals(&mut wrong, true);
-    assert!(
-        reasons.iter().any(|r| r.contains("proof is wrong")),
-        "{reasons:?}"
-    );
-
-    // Replaying the upstream's own proof as the replica's: refused too.
-    let mut replay = TcpStream::connect(&addr).expect("connect");
-    write_message(&mut replay, &Message::AuthChallenge { nonce: vec![9; 32] });
-    let Some(Message::AuthResponse { proof, .. }) = read_message(&mut replay, PATIENCE) else {
-        panic!("no AuthResponse");
-    };
-    write_message(&mut replay, &Message::AuthProof { proof });
-    write_message(&mut replay, &join());
-    let reasons = nothing_but_refusals(&mut replay, true);
-    assert!(
-        reasons.iter().any(|r| r.contains("proof is wrong")),
-        "{reasons:?}"
-    );
+    // only the refusal; the same when the upstream's own proof is replayed as the
+    // replica's.
+    for (what, forge) in [
+        ("a wrong proof", (|_| vec![0; 32]) as fn(Vec<u8>) -> Vec<u8>),
+        ("the upstream's proof replayed", |theirs| theirs),
+    ] {
+        let reasons = attempt(&addr, forge);
+        assert!(
+            reasons.iter().any(|r| r.contains("proof is wrong")),
+            "{what}: {reasons:?}"
+        );
+    }
 
     // A challenge, then a Join without any proof.
     let mut skip = TcpStream::connect(&addr).expect("connect");
