@@ -49,10 +49,11 @@ pub struct NodeArgs {
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// Address for the replication port. Loopback by default; port 0 picks a free port.
+    /// Another machine's reach needs --auth-file (or --insecure).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
     /// Serve Redis clients (RESP2: redis-cli, client libraries) on this address. Off unless
-    /// given; loopback is advised (there is no authentication).
+    /// given; off loopback it needs --auth-file (or --insecure).
     #[arg(long, value_name = "ADDR")]
     pub resp: Option<String>,
     /// Run without the interactive shell (service mode): log to stderr, stop on SIGINT/SIGTERM.
@@ -91,9 +92,8 @@ pub struct NodeArgs {
     /// it. Generate one with `openssl rand -hex 32`; never put it on the command line.
     #[arg(long, value_name = "PATH")]
     pub auth_file: Option<PathBuf>,
-    /// Listen on addresses other machines can reach without the protection they need
-    /// (an --auth-file for the client port; the replication port has no authentication
-    /// yet). Without it such a start is refused.
+    /// Listen on addresses other machines can reach without --auth-file (a warning
+    /// instead of a refusal). The links and clients are then unauthenticated.
     #[arg(long)]
     pub insecure: bool,
     /// Threads serving clients and replicas [default: one per core]. On a machine whose

@@ -6,8 +6,9 @@
 //! | message | direction | meaning |
 //! |---|---|---|
 //! | `AuthChallenge { nonce }` | replica → upstream | with a shared secret, the first frame: a fresh random nonce |
-//! | `AuthResponse { nonce, proof }` | upstream → replica | the upstream's own nonce, and its proof: HMAC-SHA256(secret, "upstream", both nonces) |
-//! | `AuthProof { proof }` | replica → upstream | once the upstream's proof checked out: the replica's, HMAC-SHA256(secret, "replica", both nonces); nothing but `Error` comes before it does |
+//! | `AuthResponse { nonce }` | upstream → replica | the upstream's own fresh nonce |
+//! | `AuthProof { proof }` | replica → upstream | the replica's proof: HMAC-SHA256(secret, "replica", both nonces) |
+//! | `AuthConfirm { proof }` | upstream → replica | once the replica's proof checked out (nothing but `Error` otherwise): the upstream's, HMAC-SHA256(secret, "upstream", both nonces) |
 //! | `Join { node_id, replica_addr, history_id, last_seq, protocol_version, fork, checksum, oldest_log, epoch }` | replica → upstream | first frame on a connection the replica opened: its lineage, seq, log checksum at that seq, oldest logged seq, fencing epoch (an upstream of a lower epoch refuses it) |
 //! | `Probe { seq }` | upstream → replica | handshake: what is your log checksum at `seq`? (bisecting for the last seq both logs agree on) |
 //! | `ProbeReply { seq, checksum }` | replica → upstream | the answer (`None`: not in its log) |
@@ -29,10 +30,12 @@
 //! ```text
 //! with --auth-file (both sides), before anything else:
 //!    | -- AuthChallenge{nonce R} -------------> |
-//!    | <------ AuthResponse{nonce U, proof U} - |  proof U = HMAC(secret, upstream, R, U)
-//!    |   check proof U, else refuse it          |
+//!    | <------------- AuthResponse{nonce U} --- |
 //!    | -- AuthProof{proof R} -----------------> |  proof R = HMAC(secret, replica, R, U)
 //!    |                                          |  check proof R, else Error and close
+//!    | <------------- AuthConfirm{proof U} ---- |  proof U = HMAC(secret, upstream, R, U)
+//!    |   check proof U, else refuse it          |
+//!    | -- Join{...} --------------------------> |
 //!
 //! replica                                   upstream (primary, or a replica)
 //!    | -- Join{history, last_seq} ------------> |  decide: partial or full (replication::plan_sync)
@@ -110,16 +113,20 @@ pub enum Message {
         /// [`crate::auth::NONCE_LEN`] random bytes.
         nonce: Vec<u8>,
     },
-    /// The upstream's answer to `AuthChallenge`: its own nonce and its proof.
+    /// The upstream's answer to `AuthChallenge`: its own nonce (no proof yet: a listener
+    /// proves nothing to a peer that has not proved itself).
     AuthResponse {
         /// [`crate::auth::NONCE_LEN`] random bytes.
         nonce: Vec<u8>,
-        /// HMAC-SHA256 of the secret over the upstream's label and both nonces.
-        proof: Vec<u8>,
     },
-    /// The replica's proof, sent once the upstream's checked out.
+    /// The replica's proof.
     AuthProof {
         /// HMAC-SHA256 of the secret over the replica's label and both nonces.
+        proof: Vec<u8>,
+    },
+    /// The upstream's proof, sent once the replica's checked out.
+    AuthConfirm {
+        /// HMAC-SHA256 of the secret over the upstream's label and both nonces.
         proof: Vec<u8>,
     },
     /// First frame from a replica: who it is and where its history stands.
@@ -309,6 +316,7 @@ impl Message {
             Message::AuthChallenge { .. } => "AuthChallenge",
             Message::AuthResponse { .. } => "AuthResponse",
             Message::AuthProof { .. } => "AuthProof",
+            Message::AuthConfirm { .. } => "AuthConfirm",
         }
     }
 }

@@ -83,6 +83,19 @@ fn with_a_secret_every_command_waits_for_auth() {
         "-NOAUTH Authentication required.\r\n"
     );
 
+    assert_eq!(
+        ask(&mut socket, "HELLO 4\r\n"),
+        "-NOPROTO unsupported protocol version\r\n"
+    );
+    // A failed AUTH pipelined with reads: each read is refused.
+    socket
+        .write_all(b"AUTH nope\r\nGET k\r\nKEYS *\r\nSCAN 0\r\n")
+        .expect("send");
+    assert_eq!(ask(&mut socket, ""), wrongpass);
+    for _ in 0..3 {
+        assert_eq!(ask(&mut socket, ""), "-NOAUTH Authentication required.\r\n");
+    }
+
     assert_eq!(ask(&mut socket, &format!("AUTH {SECRET}\r\n")), "+OK\r\n");
     assert_eq!(ask(&mut socket, "SET k v\r\n"), "+OK\r\n");
     assert_eq!(ask(&mut socket, "GET k\r\n"), "$1\r\nv\r\n");
@@ -151,6 +164,15 @@ fn without_a_secret_auth_says_there_is_none() {
         "{reply}"
     );
     assert!(ask(&mut socket, "HELLO\r\n").starts_with("*14"));
+    // A HELLO reply is an array: read it whole before the next request.
+    let mut rest = vec![0u8; 512];
+    let _ = socket.read(&mut rest).expect("the rest of HELLO");
+    let spaced = "*4\r\n$5\r\nHELLO\r\n$1\r\n2\r\n$7\r\nSETNAME\r\n$3\r\na b\r\n";
+    let reply = ask(&mut socket, spaced);
+    assert!(
+        reply.starts_with("-ERR Client names cannot contain spaces"),
+        "{reply}"
+    );
 }
 
 /// `kv ARGS` fails at start with one line naming each of `mentions`.

@@ -10,6 +10,7 @@ mod common;
 
 use common::frames::{read_message, write_message};
 use common::{kv_rows, wait_until, KvProcess};
+use kv::auth::{Secret, Side};
 use kv::protocol::{Message, PROTOCOL_VERSION};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -58,6 +59,7 @@ fn nothing_but_refusals(stream: &mut TcpStream, challenged: bool) -> Vec<String>
         match message {
             Message::Error { message } => reasons.push(message),
             Message::AuthResponse { .. } if challenged => {}
+            // The upstream's proof goes only to a peer that proved itself.
             other => panic!("an unauthenticated peer was sent {other:?}"),
         }
     }
@@ -95,8 +97,8 @@ fn a_replica_without_the_secret_or_with_another_gets_nothing() {
         (
             "other.db",
             vec!["--auth-file", other.as_str()],
-            "could not prove the shared secret",
-            "closed the connection before its proof",
+            "its --auth-file holds another secret",
+            "its --auth-file holds another secret",
         ),
     ] {
         let db = dir.path().join(name);
@@ -126,21 +128,27 @@ fn a_node_without_a_secret_refuses_a_replica_that_has_one() {
     assert!(kv_rows(&db).is_empty(), "the replica received data");
 }
 
-/// A fake replica's attempt on `addr`: a challenge, then the proof `forge` makes of the
-/// upstream's, then a `Join`; returns the refusals it received (failing on any data).
-fn attempt(addr: &str, forge: fn(Vec<u8>) -> Vec<u8>) -> Vec<String> {
+/// Makes a forged proof from the replica's and the upstream's nonces.
+type Forge<'a> = dyn FnOnce(&[u8], &[u8]) -> Vec<u8> + 'a;
+
+/// A fake replica's attempt on `addr`: a challenge with nonce R, then the proof `forge`
+/// makes from R and the upstream's nonce U, then a `Join`; returns the refusals it
+/// received (failing on any data, or on the upstream's own proof).
+fn attempt(addr: &str, forge: impl FnOnce(&[u8], &[u8]) -> Vec<u8>) -> Vec<String> {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    write_message(&mut stream, &Message::AuthChallenge { nonce: vec![7; 32] });
-    let Some(Message::AuthResponse { nonce, proof }) = read_message(&mut stream, PATIENCE) else {
-        panic!("no AuthResponse");
-    };
-    assert_eq!((nonce.len(), proof.len()), (32, 32));
+    let mine = vec![7; 32];
     write_message(
         &mut stream,
-        &Message::AuthProof {
-            proof: forge(proof),
+        &Message::AuthChallenge {
+            nonce: mine.clone(),
         },
     );
+    let Some(Message::AuthResponse { nonce }) = read_message(&mut stream, PATIENCE) else {
+        panic!("no AuthResponse");
+    };
+    assert_eq!(nonce.len(), 32);
+    let proof = forge(&mine, &nonce);
+    write_message(&mut stream, &Message::AuthProof { proof });
     write_message(&mut stream, &join());
     nothing_but_refusals(&mut stream, true)
 }
@@ -163,19 +171,41 @@ fn a_fake_replica_without_a_valid_proof_gets_nothing() {
         "{reasons:?}"
     );
 
-    // A challenge, then a wrong proof and a Join: the answer to the challenge, then
-    // only the refusal; the same when the upstream's own proof is replayed as the
-    // replica's.
-    for (what, forge) in [
-        ("a wrong proof", (|_| vec![0; 32]) as fn(Vec<u8>) -> Vec<u8>),
-        ("the upstream's proof replayed", |theirs| theirs),
-    ] {
+    // A challenge, then a forged proof and a Join: the upstream's nonce, then only the
+    // refusal (never the upstream's own proof).
+    let real = Secret::load(Path::new(&secret)).expect("the secret");
+    let other = secret_file(dir.path(), "other", "not-the-secret-at-all-0123456789");
+    let other = Secret::load(Path::new(&other)).expect("another secret");
+    let forgeries: [(&str, Box<Forge<'_>>); 3] = [
+        ("zeros", Box::new(|_, _| vec![0; 32])),
+        (
+            "another secret",
+            Box::new(|r, u| other.prove(Side::Replica, r, u)),
+        ),
+        (
+            "the upstream's label",
+            Box::new(|r, u| real.prove(Side::Upstream, r, u)),
+        ),
+    ];
+    for (what, forge) in forgeries {
         let reasons = attempt(&addr, forge);
         assert!(
             reasons.iter().any(|r| r.contains("proof is wrong")),
             "{what}: {reasons:?}"
         );
     }
+    // The right proof is accepted (the test can make it: it knows the secret).
+    let mut right = TcpStream::connect(&addr).expect("connect");
+    write_message(&mut right, &Message::AuthChallenge { nonce: vec![5; 32] });
+    let Some(Message::AuthResponse { nonce }) = read_message(&mut right, PATIENCE) else {
+        panic!("no AuthResponse");
+    };
+    let proof = real.prove(Side::Replica, &[5; 32], &nonce);
+    write_message(&mut right, &Message::AuthProof { proof });
+    let Some(Message::AuthConfirm { proof }) = read_message(&mut right, PATIENCE) else {
+        panic!("no AuthConfirm for the right proof");
+    };
+    assert!(real.verify(Side::Upstream, &[5; 32], &nonce, &proof));
 
     // A challenge, then a Join without any proof.
     let mut skip = TcpStream::connect(&addr).expect("connect");
@@ -202,12 +232,13 @@ fn a_replica_refuses_a_fake_upstream_that_cannot_prove_the_secret() {
         panic!("the replica did not start with a challenge");
     };
     assert_eq!(nonce.len(), 32);
-    let forged = Message::AuthResponse {
-        nonce: vec![3; 32],
-        proof: vec![0; 32],
+    write_message(&mut stream, &Message::AuthResponse { nonce: vec![3; 32] });
+    let Some(Message::AuthProof { proof }) = read_message(&mut stream, PATIENCE) else {
+        panic!("the replica did not prove itself");
     };
-    write_message(&mut stream, &forged);
-    // The replica sends neither its proof nor its Join: it closes.
+    assert_eq!(proof.len(), 32);
+    write_message(&mut stream, &Message::AuthConfirm { proof: vec![0; 32] });
+    // The replica does not send its Join: it closes.
     let mut after = Vec::new();
     while let Some(message) = read_message(&mut stream, PATIENCE) {
         after.push(message.name());

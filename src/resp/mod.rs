@@ -75,9 +75,13 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, secret: Option<Arc<Se
         let session = Session::new(Arc::clone(&node), Arc::clone(&facts), id).with_peer(peer.ip());
         let budget = node.budget().clone();
         let stopping = stopping.clone();
+        let authenticated = session.authenticated_flag();
         async move {
             tokio::select! {
                 _ = stopping.cancelled() => {}
+                _ = auth::unauthenticated_deadline(authenticated) => {
+                    debug!("client {peer} did not authenticate in time; closed");
+                }
                 result = serve_client(session, budget, stream) => match result {
                     Ok(()) => debug!("client {peer} disconnected"),
                     Err(e) => debug!("client {peer} closed: {e}"),
@@ -128,6 +132,11 @@ async fn serve_client(
                 Decoded::Refused(reason) => session.refuse(&reason, &mut out).await?,
             }
         }
+        // Every request received has run: a stranger that sent too much is cut off.
+        if let Err(why) = gate.check(session.authenticated()) {
+            let e = ProtocolError::Unauthenticated(why);
+            return fail(&mut session, &mut out, &mut read, e).await;
+        }
         // Keep charged only what is still in memory: request framing, blank lines and
         // discarded requests are gone, and the overdraft is for a request in progress.
         held.keep(buffer.len() + decoder.retained());
@@ -164,10 +173,7 @@ async fn serve_client(
             }
             Err(e) => return fail(&mut session, &mut out, &mut read, e).await,
         };
-        if let Err(why) = gate.spend(session.authenticated(), got) {
-            let e = ProtocolError::Unauthenticated(why);
-            return fail(&mut session, &mut out, &mut read, e).await;
-        }
+        gate.count(got);
         if got == 0 {
             if let Err(e) = decoder.at_end(&buffer) {
                 return fail(&mut session, &mut out, &mut read, e).await;

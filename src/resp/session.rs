@@ -69,6 +69,11 @@ impl Session {
         self.auth.authenticated()
     }
 
+    /// The flag that turns true once the connection has authenticated.
+    pub fn authenticated_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.auth.flag()
+    }
+
     /// Executes one request, appending its reply to `out` (a write's reply is appended
     /// when it is durable, and a `GET`'s may be held back to be read with the next ones:
     /// by the next request of another kind, or [`Session::settle`]).
@@ -211,13 +216,17 @@ impl Session {
                 None => return Err(auth::TOO_MANY.into()),
             }
         }
+        let before = self.auth.authenticated();
         let reply = attempt(self);
         if let (true, Some(peer)) = throttle {
             match &reply {
                 Err(message) if message.starts_with("WRONGPASS") => {
                     self.facts.throttle.failed(peer)
                 }
-                Ok(()) if self.auth.authenticated() => self.facts.throttle.succeeded(peer),
+                // Only this attempt's proof clears the address, not a HELLO afterwards.
+                Ok(()) if !before && self.auth.authenticated() => {
+                    self.facts.throttle.succeeded(peer)
+                }
                 _ => {}
             }
         }

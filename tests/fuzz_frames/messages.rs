@@ -8,7 +8,7 @@ use kv::protocol::{self, Message, PROTOCOL_VERSION};
 use kv::store::{Fork, MAX_SEQ};
 use rand::RngExt;
 
-pub const VARIANTS: usize = 16;
+pub const VARIANTS: usize = 17;
 pub const VARIANT_NAMES: [&str; VARIANTS] = [
     "Join",
     "Continue",
@@ -26,6 +26,7 @@ pub const VARIANT_NAMES: [&str; VARIANTS] = [
     "AuthChallenge",
     "AuthResponse",
     "AuthProof",
+    "AuthConfirm",
 ];
 pub const FIELD_NAMES: [&str; 20] = [
     "node_id",
@@ -186,9 +187,11 @@ pub fn message_of(variant: usize, rng: &mut Rng) -> Message {
         },
         14 => Message::AuthResponse {
             nonce: random_bytes(rng),
-            proof: random_bytes(rng),
         },
         15 => Message::AuthProof {
+            proof: random_bytes(rng),
+        },
+        16 => Message::AuthConfirm {
             proof: random_bytes(rng),
         },
         _ => Message::ProbeReply {
