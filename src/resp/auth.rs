@@ -200,6 +200,39 @@ const FIRST_DELAY: Duration = Duration::from_millis(100);
 /// ...up to this.
 const MAX_DELAY: Duration = Duration::from_secs(10);
 
+/// The spacing between an address's attempts before any failed: enough that a burst of
+/// parallel guesses queues (and mostly runs past [`MAX_WAIT`]) before the first
+/// failure is recorded, little for a client opening a pool of connections.
+const MIN_SPACING: Duration = Duration::from_millis(5);
+
+/// The spacing between an address's attempts after `failures` failures.
+fn spacing(failures: u32) -> Duration {
+    match failures {
+        0 => MIN_SPACING,
+        n => FIRST_DELAY
+            .saturating_mul(1 << (n - 1).min(16))
+            .min(MAX_DELAY),
+    }
+}
+
+/// Keeps the map within [`MAX_PEERS`]: addresses not seen for a while go first, then
+/// those with the fewest failures.
+fn make_room(peers: &mut HashMap<IpAddr, Strikes>) {
+    if peers.len() < MAX_PEERS {
+        return;
+    }
+    peers.retain(|_, strikes| strikes.last.elapsed() < FORGET_AFTER);
+    if peers.len() >= MAX_PEERS {
+        if let Some(least) = peers
+            .iter()
+            .min_by_key(|(_, s)| s.failures)
+            .map(|(ip, _)| *ip)
+        {
+            peers.remove(&least);
+        }
+    }
+}
+
 /// An attempt that would have to wait longer than this is refused at once.
 const MAX_WAIT: Duration = Duration::from_secs(10);
 
@@ -231,40 +264,31 @@ impl AuthThrottle {
     /// would be longer than [`MAX_WAIT`] (the attempt is then refused).
     pub fn reserve(&self, peer: IpAddr) -> Option<Duration> {
         let mut peers = lock(&self.peers);
-        let Some(strikes) = peers.get_mut(&peer) else {
-            return Some(Duration::ZERO);
-        };
         let now = Instant::now();
+        let fresh = Strikes {
+            failures: 0,
+            last: now,
+            next_turn: now,
+        };
+        make_room(&mut peers);
+        let strikes = peers.entry(peer).or_insert(fresh);
         if now.duration_since(strikes.last) >= FORGET_AFTER {
-            peers.remove(&peer);
-            return Some(Duration::ZERO);
+            *strikes = fresh;
         }
         let turn = strikes.next_turn.max(now);
         let wait = turn.duration_since(now);
         if wait > MAX_WAIT {
             return None;
         }
-        let doublings = strikes.failures.saturating_sub(1).min(16);
-        strikes.next_turn = turn + FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY);
+        strikes.last = now;
+        strikes.next_turn = turn + spacing(strikes.failures);
         Some(wait)
     }
 
     /// Records a failed attempt from `peer`.
     pub fn failed(&self, peer: IpAddr) {
         let mut peers = lock(&self.peers);
-        if peers.len() >= MAX_PEERS {
-            peers.retain(|_, strikes| strikes.last.elapsed() < FORGET_AFTER);
-        }
-        if peers.len() >= MAX_PEERS {
-            // Still full: the fewest failures go first.
-            if let Some(least) = peers
-                .iter()
-                .min_by_key(|(_, s)| s.failures)
-                .map(|(ip, _)| *ip)
-            {
-                peers.remove(&least);
-            }
-        }
+        make_room(&mut peers);
         let now = Instant::now();
         let strikes = peers.entry(peer).or_insert(Strikes {
             failures: 0,
@@ -273,9 +297,7 @@ impl AuthThrottle {
         });
         strikes.failures = strikes.failures.saturating_add(1);
         strikes.last = now;
-        let doublings = strikes.failures.saturating_sub(1).min(16);
-        let spacing = FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY);
-        strikes.next_turn = strikes.next_turn.max(now + spacing);
+        strikes.next_turn = strikes.next_turn.max(now + spacing(strikes.failures));
     }
 
     /// Forgets `peer`'s failures (it proved the secret).
@@ -363,9 +385,16 @@ mod tests {
         let peer: IpAddr = "127.0.0.1".parse().expect("ip");
         let other: IpAddr = "127.0.0.2".parse().expect("ip");
         assert_eq!(waits(&throttle, peer), Duration::ZERO);
+        // Attempts at once from one address take turns, a few ms apart, even before
+        // any failed: a burst of guesses queues.
+        let burst = waits(&throttle, peer);
+        assert!(burst > Duration::ZERO && burst <= MIN_SPACING, "{burst:?}");
         throttle.failed(peer);
         let first = waits(&throttle, peer);
-        assert!(first > Duration::ZERO && first <= FIRST_DELAY, "{first:?}");
+        assert!(
+            first > Duration::ZERO && first <= FIRST_DELAY + MIN_SPACING,
+            "{first:?}"
+        );
         // Parallel attempts queue: the next one waits a further turn.
         let second = waits(&throttle, peer);
         assert!(second > first, "{second:?} after {first:?}");
