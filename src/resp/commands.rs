@@ -63,13 +63,7 @@ pub async fn get(
     };
     let mut next = 0;
     while next < keys.len() {
-        let batch = Arc::clone(&keys);
-        let read = point_read(node, keys.len() - next, move |store| {
-            let keys: Vec<&str> = batch[next..].iter().map(String::as_str).collect();
-            store.get_many(&keys, VALUES_AT_ONCE)
-        })
-        .await;
-        let values = match (read, next) {
+        let values = match (values_from(node, &keys, next).await, next) {
             (Ok(values), _) => values,
             (Err(message), 0) => return Ok(Err(message)),
             // Part of the array is out: the reply cannot turn into an error any more.
@@ -78,13 +72,34 @@ pub async fn get(
         if multi && next == 0 {
             reply::array_header(out.buffer(), keys.len());
         }
-        next += values.len();
-        for value in &values {
-            reply::bulk(out.buffer(), value.as_deref().map(str::as_bytes));
-        }
-        out.flush_if_full().await?;
+        next += send_values(values, out).await?;
     }
     Ok(Ok(()))
+}
+
+/// The values of `keys[next..]`, in order, until they add up to [`VALUES_AT_ONCE`] (at
+/// least one): one read transaction, inline when the keys are few.
+pub async fn values_from(
+    node: &Node,
+    keys: &Arc<Vec<String>>,
+    next: usize,
+) -> Result<Vec<Option<String>>, String> {
+    let batch = Arc::clone(keys);
+    point_read(node, keys.len() - next, move |store| {
+        let keys: Vec<&str> = batch[next..].iter().map(String::as_str).collect();
+        store.get_many(&keys, VALUES_AT_ONCE)
+    })
+    .await
+}
+
+/// Appends a bulk reply for each of `values` and sends the replies due if enough are;
+/// returns how many values there were.
+pub async fn send_values(values: Vec<Option<String>>, out: &mut Output) -> std::io::Result<usize> {
+    for value in &values {
+        reply::bulk(out.buffer(), value.as_deref().map(str::as_bytes));
+    }
+    out.flush_if_full().await?;
+    Ok(values.len())
 }
 
 /// `EXISTS key...`: how many of the keys exist (a key named twice counts twice).

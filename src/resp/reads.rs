@@ -10,11 +10,11 @@
 //! received before the read starts, so each reply reflects every write acknowledged
 //! before its request was sent.
 
-use super::args::store_error;
-use super::commands::VALUES_AT_ONCE;
+use super::commands::{send_values, values_from};
 use super::output::Output;
 use super::reply;
 use crate::node::Node;
+use std::sync::Arc;
 
 /// Most `GET`s held back before they are read (and so most values held at once).
 pub const BATCH_KEYS: usize = 16;
@@ -45,31 +45,23 @@ impl ReadBatch {
 
     /// Reads the batched keys and appends their replies, in order (the store's error to
     /// each key left, if a read failed): in one transaction unless the values add up to
-    /// more than [`VALUES_AT_ONCE`], in which case the replies due are sent before the
+    /// more than [`VALUES_AT_ONCE`](super::commands::VALUES_AT_ONCE), in which case the replies due are sent before the
     /// next keys are read, so a connection holds about that much plus one value. An `Err`
     /// means the connection failed.
     pub async fn flush(&mut self, node: &Node, out: &mut Output) -> std::io::Result<()> {
+        let keys = Arc::new(std::mem::take(&mut self.keys));
         let mut next = 0;
-        while next < self.keys.len() {
-            let keys: Vec<&str> = self.keys[next..].iter().map(String::as_str).collect();
-            match node.store().get_many(&keys, VALUES_AT_ONCE) {
-                Ok(values) => {
-                    next += values.len();
-                    for value in values {
-                        reply::bulk(out.buffer(), value.as_deref().map(str::as_bytes));
-                    }
-                }
-                Err(e) => {
-                    let message = store_error(e);
-                    for _ in &keys {
+        while next < keys.len() {
+            match values_from(node, &keys, next).await {
+                Ok(values) => next += send_values(values, out).await?,
+                Err(message) => {
+                    for _ in next..keys.len() {
                         reply::error(out.buffer(), &message);
                     }
-                    next = self.keys.len();
+                    next = keys.len();
                 }
             }
-            out.flush_if_full().await?;
         }
-        self.keys.clear();
         Ok(())
     }
 }
