@@ -10,6 +10,7 @@
 use crate::auth::Secret;
 use crate::cluster::{ClusterConfig, DEFAULT_LEASE_TTL, MAX_LEASE_TTL, MIN_LEASE_TTL};
 use crate::error::{Error, Result};
+use crate::net::tls::TlsFiles;
 use crate::node::budget::DEFAULT_CLIENT_MEMORY_MIB;
 use crate::node::durability::{Durability, DEFAULT_MAX_LAG, DEFAULT_SYNC_TIMEOUT};
 use crate::node::retention::DEFAULT_LOG_RETAIN;
@@ -100,9 +101,43 @@ pub struct NodeArgs {
     /// cores are busy with other work (clients, say), fewer can serve more.
     #[arg(long, value_name = "N", value_parser = thread_count)]
     pub threads: Option<usize>,
+    /// TLS on both ports.
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Cluster membership (automatic failover through etcd).
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+/// TLS on both ports: all three files, or none.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// This node's certificate (PEM, signed by --tls-ca). With it, both ports speak TLS
+    /// only; replicas check that it names the host they --join.
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM; not readable by others).
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// The deployment's CA certificate (PEM): nodes verify each other, and clients that
+    /// send a certificate, against it. Replication links are mutual TLS.
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+    /// Require every client of the client port to present a certificate signed by
+    /// --tls-ca (otherwise one is optional).
+    #[arg(long)]
+    pub tls_auth_clients: bool,
+}
+
+impl TlsArgs {
+    fn files(&self) -> TlsFiles {
+        TlsFiles {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            ca: self.tls_ca.clone(),
+            auth_clients: self.tls_auth_clients,
+        }
+    }
 }
 
 /// Options of a cluster member (automatic failover through etcd).
@@ -215,6 +250,7 @@ impl Cli {
                 .map(Secret::load)
                 .transpose()?
                 .map(Arc::new),
+            tls: args.tls.files().load()?,
             insecure: args.insecure,
         })
     }

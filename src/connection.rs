@@ -9,6 +9,7 @@
 //! slow link keeps its connection alive as long as it keeps moving.
 
 use crate::error::{Error, Result};
+use crate::net::stream::{ReadHalf, Stream, WriteHalf};
 use crate::protocol::{self, Message, MAX_FRAME};
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
@@ -16,8 +17,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, FramedRead, FramedWrite, LengthDelimitedCodec};
 
@@ -60,15 +59,13 @@ fn codec(max_frame: usize) -> LengthDelimitedCodec {
         .new_codec()
 }
 
-/// Splits a TCP stream into a message reader and writer, the reader limited to
+/// Splits a connection (plain or TLS) into a message reader and writer, the reader limited to
 /// `max_frame` bytes per frame until raised with [`MessageReader::set_max_frame`].
 pub fn split(
-    stream: TcpStream,
+    stream: impl Into<Stream>,
     max_frame: usize,
-) -> (MessageReader<OwnedReadHalf>, MessageWriter<OwnedWriteHalf>) {
-    // Replication sends many small frames; do not let Nagle hold them back.
-    let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
+) -> (MessageReader<ReadHalf>, MessageWriter<WriteHalf>) {
+    let (read, write) = stream.into().into_split();
     (
         MessageReader::new(read, max_frame),
         MessageWriter::new(write),
@@ -178,6 +175,9 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
 }
 
 fn framing_error(e: std::io::Error) -> Error {
+    if let Some(why) = crate::net::tls::failure(&e) {
+        return Error::Tls(why);
+    }
     match e.kind() {
         std::io::ErrorKind::UnexpectedEof => {
             Error::Protocol("connection closed in the middle of a frame".into())

@@ -64,6 +64,10 @@ pub enum Error {
     #[error("corrupt database: {0}")]
     Corrupt(String),
 
+    /// A TLS handshake failed (a certificate refused, a peer without TLS).
+    #[error("{0}")]
+    Tls(String),
+
     /// The peer reported an error and closed (the message says which peer).
     #[error("{0}")]
     Remote(String),

@@ -8,6 +8,7 @@ use crate::auth::Secret;
 use crate::cluster::agent::{self as cluster_agent, ClusterAgent};
 use crate::cluster::ClusterConfig;
 use crate::error::{Error, Result};
+use crate::net::tls::Tls;
 use crate::net::validate_addr;
 use crate::node::lease::WriteLease;
 use crate::node::{failover, retention};
@@ -46,6 +47,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// The shared secret clients must prove (`--auth-file`).
     pub auth: Option<Arc<Secret>>,
+    /// TLS on both ports (`--tls-cert`, `--tls-key`, `--tls-ca`), if any.
+    pub tls: Option<Arc<Tls>>,
     /// Whether the operator accepts ports reachable from other machines without the
     /// protection they need (`--insecure`).
     pub insecure: bool,
@@ -125,6 +128,18 @@ fn exposed(option: &str, addr: SocketAddr, protected: bool, insecure: bool) -> R
     )))
 }
 
+/// Warns of a port other machines can reach that speaks plain text: the secret's proof
+/// cannot be replayed, but every key and value (and `AUTH`'s secret) crosses the network
+/// as it is.
+fn warn_plain_text(option: &str, addr: SocketAddr, tls: bool) {
+    if !addr.ip().is_loopback() && !tls {
+        warn!(
+            "{option} {addr} is reachable from other machines without TLS: data (and AUTH's \
+             secret) cross the network in plain text; add --tls-cert, --tls-key and --tls-ca"
+        );
+    }
+}
+
 async fn bind(addr: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
         Error::Invalid(format!(
@@ -162,17 +177,20 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
         config.auth.is_some(),
         config.insecure,
     )?;
+    warn_plain_text("--listen", listen_addr, config.tls.is_some());
     let clients = match &config.resp {
         Some(addr) => Some(runtime.block_on(bind(addr))?),
         None => None,
     };
     if let Some(clients) = &clients {
+        let client_addr = clients.local_addr()?;
         exposed(
             "--resp",
-            clients.local_addr()?,
+            client_addr,
             config.auth.is_some(),
             config.insecure,
         )?;
+        warn_plain_text("--resp", client_addr, config.tls.is_some());
     }
     let (lease, handoffs) = match &config.cluster {
         Some(cluster) => {
@@ -195,6 +213,9 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
     if let Some(secret) = &config.auth {
         repl.require_secret(Arc::clone(secret));
     }
+    if let Some(tls) = &config.tls {
+        repl.require_tls(Arc::clone(tls));
+    }
     runtime.spawn(sender::serve(Arc::clone(&repl), listener));
     runtime.spawn(retention::run(repl, config.log_retain));
     runtime.spawn(failover::serve_promotions(Arc::clone(&node)));
@@ -202,7 +223,8 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
         Some(clients) => {
             let addr = clients.local_addr()?;
             let auth = config.auth.clone();
-            runtime.spawn(crate::resp::serve(Arc::clone(&node), clients, auth));
+            let tls = config.tls.clone();
+            runtime.spawn(crate::resp::serve(Arc::clone(&node), clients, auth, tls));
             Some(addr)
         }
         None => None,
@@ -252,6 +274,7 @@ mod tests {
             durability: Durability::default(),
             cluster: None,
             auth: None,
+            tls: None,
             insecure: false,
         }
     }

@@ -35,6 +35,7 @@ pub use window::InFlight;
 use crate::auth::Secret;
 use crate::error::Result;
 use crate::locks::lock;
+use crate::net::tls::Tls;
 use crate::store::{new_node_id, KvStore};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -81,6 +82,8 @@ pub struct Replication {
     promotions: watch::Sender<Option<u64>>,
     /// The shared secret both ends of every link prove (`--auth-file`), set once at start.
     secret: OnceLock<Arc<Secret>>,
+    /// TLS on every replication link (`--tls-*`), set once at start.
+    tls: OnceLock<Arc<Tls>>,
 }
 
 impl Replication {
@@ -102,6 +105,7 @@ impl Replication {
             tasks: TaskTracker::new(),
             promotions: watch::Sender::new(None),
             secret: OnceLock::new(),
+            tls: OnceLock::new(),
         })
     }
 
@@ -114,6 +118,16 @@ impl Replication {
     /// The shared secret links prove, if any.
     pub fn secret(&self) -> Option<&Secret> {
         self.secret.get().map(Arc::as_ref)
+    }
+
+    /// Speaks TLS on every replication link from now on, both ways (mutual).
+    pub fn require_tls(&self, tls: Arc<Tls>) {
+        let _ = self.tls.set(tls);
+    }
+
+    /// The TLS setup of links, if any.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.get().map(Arc::as_ref)
     }
 
     /// The store.

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::connection::{self, MessageReader};
 use crate::error::{Error, Result};
+use crate::net::stream::Stream;
 use crate::protocol::{Message, MAX_FRAME};
 use crate::replication::{LinkMode, LinkState};
 use crate::store::history::shared_bound;
@@ -138,11 +139,7 @@ async fn sync_once(
         link.upstream_head = None;
         link.last_entry_at = None;
     });
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(Error::Invalid(format!("cannot connect to {upstream}: {e}"))),
-        Err(_) => return Err(Error::Timeout(format!("connecting to {upstream}"))),
-    };
+    let stream = dial(repl, upstream).await?;
     let (mut reader, mut writer) = connection::split(stream, MAX_FRAME);
     link_auth::prove_to_upstream(repl.secret(), &mut reader, &mut writer).await?;
     let position = repl.blocking(|store| store.position()).await?;
@@ -171,6 +168,21 @@ async fn sync_once(
         result = link.receive(&mut reader, first) => result,
         result = sync_applied(repl, applied_rx, durable_tx) => result,
         result = send_acks(&mut writer, durable_rx) => result,
+    }
+}
+
+/// Connects to `upstream`, over TLS where this node's links use it.
+async fn dial(repl: &Replication, upstream: &str) -> Result<Stream> {
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return Err(Error::Invalid(format!("cannot connect to {upstream}: {e}"))),
+        Err(_) => return Err(Error::Timeout(format!("connecting to {upstream}"))),
+    };
+    // Replication sends many small frames: do not let Nagle hold them back.
+    let _ = tcp.set_nodelay(true);
+    match repl.tls() {
+        Some(tls) => tls.connect(tcp, upstream).await,
+        None => Ok(tcp.into()),
     }
 }
 

@@ -19,6 +19,8 @@ use super::{
 };
 use crate::connection::{self, MessageReader, MessageWriter};
 use crate::error::{Error, Result};
+use crate::net::stream::Stream;
+use crate::net::tls::{Accepted, Port};
 use crate::net::{accept_loop, Listener, REFUSE_TIMEOUT};
 use crate::protocol::{
     Message, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_ENTRIES,
@@ -44,9 +46,12 @@ pub async fn serve(repl: Arc<Replication>, listener: TcpListener) {
     };
     let shutdown = repl.shutdown_token().clone();
     let tasks = repl.tasks().clone();
-    let serve = move |stream, peer| {
+    let serve = move |tcp, peer| {
         let repl = Arc::clone(&repl);
         async move {
+            let Some(stream) = secure(&repl, tcp, peer).await else {
+                return;
+            };
             match serve_replica(&repl, stream, peer).await {
                 Ok(()) => info!("replica connection from {peer} closed"),
                 Err(e) if e.is_shutdown() => {}
@@ -56,6 +61,30 @@ pub async fn serve(repl: Arc<Replication>, listener: TcpListener) {
     };
     let refuse = |stream| say_goodbye(stream, "too many replica connections");
     accept_loop(listener, shutdown, tasks, serve, refuse).await;
+}
+
+/// The connection over TLS where this node's links use it: `None` (logged, and the
+/// peer told in plain text if it spoke plain text) when the handshake fails.
+async fn secure(repl: &Replication, tcp: TcpStream, peer: SocketAddr) -> Option<Stream> {
+    let Some(tls) = repl.tls() else {
+        return Some(tcp.into());
+    };
+    match tls.accept(Port::Link, tcp).await {
+        Accepted::Tls(stream) => Some(stream),
+        Accepted::PlainText(tcp) => {
+            warn!("refused a replica connection from {peer}: plain text on a TLS port");
+            say_goodbye(
+                tcp,
+                "this port speaks TLS only: give the replica --tls-cert, --tls-key and --tls-ca",
+            )
+            .await;
+            None
+        }
+        Accepted::Failed(why) => {
+            warn!("refused a replica connection from {peer}: {why}");
+            None
+        }
+    }
 }
 
 async fn say_goodbye(stream: TcpStream, reason: &'static str) {
@@ -72,7 +101,7 @@ async fn send_error<W: AsyncWrite + Unpin>(writer: &mut MessageWriter<W>, messag
 /// Serves one replica connection from handshake to close. Any error is also sent to the
 /// replica as an `Error` frame (best effort) before the connection closes; so is the
 /// node stopping.
-pub async fn serve_replica(repl: &Replication, stream: TcpStream, peer: SocketAddr) -> Result<()> {
+pub async fn serve_replica(repl: &Replication, stream: Stream, peer: SocketAddr) -> Result<()> {
     // Replicas only ever send small frames (Join, Ack, Ping): keep the limit small for
     // the whole connection so no peer can make this node buffer much.
     let (mut reader, mut writer) = connection::split(stream, HANDSHAKE_MAX_FRAME);

@@ -21,6 +21,8 @@ pub mod session;
 pub mod writes;
 
 use crate::auth::Secret;
+use crate::net::stream::{ReadHalf, Stream};
+use crate::net::tls::{Accepted, Port, Tls};
 use crate::net::{accept_loop, Listener, REFUSE_TIMEOUT};
 use crate::node::budget::{Charge, MemoryBudget};
 use crate::node::Node;
@@ -35,9 +37,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// Most client connections served at once; more are answered with an error and closed.
 pub const MAX_CLIENTS: usize = 10_000;
@@ -51,8 +52,14 @@ const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1024 * 1024;
 
 /// Serves Redis clients on `listener` until `node` shuts down.
-/// With `secret`, every connection must authenticate first (see [`auth`]).
-pub async fn serve(node: Arc<Node>, listener: TcpListener, secret: Option<Arc<Secret>>) {
+/// With `secret`, every connection must authenticate first (see [`auth`]); with `tls`,
+/// every connection speaks TLS.
+pub async fn serve(
+    node: Arc<Node>,
+    listener: TcpListener,
+    secret: Option<Arc<Secret>>,
+    tls: Option<Arc<Tls>>,
+) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let facts = Arc::new(ServerFacts {
         started: Instant::now(),
@@ -69,8 +76,8 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, secret: Option<Arc<Se
         what: "client",
     };
     let stopping = shutdown.clone();
-    let serve = move |stream: TcpStream, peer: SocketAddr| {
-        let _ = stream.set_nodelay(true);
+    let serve = move |tcp: TcpStream, peer: SocketAddr| {
+        let tls = tls.clone();
         let id = ids.fetch_add(1, Ordering::Relaxed);
         let session = Session::new(Arc::clone(&node), Arc::clone(&facts), id).with_peer(peer.ip());
         let budget = node.budget().clone();
@@ -82,7 +89,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, secret: Option<Arc<Se
                 _ = auth::unauthenticated_deadline(authenticated) => {
                     debug!("client {peer} did not authenticate in time; closed");
                 }
-                result = serve_client(session, budget, stream) => match result {
+                result = secure_and_serve(session, budget, (tcp, peer), tls) => match result {
                     Ok(()) => debug!("client {peer} disconnected"),
                     Err(e) => debug!("client {peer} closed: {e}"),
                 },
@@ -98,12 +105,42 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(REFUSE_TIMEOUT, stream.write_all(&out)).await;
 }
 
+/// Serves one client connection, over TLS where the port speaks it. A handshake that
+/// fails is logged, and a client speaking plain text is told, in RESP, to use TLS.
+async fn secure_and_serve(
+    session: Session,
+    budget: MemoryBudget,
+    (tcp, peer): (TcpStream, SocketAddr),
+    tls: Option<Arc<Tls>>,
+) -> Result<(), ProtocolError> {
+    let Some(tls) = tls else {
+        return serve_client(session, budget, tcp.into()).await;
+    };
+    match tls.accept(Port::Clients, tcp).await {
+        Accepted::Tls(stream) => serve_client(session, budget, stream).await,
+        Accepted::PlainText(mut tcp) => {
+            warn!("refused client {peer}: plain text on a TLS port");
+            let mut out = BytesMut::new();
+            reply::error(
+                &mut out,
+                "ERR this port speaks TLS only (redis-cli --tls --cacert ca.pem)",
+            );
+            let _ = tokio::time::timeout(REFUSE_TIMEOUT, tcp.write_all(&out)).await;
+            Ok(())
+        }
+        Accepted::Failed(why) => {
+            warn!("refused client {peer}: {why}");
+            Ok(())
+        }
+    }
+}
+
 /// Runs one client connection: read, decode, execute, reply, until it closes, sends
 /// `QUIT`, or breaks the protocol (answered with an error, then closed).
 async fn serve_client(
     mut session: Session,
     budget: MemoryBudget,
-    stream: TcpStream,
+    stream: Stream,
 ) -> Result<(), ProtocolError> {
     let (mut read, write) = stream.into_split();
     let mut out = Output::new(Box::new(write));
@@ -146,7 +183,7 @@ async fn serve_client(
         }
         // More already waiting, and budget at hand: take it now, so a pipeline's writes
         // go on filling the writer's next commit instead of waiting for this one.
-        let ready = read_ready(&read, &mut buffer, &budget, &mut held);
+        let ready = read_ready(&mut read, &mut buffer, &budget, &mut held);
         let got = match ready {
             Ok(Some(n)) => n,
             Ok(None) => {
@@ -188,7 +225,7 @@ async fn serve_client(
 /// when nothing is waiting or the budget is spent (the caller then answers what is due
 /// and waits), `Some(0)` at the end of the stream.
 fn read_ready(
-    read: &OwnedReadHalf,
+    read: &mut ReadHalf,
     buffer: &mut BytesMut,
     budget: &MemoryBudget,
     held: &mut Charge,
@@ -215,7 +252,7 @@ fn read_ready(
 /// [`PARTIAL_REQUEST_TIMEOUT`] is an error (a stalled client cannot hold a buffer and a
 /// slot for good), while an idle connection may wait forever.
 async fn read_some(
-    read: &mut OwnedReadHalf,
+    read: &mut ReadHalf,
     buffer: &mut BytesMut,
     mid_request: bool,
 ) -> Result<usize, ProtocolError> {
@@ -235,7 +272,7 @@ async fn read_some(
 async fn fail(
     session: &mut Session,
     out: &mut Output,
-    read: &mut OwnedReadHalf,
+    read: &mut ReadHalf,
     error: ProtocolError,
 ) -> Result<(), ProtocolError> {
     if let ProtocolError::Io(_) = error {

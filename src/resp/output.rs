@@ -35,6 +35,8 @@ impl Output {
         if !self.buffer.is_empty() {
             self.write.write_all(&self.buffer).await?;
             self.buffer.clear();
+            // Over TLS, part of the last record may still wait in the session.
+            self.write.flush().await?;
         }
         // One large reply must not pin its buffer for the rest of the connection.
         if self.buffer.capacity() > KEEP_BUFFER {

@@ -1,7 +1,11 @@
 //! The accept loop both ports share (replication and clients): accept until the node
 //! stops, back off when accepting fails (out of file descriptors, say) instead of
 //! spinning, serve each connection on its own tracked task, and refuse connections beyond
-//! a limit with a short goodbye rather than letting them pile up.
+//! a limit with a short goodbye rather than letting them pile up. A connection is a
+//! [`stream::Stream`], plain or TLS ([`tls`]).
+
+pub mod stream;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -57,6 +61,8 @@ pub async fn accept_loop<S, SF, R, RF>(
                 continue;
             }
         };
+        // Both protocols send many small messages: do not let Nagle hold them back.
+        let _ = stream.set_nodelay(true);
         match Arc::clone(&slots).try_acquire_owned() {
             Ok(permit) => {
                 let served = serve(stream, peer);
