@@ -93,6 +93,33 @@ fn clients_speak_tls_and_plain_text_is_refused() {
     let refused = get(&anonymous, "k").expect_err("no secret, no data");
     assert!(refused.to_string().contains("Authentication required"));
 
+    // A pipeline far larger than one TLS record (16 KiB) or one read (64 KiB): every
+    // reply, in order.
+    let mut tls = ca.connect(port, None).expect("a TLS connection");
+    let mut pipeline = format!("AUTH {SECRET}\r\n");
+    let mut expected = String::from("+OK\r\n");
+    for i in 0..3000 {
+        let value = format!("value-{i:06}");
+        pipeline += &format!("SET key:{i} {value}\r\nGET key:{i}\r\n");
+        expected += &format!("+OK\r\n${}\r\n{value}\r\n", value.len());
+    }
+    tls.write_all(pipeline.as_bytes())
+        .expect("send the pipeline");
+    tls.flush().expect("flush");
+    let mut replies = vec![0u8; expected.len()];
+    tls.sock.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    tls.read_exact(&mut replies).expect("every reply");
+    assert!(replies == expected.as_bytes(), "replies out of order");
+
+    // A client certificate is optional, but one from another CA is refused.
+    let other_ca = Ca::new(dir.path(), "other-ca");
+    let stranger = other_ca.issue("stranger", &["app"]);
+    let foreign = redis_tls(port, &ca, Some(&stranger), &url);
+    assert!(
+        get(&foreign, "k").is_err(),
+        "another CA's client certificate"
+    );
+
     // redis-cli --tls --cacert (CI installs redis-tools).
     let out = Command::new("redis-cli")
         .args(["--tls", "--cacert", ca.cert.to_str().expect("path")])
@@ -149,7 +176,7 @@ fn tls_auth_clients_requires_a_certificate_of_the_ca() {
         get(&foreign, "nothing").is_err(),
         "another CA's certificate"
     );
-    node.wait_stderr("refused client");
+    wait_lines(&node, "refused client", 2);
 }
 
 #[test]
@@ -181,21 +208,37 @@ fn join() -> Message {
     }
 }
 
-/// A peer that completes what it can of the handshake, asks for data, and reads until
-/// closed: it must get none.
-fn gets_no_data(ca: &Ca, port: u16, identity: Option<&Identity>) {
+/// What a peer played by the test gets when it completes what it can of the handshake
+/// and asks for data: every message but `Error`s, up to the snapshot's end or the close.
+fn data_received(ca: &Ca, port: u16, identity: Option<&Identity>) -> Vec<Message> {
     let Ok(mut stream) = ca.connect(port, identity) else {
-        return; // refused during the handshake
+        return Vec::new(); // refused during the handshake
     };
     if try_write_message(&mut stream, &join()).is_err() {
-        return;
+        return Vec::new();
     }
+    let mut data = Vec::new();
     while let Some(message) = read_message(&mut stream, PATIENCE) {
         match message {
             Message::Error { .. } => {}
-            other => panic!("a peer without the CA's certificate was sent {other:?}"),
+            Message::SnapshotEnd { .. } => {
+                data.push(message);
+                break;
+            }
+            other => data.push(other),
         }
     }
+    data
+}
+
+/// Waits until at least `count` of `node`'s stderr lines contain `needle`.
+fn wait_lines(node: &KvProcess, needle: &str, count: usize) {
+    let seen = || node.stderr_text().matches(needle).count();
+    assert!(
+        wait_until(PATIENCE, || seen() >= count),
+        "{count} lines with {needle:?} expected: {}",
+        node.stderr_text()
+    );
 }
 
 #[test]
@@ -204,12 +247,19 @@ fn the_upstream_refuses_peers_without_a_certificate_of_its_ca() {
     let (ca, identity) = deployment(dir.path());
     let primary = primary(dir.path(), &ca, &identity, &[]);
 
-    // Played by the test: no certificate; another CA's certificate.
-    gets_no_data(&ca, primary.port, None);
+    // Played by the test: the CA's certificate gets the snapshot; no certificate, or
+    // another CA's, gets nothing, and each refusal is logged.
+    let member = ca.issue("member", &["127.0.0.1"]);
+    let snapshot = data_received(&ca, primary.port, Some(&member));
+    assert!(
+        matches!(snapshot.first(), Some(Message::SnapshotBegin { .. })),
+        "the CA's certificate gets the data: {snapshot:?}"
+    );
+    assert!(data_received(&ca, primary.port, None).is_empty());
     let other_ca = Ca::new(dir.path(), "other-ca");
     let stranger = other_ca.issue("stranger", &["127.0.0.1"]);
-    gets_no_data(&ca, primary.port, Some(&stranger));
-    primary.wait_stderr("refused a replica connection from 127.0.0.1");
+    assert!(data_received(&ca, primary.port, Some(&stranger)).is_empty());
+    wait_lines(&primary, "refused a replica connection from 127.0.0.1", 2);
 
     // A kv replica whose certificate another CA signed (it trusts the right CA).
     let replica_db = dir.path().join("r.db");
@@ -311,11 +361,15 @@ fn incomplete_or_unusable_tls_options_are_refused_at_start() {
             &base,
             &["--tls-cert", &identity.cert, "--tls-key", &identity.key],
         ),
-        &["--tls-cert needs --tls-ca"],
+        &["all three", "add --tls-ca"],
     );
     refused(
         &with(&base, &["--tls-auth-clients"]),
         &["--tls-auth-clients needs"],
+    );
+    refused(
+        &with(&base, &["--tls-key", &identity.key]),
+        &["add --tls-cert and --tls-ca"],
     );
     let mut swapped = identity.args(&ca);
     swapped[1] = &identity.key;
@@ -323,16 +377,22 @@ fn incomplete_or_unusable_tls_options_are_refused_at_start() {
         &with(&base, &swapped),
         &["--tls-cert", "no certificate in it"],
     );
-    std::fs::set_permissions(&identity.key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    refused(
-        &with(&base, &identity.args(&ca)),
-        &["--tls-key", "chmod 600"],
-    );
+    for open in [0o644, 0o640] {
+        let mode = std::fs::Permissions::from_mode(open);
+        std::fs::set_permissions(&identity.key, mode).expect("chmod");
+        refused(
+            &with(&base, &identity.args(&ca)),
+            &["--tls-key", "chmod 600"],
+        );
+    }
     std::fs::set_permissions(&identity.key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let other_key = ca.issue("other", &["127.0.0.1"]).key;
     let mut mismatched = identity.args(&ca);
     mismatched[3] = &other_key;
-    refused(&with(&base, &mismatched), &["TLS"]);
+    refused(
+        &with(&base, &mismatched),
+        &["the key is not the certificate's"],
+    );
     assert!(
         !Path::new(&db).exists(),
         "a refused start created the database"

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -76,6 +77,26 @@ pub async fn accept_loop<S, SF, R, RF>(
             }
         }
     }
+}
+
+/// Sends `goodbye` to a peer that will not be served, then closes gently: the sending
+/// side first, then a short drain of what the peer still sends, so that it reads the
+/// goodbye rather than a reset. Bounded by [`REFUSE_TIMEOUT`] and 64 KiB.
+pub async fn say_goodbye(mut tcp: TcpStream, goodbye: &[u8]) {
+    let gently = async {
+        tcp.write_all(goodbye).await?;
+        tcp.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < 64 * 1024 {
+            match tcp.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(REFUSE_TIMEOUT, gently).await;
 }
 
 /// Checks that `addr` looks like `host:port`.

@@ -75,7 +75,7 @@ impl ReadHalf {
             ReadHalf::Plain(read) => read.try_read_buf(buffer),
             // Polled once: a pending read consumes nothing, and the next real read
             // registers its own waker.
-            ReadHalf::Tls(read) => match read.read_buf(buffer).now_or_never() {
+            ReadHalf::Tls(_) => match self.read_buf(buffer).now_or_never() {
                 Some(read) => read,
                 None => Err(io::ErrorKind::WouldBlock.into()),
             },
@@ -91,7 +91,15 @@ impl AsyncRead for ReadHalf {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ReadHalf::Plain(read) => Pin::new(read).poll_read(cx, buf),
-            ReadHalf::Tls(read) => Pin::new(read).poll_read(cx, buf),
+            // A peer that closes without TLS's close_notify (killed, or simply closing) is
+            // an end of stream, as on plain TCP: both protocols delimit their messages, so
+            // their decoders still catch an end in the middle of one.
+            ReadHalf::Tls(read) => match Pin::new(read).poll_read(cx, buf) {
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            },
         }
     }
 }

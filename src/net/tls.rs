@@ -19,13 +19,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
 use tokio_rustls::rustls::crypto::{ring, CryptoProvider};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-/// How long a peer has to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to complete the TLS handshake (as long as it has to `AUTH`).
+pub const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long either end of a replication link has to complete it (as long as the link's
+/// own handshake), so strangers hold the port's few slots only briefly.
+pub const LINK_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The first byte of every TLS connection: a handshake record (the ClientHello).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -60,6 +64,8 @@ pub enum Accepted {
     PlainText(TcpStream),
     /// The handshake failed (a certificate refused, a timeout); why, for the log.
     Failed(String),
+    /// The peer closed before sending anything (a port probe, a health check).
+    Closed,
 }
 
 /// A node's TLS setup, loaded once at start.
@@ -80,33 +86,29 @@ impl TlsFiles {
     /// `None` without any TLS option.
     pub fn load(&self) -> Result<Option<Arc<Tls>>> {
         let (cert, key, ca) = match (&self.cert, &self.key, &self.ca) {
+            (Some(cert), Some(key), Some(ca)) => (cert, key, ca),
             (None, None, None) if !self.auth_clients => return Ok(None),
             (None, None, None) => {
                 return Err(invalid(
                     "--tls-auth-clients needs TLS: add --tls-cert, --tls-key and --tls-ca",
                 ))
             }
-            (Some(cert), Some(key), Some(ca)) => (cert, key, ca),
-            (cert, _, None) => {
-                let given = if cert.is_some() {
-                    "--tls-cert"
-                } else {
-                    "--tls-key"
+            (cert, key, ca) => {
+                let missing = [("--tls-cert", cert), ("--tls-key", key), ("--tls-ca", ca)]
+                    .iter()
+                    .filter(|(_, given)| given.is_none())
+                    .map(|(option, _)| *option)
+                    .collect::<Vec<_>>()
+                    .join(" and ");
+                let why = match ca {
+                    Some(_) => "a node given --tls-ca needs its own certificate and key",
+                    None => {
+                        "TLS needs all three of --tls-cert, --tls-key and --tls-ca (the CA \
+                         that signed the deployment's certificates, which nodes verify each \
+                         other against)"
+                    }
                 };
-                return Err(invalid(&format!(
-                    "{given} needs --tls-ca, the CA that signs this deployment's \
-                     certificates: nodes verify each other against it"
-                )));
-            }
-            (cert, _, Some(_)) => {
-                let missing = if cert.is_none() {
-                    "--tls-cert"
-                } else {
-                    "--tls-key"
-                };
-                return Err(invalid(&format!(
-                    "a node given --tls-ca needs its own certificate and key: add {missing}"
-                )));
+                return Err(invalid(&format!("{why}: add {missing}")));
             }
         };
         Tls::load(cert, key, ca, self.auth_clients).map(|tls| Some(Arc::new(tls)))
@@ -118,17 +120,17 @@ fn invalid(message: &str) -> Error {
 }
 
 impl Tls {
-    fn load(cert: &Path, key: &Path, ca: &Path, auth_clients: bool) -> Result<Tls> {
+    fn load(cert: &Path, key_path: &Path, ca: &Path, auth_clients: bool) -> Result<Tls> {
         let chain = certificates("--tls-cert", cert)?;
-        let key = private_key(key)?;
+        let key = private_key(key_path)?;
         let roots = Arc::new(roots(ca)?);
         let provider = Arc::new(ring::default_provider());
-        let setup = |e: &dyn std::fmt::Display| {
-            Error::Invalid(format!(
-                "TLS: {e} (--tls-cert {} with --tls-key)",
-                cert.display()
-            ))
-        };
+        let files = format!(
+            "--tls-cert {}, --tls-key {}",
+            cert.display(),
+            key_path.display()
+        );
+        let setup = |e: &dyn std::fmt::Display| Error::Invalid(format!("{files}: {e}"));
         let server = |require_client_cert: bool| -> Result<TlsAcceptor> {
             let verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), provider.clone());
@@ -142,7 +144,12 @@ impl Tls {
                 .map_err(|e| setup(&e))?
                 .with_client_cert_verifier(verifier)
                 .with_single_cert(chain.clone(), key.clone_key())
-                .map_err(|e| setup(&e))?;
+                .map_err(|e| match e {
+                    rustls::Error::InconsistentKeys(_) => {
+                        setup(&"the key is not the certificate's")
+                    }
+                    other => setup(&other),
+                })?;
             Ok(TlsAcceptor::from(Arc::new(config)))
         };
         let clients = server(auth_clients)?;
@@ -156,17 +163,17 @@ impl Tls {
         })
     }
 
-    /// Completes the server side of the handshake on `port`, within
-    /// [`HANDSHAKE_TIMEOUT`].
+    /// Completes the server side of the handshake on `port`, within its time limit.
     pub async fn accept(&self, port: Port, tcp: TcpStream) -> Accepted {
-        let acceptor = match port {
-            Port::Clients => &self.clients,
-            Port::Link => &self.link_server,
+        let (acceptor, limit) = match port {
+            Port::Clients => (&self.clients, CLIENT_HANDSHAKE_TIMEOUT),
+            Port::Link => (&self.link_server, LINK_HANDSHAKE_TIMEOUT),
         };
         let handshake = async {
             match opens_with_tls(&tcp).await {
-                Ok(true) => {}
-                Ok(false) => return Accepted::PlainText(tcp),
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => return Accepted::PlainText(tcp),
+                Ok(None) => return Accepted::Closed,
                 Err(e) => return Accepted::Failed(e.to_string()),
             }
             match acceptor.accept(tcp).await {
@@ -174,12 +181,9 @@ impl Tls {
                 Err(e) => Accepted::Failed(format!("TLS handshake failed: {e}")),
             }
         };
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        match tokio::time::timeout(limit, handshake).await {
             Ok(accepted) => accepted,
-            Err(_) => Accepted::Failed(format!(
-                "no TLS handshake within {} s",
-                HANDSHAKE_TIMEOUT.as_secs()
-            )),
+            Err(_) => Accepted::Failed(format!("no TLS handshake within {} s", limit.as_secs())),
         }
     }
 
@@ -190,7 +194,7 @@ impl Tls {
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| Error::Invalid(format!("{upstream}: {e}")))?;
         let handshake = self.link_client.connect(name, tcp);
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        match tokio::time::timeout(LINK_HANDSHAKE_TIMEOUT, handshake).await {
             Ok(Ok(stream)) => Ok(Stream::Tls(Box::new(stream.into()))),
             Ok(Err(e)) => Err(Error::Tls(format!(
                 "TLS handshake with {upstream} failed: {e}{}",
@@ -235,14 +239,12 @@ fn host_of(addr: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-/// Whether the peer's first byte opens a TLS handshake (waiting for it).
-async fn opens_with_tls(tcp: &TcpStream) -> std::io::Result<bool> {
+/// Whether the peer's first byte opens a TLS handshake (waiting for it); `None` if the
+/// peer closed without sending one.
+async fn opens_with_tls(tcp: &TcpStream) -> std::io::Result<Option<bool>> {
     let mut first = [0u8; 1];
     let n = tcp.peek(&mut first).await?;
-    if n == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(first[0] == TLS_HANDSHAKE_RECORD)
+    Ok((n > 0).then_some(first[0] == TLS_HANDSHAKE_RECORD))
 }
 
 fn client_config(
@@ -291,10 +293,9 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     let refuse = |reason: String| Error::Invalid(format!("--tls-key {}: {reason}", path.display()));
     let meta = std::fs::metadata(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o007 != 0 {
+    if mode & 0o077 != 0 {
         return Err(refuse(format!(
-            "anyone on this machine may read it (mode {mode:03o}); make it private with \
-             `chmod 600 {}`",
+            "others may read it (mode {mode:03o}); make it private with `chmod 600 {}`",
             path.display()
         )));
     }
@@ -336,10 +337,23 @@ mod tests {
             .load()
             .expect("no TLS")
             .is_none());
-        assert!(refusal(files(false, false, true, false)).contains("add --tls-cert"));
-        assert!(refusal(files(true, false, true, false)).contains("add --tls-key"));
-        assert!(refusal(files(true, true, false, false)).contains("--tls-cert needs --tls-ca"));
-        assert!(refusal(files(false, true, false, false)).contains("--tls-key needs --tls-ca"));
+        let no_cert_or_key = refusal(files(false, false, true, false));
+        assert!(
+            no_cert_or_key
+                .contains("needs its own certificate and key: add --tls-cert and --tls-key"),
+            "{no_cert_or_key}"
+        );
+        assert!(refusal(files(true, false, true, false)).ends_with("add --tls-key"));
+        let no_ca = refusal(files(true, true, false, false));
+        assert!(
+            no_ca.contains("all three") && no_ca.ends_with("add --tls-ca"),
+            "{no_ca}"
+        );
+        let key_only = refusal(files(false, true, false, false));
+        assert!(
+            key_only.ends_with("add --tls-cert and --tls-ca"),
+            "{key_only}"
+        );
         assert!(refusal(files(false, false, false, true)).contains("--tls-auth-clients needs"));
         let missing = refusal(files(true, true, true, false));
         assert!(

@@ -21,7 +21,7 @@ use crate::connection::{self, MessageReader, MessageWriter};
 use crate::error::{Error, Result};
 use crate::net::stream::Stream;
 use crate::net::tls::{Accepted, Port};
-use crate::net::{accept_loop, Listener, REFUSE_TIMEOUT};
+use crate::net::{self, accept_loop, Listener, REFUSE_TIMEOUT};
 use crate::protocol::{
     Message, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_ENTRIES,
 };
@@ -31,7 +31,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Most replica connections served at once; more are refused with an `Error` frame.
 pub const MAX_REPLICA_CONNECTIONS: usize = 128;
@@ -46,10 +46,15 @@ pub async fn serve(repl: Arc<Replication>, listener: TcpListener) {
     };
     let shutdown = repl.shutdown_token().clone();
     let tasks = repl.tasks().clone();
+    let repl_tls = repl.tls().is_some();
     let serve = move |tcp, peer| {
         let repl = Arc::clone(&repl);
         async move {
-            let Some(stream) = secure(&repl, tcp, peer).await else {
+            let secured = tokio::select! {
+                secured = secure(&repl, tcp, peer) => secured,
+                _ = repl.shutdown_token().cancelled() => None,
+            };
+            let Some(stream) = secured else {
                 return;
             };
             match serve_replica(&repl, stream, peer).await {
@@ -59,7 +64,13 @@ pub async fn serve(repl: Arc<Replication>, listener: TcpListener) {
             }
         }
     };
-    let refuse = |stream| say_goodbye(stream, "too many replica connections");
+    // A TLS peer could not read a plain-text reason: it is only closed.
+    let tls_port = repl_tls;
+    let refuse = move |tcp| async move {
+        if !tls_port {
+            say_goodbye(tcp, "too many replica connections").await;
+        }
+    };
     accept_loop(listener, shutdown, tasks, serve, refuse).await;
 }
 
@@ -84,12 +95,27 @@ async fn secure(repl: &Replication, tcp: TcpStream, peer: SocketAddr) -> Option<
             warn!("refused a replica connection from {peer}: {why}");
             None
         }
+        Accepted::Closed => {
+            debug!("a connection from {peer} closed before a TLS handshake");
+            None
+        }
     }
 }
 
-async fn say_goodbye(stream: TcpStream, reason: &'static str) {
-    let (_, mut writer) = connection::split(stream, HANDSHAKE_MAX_FRAME);
-    send_error(&mut writer, reason.into()).await;
+/// Tells a peer that will not be served why, in an `Error` frame, and closes.
+async fn say_goodbye(tcp: TcpStream, reason: &'static str) {
+    let message = Message::Error {
+        message: reason.into(),
+    };
+    let Ok(body) = crate::protocol::encode(&message) else {
+        return;
+    };
+    let mut frame = u32::try_from(body.len())
+        .unwrap_or(0)
+        .to_be_bytes()
+        .to_vec();
+    frame.extend_from_slice(&body);
+    net::say_goodbye(tcp, &frame).await;
 }
 
 /// Tells the replica why its connection ends (best effort, briefly).

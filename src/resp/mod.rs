@@ -23,7 +23,7 @@ pub mod writes;
 use crate::auth::Secret;
 use crate::net::stream::{ReadHalf, Stream};
 use crate::net::tls::{Accepted, Port, Tls};
-use crate::net::{accept_loop, Listener, REFUSE_TIMEOUT};
+use crate::net::{accept_loop, say_goodbye, Listener};
 use crate::node::budget::{Charge, MemoryBudget};
 use crate::node::Node;
 use auth::{AuthGate, AuthThrottle};
@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
@@ -76,6 +76,7 @@ pub async fn serve(
         what: "client",
     };
     let stopping = shutdown.clone();
+    let tls_port = tls.is_some();
     let serve = move |tcp: TcpStream, peer: SocketAddr| {
         let tls = tls.clone();
         let id = ids.fetch_add(1, Ordering::Relaxed);
@@ -96,13 +97,19 @@ pub async fn serve(
             }
         }
     };
+    let refuse = move |tcp| refuse(tcp, tls_port);
     accept_loop(listener, shutdown, tasks, serve, refuse).await;
 }
 
-async fn refuse(mut stream: TcpStream) {
+/// Refuses a client beyond [`MAX_CLIENTS`]: with the reason in RESP on a plain port; on a
+/// TLS port by closing, as a TLS client could not read a plain-text reason.
+async fn refuse(tcp: TcpStream, tls: bool) {
+    if tls {
+        return;
+    }
     let mut out = BytesMut::new();
     reply::error(&mut out, "ERR max number of clients reached");
-    let _ = tokio::time::timeout(REFUSE_TIMEOUT, stream.write_all(&out)).await;
+    say_goodbye(tcp, &out).await;
 }
 
 /// Serves one client connection, over TLS where the port speaks it. A handshake that
@@ -118,18 +125,22 @@ async fn secure_and_serve(
     };
     match tls.accept(Port::Clients, tcp).await {
         Accepted::Tls(stream) => serve_client(session, budget, stream).await,
-        Accepted::PlainText(mut tcp) => {
+        Accepted::PlainText(tcp) => {
             warn!("refused client {peer}: plain text on a TLS port");
             let mut out = BytesMut::new();
             reply::error(
                 &mut out,
                 "ERR this port speaks TLS only (redis-cli --tls --cacert ca.pem)",
             );
-            let _ = tokio::time::timeout(REFUSE_TIMEOUT, tcp.write_all(&out)).await;
+            say_goodbye(tcp, &out).await;
             Ok(())
         }
         Accepted::Failed(why) => {
             warn!("refused client {peer}: {why}");
+            Ok(())
+        }
+        Accepted::Closed => {
+            debug!("client {peer} closed before a TLS handshake");
             Ok(())
         }
     }
