@@ -243,8 +243,14 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
         _ => None,
     };
     info!(
-        "{} ready on {listen_addr}, data in {}",
+        "{} ready on {listen_addr}{}, data in {}",
         config.role,
+        match (&config.tls, &config.auth) {
+            (Some(_), Some(_)) => " (TLS, shared secret)",
+            (Some(_), None) => " (TLS)",
+            (None, Some(_)) => " (shared secret)",
+            (None, None) => "",
+        },
         store.location()
     );
     Ok(Started {

@@ -106,6 +106,11 @@ fn a_replica_without_the_secret_or_with_another_gets_nothing() {
         replica.wait_stderr(replica_says);
         primary.wait_stderr(primary_says);
         assert!(kv_rows(&db).is_empty(), "{name} received data");
+        let said = replica.stderr_text();
+        assert!(
+            !said.contains("the-real-secret") && !said.contains("another-secret"),
+            "{said}"
+        );
         drop(replica);
         assert!(kv_rows(&db).is_empty(), "{name} received data");
     }
