@@ -44,6 +44,24 @@ impl Side {
     }
 }
 
+/// The contents of a file holding a credential (`option` names it in errors): refused
+/// unless it is a regular file with no group or other permission bits.
+pub fn read_private(option: &str, path: &Path) -> Result<Vec<u8>> {
+    let refuse = |reason: String| Error::Invalid(format!("{option} {}: {reason}", path.display()));
+    let meta = std::fs::metadata(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(refuse(format!(
+            "others may read it (mode {mode:03o}); make it private with `chmod 600 {}`",
+            path.display()
+        )));
+    }
+    if !meta.is_file() {
+        return Err(refuse("not a regular file".into()));
+    }
+    std::fs::read(path).map_err(|e| refuse(format!("cannot read it: {e}")))
+}
+
 /// A deployment's shared secret. Its `Debug` shows nothing of it.
 #[derive(Clone)]
 pub struct Secret(Vec<u8>);
@@ -58,21 +76,9 @@ impl Secret {
     /// Reads the secret from `path`: one line (a final newline is dropped), at least
     /// [`MIN_SECRET_LEN`] characters, in a file with no group or other permission bits.
     pub fn load(path: &Path) -> Result<Secret> {
-        let refuse =
-            |reason: String| Error::Invalid(format!("--auth-file {}: {reason}", path.display()));
-        let meta = std::fs::metadata(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(refuse(format!(
-                "others may read it (mode {mode:03o}); make it private with `chmod 600 {}`",
-                path.display()
-            )));
-        }
-        if !meta.is_file() {
-            return Err(refuse("not a regular file".into()));
-        }
-        let text = std::fs::read(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
-        Self::parse(&text).map_err(refuse)
+        let text = read_private("--auth-file", path)?;
+        Self::parse(&text)
+            .map_err(|reason| Error::Invalid(format!("--auth-file {}: {reason}", path.display())))
     }
 
     /// The secret in a file's contents, or why they are not one.

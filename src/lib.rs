@@ -7,7 +7,7 @@
 //! path; the [`shell`] and the Redis client port ([`resp`]) drive it, and in a cluster
 //! the [`cluster`] agent chooses its role through etcd; [`server`] starts one, and
 //! [`cli`] parses the command line and calls it. Lower layers never use higher ones:
-//! `error` ← `auth`/`net` ← `store` ← `protocol` ← `connection` ← `replication` ← `node` ←
+//! `error` ← `auth` ← `net` ← `store` ← `protocol` ← `connection` ← `replication` ← `node` ←
 //! `cluster`/`shell`/`resp` ← `server` ← `cli` (checked by `tests/layering.rs`).
 
 #![warn(missing_docs)]

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{run_with_input, KvProcess};
+use common::{refused_at_start, KvProcess};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
@@ -168,15 +168,7 @@ fn without_a_secret_auth_says_there_is_none() {
 
 /// `kv ARGS` fails at start with one line naming each of `mentions`.
 fn refused(args: &[&str], mentions: &[&str]) {
-    let (code, stdout, stderr) = run_with_input(args, b"");
-    assert_ne!(code, Some(0), "{args:?} started: {stdout}");
-    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    for needle in mentions {
-        assert!(
-            stderr.contains(needle),
-            "{stderr} should mention {needle:?}"
-        );
-    }
+    let (stdout, stderr) = refused_at_start(args, mentions);
     assert!(
         !stderr.contains(SECRET) && !stdout.contains(SECRET),
         "the secret leaked"

@@ -8,10 +8,10 @@
 
 mod common;
 
-use common::frames::{read_message, write_message};
+use common::frames::{fresh_join, read_message, write_message};
 use common::{kv_rows, wait_until, KvProcess};
 use kv::auth::{Secret, Side};
-use kv::protocol::{Message, PROTOCOL_VERSION};
+use kv::protocol::Message;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -35,20 +35,6 @@ fn primary(dir: &Path, extra: &[&str]) -> KvProcess {
     let mut node = KvProcess::start(&args);
     assert_eq!(node.command("PUT private 1"), "OK private = 1");
     node
-}
-
-fn join() -> Message {
-    Message::Join {
-        node_id: "fake".into(),
-        replica_addr: "127.0.0.1:1".into(),
-        history_id: None,
-        last_seq: 0,
-        protocol_version: PROTOCOL_VERSION,
-        fork: None,
-        checksum: None,
-        oldest_log: None,
-        epoch: 0,
-    }
 }
 
 /// Every message the node sends until it closes: only an `Error` may come (besides an
@@ -154,7 +140,7 @@ fn attempt(addr: &str, forge: impl FnOnce(&[u8], &[u8]) -> Vec<u8>) -> Vec<Strin
     assert_eq!(nonce.len(), 32);
     let proof = forge(&mine, &nonce);
     write_message(&mut stream, &Message::AuthProof { proof });
-    write_message(&mut stream, &join());
+    write_message(&mut stream, &fresh_join());
     nothing_but_refusals(&mut stream, true)
 }
 
@@ -167,7 +153,7 @@ fn a_fake_replica_without_a_valid_proof_gets_nothing() {
 
     // Straight to Join: refused.
     let mut bare = TcpStream::connect(&addr).expect("connect");
-    write_message(&mut bare, &join());
+    write_message(&mut bare, &fresh_join());
     let reasons = nothing_but_refusals(&mut bare, false);
     assert!(
         reasons
@@ -215,7 +201,7 @@ fn a_fake_replica_without_a_valid_proof_gets_nothing() {
     // A challenge, then a Join without any proof.
     let mut skip = TcpStream::connect(&addr).expect("connect");
     write_message(&mut skip, &Message::AuthChallenge { nonce: vec![1; 32] });
-    write_message(&mut skip, &join());
+    write_message(&mut skip, &fresh_join());
     let reasons = nothing_but_refusals(&mut skip, true);
     assert!(
         reasons.iter().any(|r| r.contains("expected AuthProof")),

@@ -16,9 +16,9 @@
 mod common;
 
 use common::certs::{Ca, Identity};
-use common::frames::{read_message, try_write_message};
-use common::{kv_rows, run_with_input, wait_until, KvProcess};
-use kv::protocol::{Message, PROTOCOL_VERSION};
+use common::frames::{fresh_join, read_message, try_write_message};
+use common::{kv_rows, refused_at_start, wait_until, KvProcess};
+use kv::protocol::Message;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -66,7 +66,7 @@ fn get(client: &redis::Client, key: &str) -> redis::RedisResult<Option<String>> 
 }
 
 #[test]
-fn clients_speak_tls_and_plain_text_is_refused() {
+fn clients_speak_tls_and_plain_text_is_refused_at_start() {
     let dir = TempDir::new().expect("tempdir");
     let (ca, identity) = deployment(dir.path());
     let secret = dir.path().join("secret");
@@ -194,27 +194,13 @@ fn replicas_with_the_cas_certificates_converge() {
     assert!(caught_up, "the replica has {:?}", kv_rows(&replica_db));
 }
 
-fn join() -> Message {
-    Message::Join {
-        node_id: "fake".into(),
-        replica_addr: "127.0.0.1:1".into(),
-        history_id: None,
-        last_seq: 0,
-        protocol_version: PROTOCOL_VERSION,
-        fork: None,
-        checksum: None,
-        oldest_log: None,
-        epoch: 0,
-    }
-}
-
 /// What a peer played by the test gets when it completes what it can of the handshake
 /// and asks for data: every message but `Error`s, up to the snapshot's end or the close.
 fn data_received(ca: &Ca, port: u16, identity: Option<&Identity>) -> Vec<Message> {
     let Ok(mut stream) = ca.connect(port, identity) else {
         return Vec::new(); // refused during the handshake
     };
-    if try_write_message(&mut stream, &join()).is_err() {
+    if try_write_message(&mut stream, &fresh_join()).is_err() {
         return Vec::new();
     }
     let mut data = Vec::new();
@@ -277,28 +263,40 @@ fn the_upstream_refuses_peers_without_a_certificate_of_its_ca() {
 fn a_replica_refuses_an_upstream_it_cannot_verify() {
     let dir = TempDir::new().expect("tempdir");
     let ca = Ca::new(dir.path(), "ca");
-    let replica_identity = ca.issue("replica", &["127.0.0.1"]);
-
+    let replica = ca.issue("replica", &["127.0.0.1"]);
     // The upstream's certificate names another host.
     let elsewhere = ca.issue("elsewhere", &["db9.example"]);
-    let primary_dir = dir.path().join("misnamed");
-    std::fs::create_dir(&primary_dir).expect("dir");
-    let misnamed = primary(&primary_dir, &ca, &elsewhere, &[]);
-    let replica_db = dir.path().join("r1.db");
-    let replica = KvProcess::replica(&replica_db, &misnamed.addr(), &replica_identity.args(&ca));
-    replica.wait_stderr("not valid for name");
-    assert!(kv_rows(&replica_db).is_empty());
-    drop(replica);
-
+    refuses_upstream(
+        dir.path(),
+        (&ca, &elsewhere),
+        (&ca, &replica),
+        "not valid for name",
+    );
     // The upstream's certificate is another CA's.
     let other_ca = Ca::new(dir.path(), "other-ca");
     let impostor = other_ca.issue("impostor", &["127.0.0.1"]);
-    let primary_dir = dir.path().join("foreign");
-    std::fs::create_dir(&primary_dir).expect("dir");
-    let foreign = primary(&primary_dir, &other_ca, &impostor, &[]);
-    let replica_db = dir.path().join("r2.db");
-    let replica = KvProcess::replica(&replica_db, &foreign.addr(), &replica_identity.args(&ca));
-    replica.wait_stderr("UnknownIssuer");
+    refuses_upstream(
+        dir.path(),
+        (&other_ca, &impostor),
+        (&ca, &replica),
+        "UnknownIssuer",
+    );
+}
+
+/// A replica with `replica` joining an upstream with `upstream` logs `why` and gets no
+/// data.
+fn refuses_upstream(dir: &Path, upstream: (&Ca, &Identity), replica: (&Ca, &Identity), why: &str) {
+    let (upstream_ca, upstream_identity) = upstream;
+    let (replica_ca, replica_identity) = replica;
+    let node_dir = TempDir::new_in(dir).expect("tempdir");
+    let primary = primary(node_dir.path(), upstream_ca, upstream_identity, &[]);
+    let replica_db = node_dir.path().join("r.db");
+    let node = KvProcess::replica(
+        &replica_db,
+        &primary.addr(),
+        &replica_identity.args(replica_ca),
+    );
+    node.wait_stderr(why);
     assert!(kv_rows(&replica_db).is_empty());
 }
 
@@ -331,19 +329,6 @@ fn plain_text_and_tls_nodes_do_not_mix() {
     assert!(kv_rows(&tls_db).is_empty());
 }
 
-/// `kv ARGS` fails at start with one line naming each of `mentions`.
-fn refused(args: &[&str], mentions: &[&str]) {
-    let (code, stdout, stderr) = run_with_input(args, b"");
-    assert_ne!(code, Some(0), "{args:?} started: {stdout}");
-    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    for needle in mentions {
-        assert!(
-            stderr.contains(needle),
-            "{stderr} should mention {needle:?}"
-        );
-    }
-}
-
 #[test]
 fn incomplete_or_unusable_tls_options_are_refused_at_start() {
     let dir = TempDir::new().expect("tempdir");
@@ -355,32 +340,32 @@ fn incomplete_or_unusable_tls_options_are_refused_at_start() {
         [base, extra].concat()
     }
 
-    refused(&with(&base, &["--tls-ca", &ca_path]), &["add --tls-cert"]);
-    refused(
+    refused_at_start(&with(&base, &["--tls-ca", &ca_path]), &["add --tls-cert"]);
+    refused_at_start(
         &with(
             &base,
             &["--tls-cert", &identity.cert, "--tls-key", &identity.key],
         ),
         &["all three", "add --tls-ca"],
     );
-    refused(
+    refused_at_start(
         &with(&base, &["--tls-auth-clients"]),
         &["--tls-auth-clients needs"],
     );
-    refused(
+    refused_at_start(
         &with(&base, &["--tls-key", &identity.key]),
         &["add --tls-cert and --tls-ca"],
     );
     let mut swapped = identity.args(&ca);
     swapped[1] = &identity.key;
-    refused(
+    refused_at_start(
         &with(&base, &swapped),
         &["--tls-cert", "no certificate in it"],
     );
     for open in [0o644, 0o640] {
         let mode = std::fs::Permissions::from_mode(open);
         std::fs::set_permissions(&identity.key, mode).expect("chmod");
-        refused(
+        refused_at_start(
             &with(&base, &identity.args(&ca)),
             &["--tls-key", "chmod 600"],
         );
@@ -389,7 +374,7 @@ fn incomplete_or_unusable_tls_options_are_refused_at_start() {
     let other_key = ca.issue("other", &["127.0.0.1"]).key;
     let mut mismatched = identity.args(&ca);
     mismatched[3] = &other_key;
-    refused(
+    refused_at_start(
         &with(&base, &mismatched),
         &["the key is not the certificate's"],
     );

@@ -14,7 +14,6 @@ use super::stream::Stream;
 use crate::error::{Error, Result};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -290,16 +289,9 @@ fn roots(path: &Path) -> Result<RootCertStore> {
 
 /// The node's private key, from a file others may not read.
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    let refuse = |reason: String| Error::Invalid(format!("--tls-key {}: {reason}", path.display()));
-    let meta = std::fs::metadata(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(refuse(format!(
-            "others may read it (mode {mode:03o}); make it private with `chmod 600 {}`",
-            path.display()
-        )));
-    }
-    PrivateKeyDer::from_pem_file(path).map_err(|e| refuse(pem_error(&e)))
+    let pem = crate::auth::read_private("--tls-key", path)?;
+    PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|e| Error::Invalid(format!("--tls-key {}: {}", path.display(), pem_error(&e))))
 }
 
 fn pem_error(e: &rustls_pki_types::pem::Error) -> String {

@@ -1,7 +1,7 @@
 //! Raw replication frames for tests that play a misbehaving peer: a u32 big-endian length
 //! and an rmp-serde body, written and read with blocking sockets, plain or TLS.
 
-use kv::protocol::{self, Message};
+use kv::protocol::{self, Message, PROTOCOL_VERSION};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -75,4 +75,19 @@ pub fn read_until_closed(stream: &mut impl Timed, limit: Duration) -> Vec<String
         }
     }
     reasons
+}
+
+/// The `Join` of a new replica (no data, no history), as a fake replica sends it.
+pub fn fresh_join() -> Message {
+    Message::Join {
+        node_id: "fake".into(),
+        replica_addr: "127.0.0.1:1".into(),
+        history_id: None,
+        last_seq: 0,
+        protocol_version: PROTOCOL_VERSION,
+        fork: None,
+        checksum: None,
+        oldest_log: None,
+        epoch: 0,
+    }
 }

@@ -335,6 +335,21 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
     }
 }
 
+/// Runs `kv ARGS...`, which must fail at start with one line on stderr naming each of
+/// `mentions`; returns (stdout, stderr) for further checks.
+pub fn refused_at_start(args: &[&str], mentions: &[&str]) -> (String, String) {
+    let (code, stdout, stderr) = run_with_input(args, b"");
+    assert_ne!(code, Some(0), "{args:?} started: {stdout}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    for needle in mentions {
+        assert!(
+            stderr.contains(needle),
+            "{stderr} should mention {needle:?}"
+        );
+    }
+    (stdout, stderr)
+}
+
 /// Runs `kv ARGS...` to completion with `input` on stdin; returns (status, stdout, stderr).
 pub fn run_with_input(args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
     let mut child = Command::new(kv_bin())
