@@ -64,6 +64,11 @@ pub enum Error {
     #[error("corrupt database: {0}")]
     Corrupt(String),
 
+    /// A command cannot apply to the data it found (Redis's words: "value is not an
+    /// integer or out of range", "no such key"); nothing was stored.
+    #[error("{0}")]
+    Rejected(String),
+
     /// A TLS handshake failed (a certificate refused, a peer without TLS).
     #[error("{0}")]
     Tls(String),

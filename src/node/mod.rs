@@ -7,6 +7,7 @@
 //! [`Replication`].
 
 pub mod budget;
+pub mod compute;
 pub mod durability;
 pub mod failover;
 pub mod lease;
@@ -22,6 +23,7 @@ use crate::replication::{LinkMode, LinkStatus, ReplicaLink, Replication};
 use crate::store::history::short_id;
 use crate::store::{KvStore, Op, Position, Role, Unfenced};
 use budget::{Charge, MemoryBudget};
+use compute::{Change, Outcome};
 pub use durability::{Durability, PendingWrite};
 use failover::FailoverState;
 use lease::WriteLease;
@@ -382,17 +384,39 @@ impl Node {
     pub async fn start_write(&self, ops: Vec<Op>, charge: Charge) -> Result<PendingWrite> {
         // Held until the write is queued: a FAILOVER waits for it, then measures its head.
         let _gate = self.write_gate.read().await;
-        if self.role() != Role::Primary {
-            return Err(Error::ReadOnly(
-                "replicas do not accept writes; write on the primary".into(),
-            ));
-        }
-        self.lease.check_write()?;
+        self.check_writable()?;
         ops.iter().try_for_each(Op::check_size)?;
         let downstreams = self.repl.downstreams();
         self.durability.check_before_write(downstreams)?;
         let commit = self.writer.submit(ops, charge).await?;
         Ok(self.durability.pending(commit, downstreams))
+    }
+
+    /// Queues `change` (see [`compute`]) like [`start_write`](Self::start_write): the
+    /// writer resolves it against the data when its batch commits. Its outcome arrives on
+    /// the receiver, and means something once the write is durable.
+    pub async fn start_change(
+        &self,
+        change: Change,
+        charge: Charge,
+    ) -> Result<(PendingWrite, oneshot::Receiver<Outcome>)> {
+        let _gate = self.write_gate.read().await;
+        self.check_writable()?;
+        let downstreams = self.repl.downstreams();
+        self.durability.check_before_write(downstreams)?;
+        let (commit, outcome) = self.writer.submit_change(change, charge).await?;
+        Ok((self.durability.pending(commit, downstreams), outcome))
+    }
+
+    /// Refuses writes where this node may not take them: on a replica, or on a cluster
+    /// primary whose lease lapsed.
+    fn check_writable(&self) -> Result<()> {
+        if self.role() != Role::Primary {
+            return Err(Error::ReadOnly(
+                "replicas do not accept writes; write on the primary".into(),
+            ));
+        }
+        self.lease.check_write()
     }
 
     /// How many transactions the write path has committed: with group commit, fewer than

@@ -20,10 +20,12 @@
 //! node is (a SQLite file then closes cleanly).
 
 use super::budget::Charge;
+use super::compute::{Change, Outcome, Resolved};
 use super::lease::WriteLease;
 use crate::error::{Error, Result};
 use crate::replication::advance_head;
 use crate::store::{BatchSeqs, KvStore, Op};
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,12 +47,55 @@ pub const MAX_BATCH_OPS: usize = 10_000;
 /// Each op's seq (`None`: a delete of an absent key), or why nothing was stored.
 type Reply = Result<Vec<Option<u64>>>;
 
-/// One caller's write: ops committed together, where to answer, and the memory it holds
-/// (released once it is committed).
+/// One caller's write: what it does, where to answer, and the memory it holds (released
+/// once it is committed).
 struct Request {
-    ops: Vec<Op>,
+    work: Work,
     reply: oneshot::Sender<Reply>,
     charge: Charge,
+}
+
+/// What a write does.
+enum Work {
+    /// These ops, committed together.
+    Ops(Vec<Op>),
+    /// A change resolved against the data when its batch commits; its outcome goes to
+    /// the sender (before the commit: the caller reads it once the write is durable).
+    Change(Change, oneshot::Sender<Outcome>),
+}
+
+impl Work {
+    /// Roughly how many ops it commits, for the batch limit.
+    fn size(&self) -> usize {
+        match self {
+            Work::Ops(ops) => ops.len(),
+            Work::Change(change, _) => change.keys().len(),
+        }
+    }
+}
+
+/// What this batch's earlier writes left each key they touched holding: a change later
+/// in the batch reads through it, so it sees those writes before they commit.
+#[derive(Default)]
+struct Overlay(HashMap<String, Option<String>>);
+
+impl Overlay {
+    fn record(&mut self, ops: &[Op]) {
+        for op in ops {
+            let value = match op {
+                Op::Put { value, .. } => Some(value.clone()),
+                Op::Delete { .. } => None,
+            };
+            self.0.insert(op.key().to_string(), value);
+        }
+    }
+
+    fn read(&self, store: &dyn KvStore, key: &str) -> Result<Option<String>> {
+        match self.0.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => store.get(key),
+        }
+    }
 }
 
 /// What the writer thread works with.
@@ -123,9 +168,34 @@ impl Writer {
         let Some(queue) = &self.queue else {
             return Err(Error::Shutdown);
         };
-        let request = Request { ops, reply, charge };
+        let request = Request {
+            work: Work::Ops(ops),
+            reply,
+            charge,
+        };
         queue.send(request).await.map_err(|_| Error::Shutdown)?;
         Ok(PendingWrite(replied))
+    }
+
+    /// Queues `change` like [`submit`](Self::submit); its outcome arrives on the returned
+    /// receiver before the write is durable, and means something only once it is.
+    pub async fn submit_change(
+        &self,
+        change: Change,
+        charge: Charge,
+    ) -> Result<(PendingWrite, oneshot::Receiver<Outcome>)> {
+        let (reply, replied) = oneshot::channel();
+        let (outcome, outcome_rx) = oneshot::channel();
+        let Some(queue) = &self.queue else {
+            return Err(Error::Shutdown);
+        };
+        let request = Request {
+            work: Work::Change(change, outcome),
+            reply,
+            charge,
+        };
+        queue.send(request).await.map_err(|_| Error::Shutdown)?;
+        Ok((PendingWrite(replied), outcome_rx))
     }
 
     /// How many transactions the writer has committed.
@@ -159,10 +229,40 @@ impl Committer {
         let mut ops = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         let mut charges = Vec::with_capacity(batch.len());
+        // Built at the batch's first change only: plain writes pay nothing for it.
+        let mut overlay: Option<Overlay> = None;
         for request in batch {
-            ops.push(request.ops);
+            let resolved = match request.work {
+                Work::Ops(resolved) => resolved,
+                Work::Change(change, outcome) => {
+                    let overlay = overlay.get_or_insert_with(|| {
+                        let mut overlay = Overlay::default();
+                        ops.iter()
+                            .for_each(|earlier: &Vec<Op>| overlay.record(earlier));
+                        overlay
+                    });
+                    match self.resolve(change, overlay) {
+                        Ok((resolved, result)) => {
+                            let _ = outcome.send(result);
+                            resolved
+                        }
+                        Err(e) => {
+                            // Refused: nothing stored, and the rest of the batch goes on.
+                            let _ = request.reply.send(Err(e));
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let Some(overlay) = &mut overlay {
+                overlay.record(&resolved);
+            }
+            ops.push(resolved);
             replies.push(request.reply);
             charges.push(request.charge);
+        }
+        if ops.is_empty() {
+            return;
         }
         let appended = self.append(&ops);
         // Committed (or failed): the requests' memory goes back to the budget.
@@ -199,6 +299,15 @@ impl Committer {
         }
     }
 
+    /// `change`'s ops against the store as the batch leaves it so far, each checked for
+    /// size like any write.
+    fn resolve(&self, change: Change, overlay: &Overlay) -> Result<Resolved> {
+        let store = self.store.as_ref();
+        let (ops, outcome) = change.resolve(&mut |key| overlay.read(store, key))?;
+        ops.iter().try_for_each(Op::check_size)?;
+        Ok((ops, outcome))
+    }
+
     /// `append_batch`, with a panic in the store turned into an error for the batch (its
     /// transaction rolled back while unwinding), so the writer thread survives it.
     fn append(&self, ops: &[Vec<Op>]) -> Result<BatchSeqs> {
@@ -213,13 +322,13 @@ impl Committer {
 
 /// `first` and every request already queued behind it, up to the batch limits.
 fn gather(requests: &mut Receiver<Request>, first: Request) -> Vec<Request> {
-    let mut ops = first.ops.len();
+    let mut ops = first.work.size();
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH_REQUESTS && ops < MAX_BATCH_OPS {
         let Ok(next) = requests.try_recv() else {
             break;
         };
-        ops += next.ops.len();
+        ops += next.work.size();
         batch.push(next);
     }
     batch

@@ -28,7 +28,7 @@ const INLINE_KEYS: usize = 16;
 
 /// Runs `f`, a point read of `keys` keys, inline if they are few, otherwise off the
 /// runtime; a failure becomes an error reply.
-async fn point_read<T, F>(node: &Node, keys: usize, f: F) -> Result<T, String>
+pub async fn point_read<T, F>(node: &Node, keys: usize, f: F) -> Result<T, String>
 where
     T: Send + 'static,
     F: FnOnce(&dyn KvStore) -> Result<T> + Send + 'static,

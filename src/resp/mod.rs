@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod args;
 pub mod auth;
+pub mod changes;
 pub mod codec;
 pub mod commands;
 pub mod glob;
@@ -18,6 +19,7 @@ pub mod pipeline;
 pub mod reads;
 pub mod reply;
 pub mod session;
+pub mod strings;
 pub mod writes;
 
 use crate::auth::Secret;

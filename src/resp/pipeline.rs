@@ -14,14 +14,17 @@
 //! not one per switch. Any other command settles the pipeline first.
 
 use super::args::store_error;
+use super::changes::{self, Answer, Parsed};
 use super::reply;
 use super::writes::{Write, WriteReply};
 use crate::error::Error;
 use crate::node::budget::Charge;
+use crate::node::compute::Outcome;
 use crate::node::{Node, PendingWrite};
 use crate::store::Op;
 use bytes::BytesMut;
 use std::collections::{HashMap, VecDeque};
+use tokio::sync::oneshot;
 
 /// Requests queued by one connection before it waits for them.
 const MAX_PENDING: usize = 1024;
@@ -43,6 +46,8 @@ const WITHDRAWN: &str =
 enum Queued {
     /// A write: its outcome, and the reply it gets once durable.
     Write(PendingWrite, WriteReply),
+    /// A change the writer resolves: its commit, its outcome, and how to answer it.
+    Change(PendingWrite, oneshot::Receiver<Outcome>, Answer),
     /// A read's reply, encoded; `from_writes` if it came from the connection's own
     /// pending writes.
     Read { reply: BytesMut, from_writes: bool },
@@ -97,10 +102,50 @@ impl Pipeline {
             }
             Err(message) => Err(message),
         };
+        let queued =
+            queued.map(|(pending, reply, remembered)| (Queued::Write(pending, reply), remembered));
+        self.enqueue(queued, out).await;
+    }
+
+    /// Queues a parsed change (see [`super::changes`]) like [`queue`](Self::queue). The
+    /// values of its keys are not known until it commits: reads of them wait for it.
+    pub async fn queue_change(
+        &mut self,
+        node: &Node,
+        parsed: Result<Parsed, String>,
+        charge: Charge,
+        out: &mut BytesMut,
+    ) {
+        let queued = match parsed {
+            Ok(Parsed { change, answer }) => {
+                let unknown = change
+                    .keys()
+                    .into_iter()
+                    .map(|key| (key.to_string(), Written::Unknown))
+                    .collect();
+                match node.start_change(change, charge).await {
+                    Ok((pending, outcome)) => {
+                        Ok((Queued::Change(pending, outcome, answer), unknown))
+                    }
+                    Err(e) => Err(store_error(e)),
+                }
+            }
+            Err(message) => Err(message),
+        };
+        self.enqueue(queued, out).await;
+    }
+
+    /// Queues a write with what it leaves its keys holding, or answers its error after
+    /// the requests before it.
+    async fn enqueue(
+        &mut self,
+        queued: Result<(Queued, Vec<(String, Written)>), String>,
+        out: &mut BytesMut,
+    ) {
         match queued {
-            Ok((pending, reply, remembered)) => {
-                self.written.extend(remembered);
-                self.queue.push_back(Queued::Write(pending, reply));
+            Ok((queued, written)) => {
+                self.written.extend(written);
+                self.queue.push_back(queued);
                 self.settle_if_full(out).await;
             }
             Err(message) => {
@@ -154,11 +199,17 @@ impl Pipeline {
             match queued {
                 Queued::Write(pending, kind) => match pending.durable().await {
                     Ok(seqs) => self.answer_write(&seqs, kind, out),
-                    Err(e) => {
-                        // NotConfirmed: committed here, only unconfirmed by replicas.
-                        failed |= !matches!(e, Error::NotConfirmed(_));
-                        reply::error(out, &store_error(e));
+                    Err(e) => failed |= write_failed(e, out),
+                },
+                Queued::Change(pending, outcome, answer) => match pending.durable().await {
+                    Ok(seqs) => {
+                        self.note_seqs(&seqs);
+                        match outcome.await {
+                            Ok(outcome) => changes::answer(out, outcome, answer),
+                            Err(_) => reply::error(out, "ERR the write's outcome was lost"),
+                        }
                     }
+                    Err(e) => failed |= write_failed(e, out),
                 },
                 Queued::Read { reply, from_writes } => match failed && from_writes {
                     true => reply::error(out, WITHDRAWN),
@@ -169,10 +220,15 @@ impl Pipeline {
         self.written.clear();
     }
 
-    fn answer_write(&mut self, seqs: &[Option<u64>], kind: WriteReply, out: &mut BytesMut) {
+    /// Remembers the last seq written, for `WAIT`.
+    fn note_seqs(&mut self, seqs: &[Option<u64>]) {
         if let Some(&last) = seqs.iter().flatten().max() {
             self.last_write = self.last_write.max(last);
         }
+    }
+
+    fn answer_write(&mut self, seqs: &[Option<u64>], kind: WriteReply, out: &mut BytesMut) {
+        self.note_seqs(seqs);
         match kind {
             WriteReply::Ok => reply::simple(out, "OK"),
             WriteReply::Removed => {
@@ -181,6 +237,16 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// Answers a write that failed; whether it may have stored nothing where it should have
+/// (reads answered from the connection's later writes then cannot stand). A change
+/// refused for the data it found (`Rejected`) stored nothing and broke nothing; a write
+/// only unconfirmed by replicas (`NotConfirmed`) is committed here.
+fn write_failed(e: Error, out: &mut BytesMut) -> bool {
+    let failed = !matches!(e, Error::NotConfirmed(_) | Error::Rejected(_));
+    reply::error(out, &store_error(e));
+    failed
 }
 
 /// What `ops` leave each of their keys holding, as far as a read needs to know.

@@ -7,6 +7,7 @@
 use super::admin::{self, ClientInfo, ScanCursors};
 use super::args::{arity, err, Reply};
 use super::auth::{self, ClientAuth, HelloFacts};
+use super::changes;
 use super::codec::Request;
 use super::commands;
 use super::info::ServerFacts;
@@ -14,6 +15,7 @@ use super::output::Output;
 use super::pipeline::Pipeline;
 use super::reads::ReadBatch;
 use super::reply;
+use super::strings;
 use super::writes;
 use crate::node::budget::Charge;
 use crate::node::Node;
@@ -99,12 +101,20 @@ impl Session {
             return Ok(Flow::Continue);
         }
         // Writes are queued, not awaited: a pipeline of them shares one commit.
-        if writes::is_write(&name) {
+        if writes::is_write(&name) || changes::is_change(&name) {
             self.reads.flush(&self.node, out).await?;
-            let write = writes::parse(&name, args);
-            self.pipeline
-                .queue(&self.node, write, charge, out.buffer())
-                .await;
+            match changes::parse_write(&name, args) {
+                Ok(write) => {
+                    self.pipeline
+                        .queue(&self.node, write, charge, out.buffer())
+                        .await
+                }
+                Err(change) => {
+                    self.pipeline
+                        .queue_change(&self.node, change, charge, out.buffer())
+                        .await
+                }
+            }
             return Ok(Flow::Continue);
         }
         drop(charge);
@@ -167,7 +177,10 @@ impl Session {
             }
             ("GET", 1) => return commands::get(node, args, false, out).await,
             ("MGET", n) if n > 0 => return commands::get(node, args, true, out).await,
-            ("EXISTS", n) if n > 0 => commands::exists(node, args, out).await,
+            ("EXISTS" | "TOUCH", n) if n > 0 => commands::exists(node, args, out).await,
+            ("STRLEN", 1) => strings::strlen(node, &args[0], out).await,
+            ("TYPE", 1) => strings::type_of(node, &args[0], out).await,
+            ("GETRANGE" | "SUBSTR", 3) => strings::getrange(node, args, out).await,
             ("DBSIZE", 0) => commands::dbsize(node, out).await,
             ("KEYS", 1) => return commands::keys(node, &args[0], out).await,
             ("SCAN", n) if n >= 1 => self.cursors.scan(node, args, out).await,
@@ -195,7 +208,8 @@ impl Session {
             }
             (
                 "PING" | "ECHO" | "GET" | "MGET" | "EXISTS" | "DBSIZE" | "KEYS" | "SCAN" | "INFO"
-                | "WAIT" | "SELECT" | "CLIENT" | "REPLICAOF" | "SLAVEOF",
+                | "WAIT" | "SELECT" | "CLIENT" | "REPLICAOF" | "SLAVEOF" | "TOUCH" | "STRLEN"
+                | "TYPE" | "GETRANGE" | "SUBSTR",
                 _,
             ) => Err(arity(name)),
             _ => Err(commands::unknown(name, args)),

@@ -1,8 +1,8 @@
-//! The write commands (`SET`, `MSET`, `DEL`): which commands write, and the ops and reply
+//! The write commands that need no read (`SET key value`, `MSET`, `DEL`, `UNLINK`): which commands write, and the ops and reply
 //! a request stands for. A write's keys and values are the request's own buffers, moved,
 //! not copied; how a connection pipelines them is [`super::pipeline`].
 
-use super::args::{arity, err, text};
+use super::args::{arity, text};
 use crate::store::Op;
 
 /// A parsed write command.
@@ -24,7 +24,7 @@ pub enum WriteReply {
 
 /// Whether `name` is a write command.
 pub fn is_write(name: &str) -> bool {
-    matches!(name, "SET" | "MSET" | "DEL")
+    matches!(name, "SET" | "MSET" | "DEL" | "UNLINK")
 }
 
 /// The write `name args` stands for (`args` without the name), or its error reply.
@@ -43,10 +43,6 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Write, String> {
                 reply: WriteReply::Ok,
             })
         }
-        ("SET", n) if n > 2 => Err(err(format!(
-            "SET option '{}' is not supported by kv (keys do not expire; use SET key value)",
-            String::from_utf8_lossy(&args[2])
-        ))),
         ("MSET", n) if n > 0 && n % 2 == 0 => {
             let mut texts = args.into_iter().map(text);
             let mut ops = Vec::with_capacity(n / 2);
@@ -61,7 +57,7 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Write, String> {
                 reply: WriteReply::Ok,
             })
         }
-        ("DEL", n) if n > 0 => {
+        ("DEL" | "UNLINK", n) if n > 0 => {
             let ops = args
                 .into_iter()
                 .map(|key| Ok(Op::Delete { key: text(key)? }))

@@ -13,6 +13,7 @@
 //! shared `helpers`.
 
 mod batch;
+mod changes;
 mod digest;
 mod helpers;
 mod history;
@@ -113,6 +114,7 @@ conformance! {
         batch::batch_delete_of_absent_key_takes_no_seq,
         batch::batch_matches_separate_appends,
         batch::failing_batch_changes_nothing,
+        changes::changes_resolve_against_the_store_and_log_plain_ops,
         snapshot::snapshot_stays_consistent_while_writes_continue,
         snapshot::snapshot_chunk_bounds,
         snapshot::install_snapshot_replaces_everything,

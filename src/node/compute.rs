@@ -1,0 +1,314 @@
+//! Writes that depend on what a key holds: counters (`INCR`), conditional sets (`SET … NX`,
+//! `MSETNX`), `APPEND`, `GETSET`, `RENAME`… A [`Change`] is resolved by the writer thread,
+//! inside the batch it commits, against the store as the batch leaves it so far
+//! ([`Change::resolve`]): it becomes plain `Put`/`Delete` ops, logged and replicated like
+//! any other, and an [`Outcome`] for the caller. One writer thread resolves and commits in
+//! order, so every change is one atomic read-modify-write. Plain code: it reads through a
+//! function and touches no store, so tests call it directly.
+
+use crate::error::{Error, Result};
+use crate::store::{check_value_size, Op};
+
+/// A write whose ops depend on the data. Its fields are the command's arguments.
+#[allow(missing_docs)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// `INCRBY key by` (`INCR`, `DECR`, `DECRBY`): an integer value plus `by`.
+    IncrBy { key: String, by: i64 },
+    /// `INCRBYFLOAT key by`.
+    IncrByFloat { key: String, by: f64 },
+    /// `APPEND key value`.
+    Append { key: String, value: String },
+    /// `SETRANGE key offset value`.
+    SetRange {
+        key: String,
+        offset: usize,
+        value: String,
+    },
+    /// `SET key value [NX|XX] [GET]`, `SETNX`, `GETSET`.
+    Set {
+        key: String,
+        value: String,
+        when: When,
+        get: bool,
+    },
+    /// `GETDEL key`.
+    GetDel { key: String },
+    /// `MSETNX key value …`: all or none, only if none of the keys exists.
+    MSetNx { pairs: Vec<(String, String)> },
+    /// `RENAME` (`nx: false`) or `RENAMENX`.
+    Rename { from: String, to: String, nx: bool },
+    /// `COPY from to [REPLACE]`.
+    Copy {
+        from: String,
+        to: String,
+        replace: bool,
+    },
+}
+
+/// When a conditional set applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// Always.
+    Always,
+    /// Only if the key does not exist (`NX`).
+    Absent,
+    /// Only if it exists (`XX`).
+    Present,
+}
+
+/// What a change answers once durable.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// `+OK`.
+    Ok,
+    /// A null bulk: the change did not apply.
+    Nil,
+    /// An integer (a counter, a length, 0/1 for done or not).
+    Int(i64),
+    /// A bulk string, or null.
+    Bulk(Option<String>),
+}
+
+/// The ops of a resolved change, and its outcome.
+pub type Resolved = (Vec<Op>, Outcome);
+
+fn rejected(message: &str) -> Error {
+    Error::Rejected(message.to_string())
+}
+
+/// Redis's words for a value or argument that is not a 64-bit integer.
+pub const NOT_AN_INTEGER: &str = "value is not an integer or out of range";
+/// Redis's words for a value or argument that is not a float.
+pub const NOT_A_FLOAT: &str = "value is not a valid float";
+
+fn put(key: &str, value: String) -> Op {
+    Op::Put {
+        key: key.to_string(),
+        value,
+    }
+}
+
+impl Change {
+    /// The keys it may write, for a pipeline that must not guess their values.
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            Change::IncrBy { key, .. }
+            | Change::IncrByFloat { key, .. }
+            | Change::Append { key, .. }
+            | Change::SetRange { key, .. }
+            | Change::Set { key, .. }
+            | Change::GetDel { key } => vec![key],
+            Change::MSetNx { pairs } => pairs.iter().map(|(key, _)| key.as_str()).collect(),
+            Change::Rename { from, to, .. } | Change::Copy { from, to, .. } => vec![from, to],
+        }
+    }
+
+    /// The ops and outcome of this change against the data `read` returns; an error (in
+    /// Redis's words) stores nothing.
+    pub fn resolve(self, read: &mut dyn FnMut(&str) -> Result<Option<String>>) -> Result<Resolved> {
+        match self {
+            Change::IncrBy { key, by } => incr_by(&key, by, read),
+            Change::IncrByFloat { key, by } => incr_by_float(&key, by, read),
+            Change::Append { key, value } => {
+                let mut old = read(&key)?.unwrap_or_default();
+                old.push_str(&value);
+                check_value_size(old.len())?;
+                let length = old.len();
+                Ok((vec![put(&key, old)], Outcome::Int(len(length))))
+            }
+            Change::SetRange { key, offset, value } => set_range(&key, offset, &value, read),
+            Change::Set {
+                key,
+                value,
+                when,
+                get,
+            } => {
+                let old = read(&key)?;
+                let applies = match when {
+                    When::Always => true,
+                    When::Absent => old.is_none(),
+                    When::Present => old.is_some(),
+                };
+                let ops = match applies {
+                    true => vec![put(&key, value)],
+                    false => Vec::new(),
+                };
+                let outcome = match (get, applies) {
+                    (true, _) => Outcome::Bulk(old),
+                    (false, true) => Outcome::Ok,
+                    (false, false) => Outcome::Nil,
+                };
+                Ok((ops, outcome))
+            }
+            Change::GetDel { key } => {
+                let old = read(&key)?;
+                let ops = match old {
+                    Some(_) => vec![Op::Delete { key }],
+                    None => Vec::new(),
+                };
+                Ok((ops, Outcome::Bulk(old)))
+            }
+            Change::MSetNx { pairs } => {
+                for (key, _) in &pairs {
+                    if read(key)?.is_some() {
+                        return Ok((Vec::new(), Outcome::Int(0)));
+                    }
+                }
+                let ops = pairs
+                    .into_iter()
+                    .map(|(key, value)| Op::Put { key, value })
+                    .collect();
+                Ok((ops, Outcome::Int(1)))
+            }
+            Change::Rename { from, to, nx } => rename(from, to, nx, read),
+            Change::Copy { from, to, replace } => {
+                if from == to {
+                    return Err(rejected("source and destination objects are the same"));
+                }
+                let Some(value) = read(&from)? else {
+                    return Ok((Vec::new(), Outcome::Int(0)));
+                };
+                if !replace && read(&to)?.is_some() {
+                    return Ok((Vec::new(), Outcome::Int(0)));
+                }
+                Ok((vec![put(&to, value)], Outcome::Int(1)))
+            }
+        }
+    }
+}
+
+fn len(length: usize) -> i64 {
+    i64::try_from(length).unwrap_or(i64::MAX)
+}
+
+fn incr_by(
+    key: &str,
+    by: i64,
+    read: &mut dyn FnMut(&str) -> Result<Option<String>>,
+) -> Result<Resolved> {
+    let current = match read(key)? {
+        Some(text) => parse_integer(&text).ok_or_else(|| rejected(NOT_AN_INTEGER))?,
+        None => 0,
+    };
+    let next = current
+        .checked_add(by)
+        .ok_or_else(|| rejected("increment or decrement would overflow"))?;
+    Ok((vec![put(key, next.to_string())], Outcome::Int(next)))
+}
+
+fn incr_by_float(
+    key: &str,
+    by: f64,
+    read: &mut dyn FnMut(&str) -> Result<Option<String>>,
+) -> Result<Resolved> {
+    let current = match read(key)? {
+        Some(text) => parse_float(&text).ok_or_else(|| rejected(NOT_A_FLOAT))?,
+        None => 0.0,
+    };
+    let next = current + by;
+    if !next.is_finite() {
+        return Err(rejected("increment would produce NaN or Infinity"));
+    }
+    let text = format_float(next);
+    Ok((vec![put(key, text.clone())], Outcome::Bulk(Some(text))))
+}
+
+fn set_range(
+    key: &str,
+    offset: usize,
+    value: &str,
+    read: &mut dyn FnMut(&str) -> Result<Option<String>>,
+) -> Result<Resolved> {
+    let old = read(key)?;
+    if value.is_empty() {
+        // Nothing to write: the length as it is, and no key created.
+        let length = old.as_deref().map_or(0, str::len);
+        return Ok((Vec::new(), Outcome::Int(len(length))));
+    }
+    let end = offset
+        .checked_add(value.len())
+        .ok_or_else(|| rejected("string exceeds maximum allowed size (proto-max-bulk-len)"))?;
+    check_value_size(end)
+        .map_err(|_| rejected("string exceeds maximum allowed size (proto-max-bulk-len)"))?;
+    let mut bytes = old.unwrap_or_default().into_bytes();
+    if bytes.len() < end {
+        bytes.resize(end, 0);
+    }
+    bytes[offset..end].copy_from_slice(value.as_bytes());
+    let length = bytes.len();
+    let text = String::from_utf8(bytes).map_err(|_| {
+        rejected("SETRANGE would split a character: kv stores values as UTF-8 text")
+    })?;
+    Ok((vec![put(key, text)], Outcome::Int(len(length))))
+}
+
+fn rename(
+    from: String,
+    to: String,
+    nx: bool,
+    read: &mut dyn FnMut(&str) -> Result<Option<String>>,
+) -> Result<Resolved> {
+    let Some(value) = read(&from)? else {
+        return Err(rejected("no such key"));
+    };
+    let done = match nx {
+        true => Outcome::Int(1),
+        false => Outcome::Ok,
+    };
+    if from == to {
+        let outcome = match nx {
+            true => Outcome::Int(0),
+            false => Outcome::Ok,
+        };
+        return Ok((Vec::new(), outcome));
+    }
+    if nx && read(&to)?.is_some() {
+        return Ok((Vec::new(), Outcome::Int(0)));
+    }
+    Ok((vec![Op::Delete { key: from }, put(&to, value)], done))
+}
+
+/// A 64-bit integer as Redis reads one: optional `-`, digits, no spaces or `+`, no
+/// leading zeros (but `0`).
+pub fn parse_integer(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let plain = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && text != "-0";
+    plain.then(|| text.parse().ok()).flatten()
+}
+
+/// A float as Redis reads one: no spaces, not NaN.
+pub fn parse_float(text: &str) -> Option<f64> {
+    let trimmed = text.trim();
+    if trimmed.len() != text.len() || text.is_empty() {
+        return None;
+    }
+    let value: f64 = text.parse().ok()?;
+    (!value.is_nan()).then_some(value)
+}
+
+/// A float as `INCRBYFLOAT` answers it: no exponent, no trailing zeros, 15 significant
+/// digits. Redis computes in a long double and prints 17 digits, which for sums such as
+/// 0.1 + 0.2 gives `0.3`; a double has about 16, so kv rounds to 15 to answer the same.
+pub fn format_float(value: f64) -> String {
+    let magnitude = if value == 0.0 {
+        0
+    } else {
+        value.abs().log10().floor() as i64
+    };
+    let decimals = usize::try_from(14 - magnitude).unwrap_or(0);
+    let mut text = format!("{value:.decimals$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    if text == "-0" {
+        text = "0".into();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+//! The write commands whose effect depends on the data (`INCR`, `SET … NX|XX|GET`,
+//! `SETNX`, `GETSET`, `GETDEL`, `MSETNX`, `APPEND`, `SETRANGE`, `RENAME`, `RENAMENX`,
+//! `COPY`): parsed here into a [`Change`] the writer resolves atomically (see
+//! [`crate::node::compute`]), with Redis's argument errors; and how its [`Outcome`] is
+//! answered.
+
+use super::args::{arity, err, text};
+use super::reply;
+use super::writes::{self, Write};
+use crate::node::compute::{
+    parse_float, parse_integer, Change, Outcome, When, NOT_AN_INTEGER, NOT_A_FLOAT,
+};
+use bytes::BytesMut;
+
+/// Whether `name` is one of these commands.
+pub fn is_change(name: &str) -> bool {
+    matches!(
+        name,
+        "INCR"
+            | "DECR"
+            | "INCRBY"
+            | "DECRBY"
+            | "INCRBYFLOAT"
+            | "APPEND"
+            | "SETRANGE"
+            | "SETNX"
+            | "GETSET"
+            | "GETDEL"
+            | "MSETNX"
+            | "RENAME"
+            | "RENAMENX"
+            | "COPY"
+    )
+}
+
+/// How an outcome is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// As it is.
+    AsIs,
+    /// `SETNX`: `:1` when set, `:0` when not.
+    Done,
+}
+
+/// A parsed change and how to answer it.
+pub struct Parsed {
+    /// What the writer resolves.
+    pub change: Change,
+    /// How its outcome is answered.
+    pub answer: Answer,
+}
+
+/// Appends the reply for `outcome`.
+pub fn answer(out: &mut BytesMut, outcome: Outcome, answer: Answer) {
+    match (outcome, answer) {
+        (Outcome::Ok, Answer::Done) => reply::integer(out, 1),
+        (Outcome::Nil, Answer::Done) => reply::integer(out, 0),
+        (Outcome::Ok, _) => reply::simple(out, "OK"),
+        (Outcome::Nil, _) => reply::bulk(out, None),
+        (Outcome::Int(n), _) => reply::integer(out, n),
+        (Outcome::Bulk(value), _) => reply::bulk(out, value.as_deref().map(str::as_bytes)),
+    }
+}
+
+fn integer(arg: &[u8]) -> Result<i64, String> {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(parse_integer)
+        .ok_or_else(|| err(NOT_AN_INTEGER))
+}
+
+fn texts<const N: usize>(name: &str, args: Vec<Vec<u8>>) -> Result<[String; N], String> {
+    let texts = args.into_iter().map(text).collect::<Result<Vec<_>, _>>()?;
+    texts.try_into().map_err(|_| arity(name))
+}
+
+fn parsed(change: Change) -> Result<Parsed, String> {
+    Ok(Parsed {
+        change,
+        answer: Answer::AsIs,
+    })
+}
+
+/// The change `name args` stands for (`args` without the name), or its error reply.
+pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Parsed, String> {
+    match name {
+        "INCR" | "DECR" => {
+            let [key] = texts(name, args)?;
+            let by = if name == "INCR" { 1 } else { -1 };
+            parsed(Change::IncrBy { key, by })
+        }
+        "INCRBY" | "DECRBY" => {
+            let by = integer(args.get(1).ok_or_else(|| arity(name))?)?;
+            let [key, _] = texts(name, args)?;
+            let by = match name {
+                "INCRBY" => by,
+                _ => by
+                    .checked_neg()
+                    .ok_or_else(|| err("decrement would overflow"))?,
+            };
+            parsed(Change::IncrBy { key, by })
+        }
+        "INCRBYFLOAT" => {
+            let [key, by] = texts(name, args)?;
+            let by = parse_float(&by)
+                .filter(|by| by.is_finite())
+                .ok_or_else(|| err(NOT_A_FLOAT))?;
+            parsed(Change::IncrByFloat { key, by })
+        }
+        "APPEND" => {
+            let [key, value] = texts(name, args)?;
+            parsed(Change::Append { key, value })
+        }
+        "SETRANGE" => {
+            let offset = integer(args.get(1).ok_or_else(|| arity(name))?)?;
+            let offset = usize::try_from(offset).map_err(|_| err("offset is out of range"))?;
+            let [key, _, value] = texts(name, args)?;
+            parsed(Change::SetRange { key, offset, value })
+        }
+        "SETNX" | "GETSET" => {
+            let [key, value] = texts(name, args)?;
+            let (when, get, answer) = match name {
+                "SETNX" => (When::Absent, false, Answer::Done),
+                _ => (When::Always, true, Answer::AsIs),
+            };
+            let change = Change::Set {
+                key,
+                value,
+                when,
+                get,
+            };
+            Ok(Parsed { change, answer })
+        }
+        "GETDEL" => {
+            let [key] = texts(name, args)?;
+            parsed(Change::GetDel { key })
+        }
+        "MSETNX" if !args.is_empty() && args.len().is_multiple_of(2) => {
+            let mut texts = args.into_iter().map(text);
+            let mut pairs = Vec::new();
+            while let (Some(key), Some(value)) = (texts.next(), texts.next()) {
+                pairs.push((key?, value?));
+            }
+            parsed(Change::MSetNx { pairs })
+        }
+        "RENAME" | "RENAMENX" => {
+            let [from, to] = texts(name, args)?;
+            let nx = name == "RENAMENX";
+            parsed(Change::Rename { from, to, nx })
+        }
+        "COPY" if args.len() >= 2 => copy(args),
+        _ => Err(arity(name)),
+    }
+}
+
+/// `COPY source destination [DB 0] [REPLACE]`: kv has one database.
+fn copy(args: Vec<Vec<u8>>) -> Result<Parsed, String> {
+    let mut args = args.into_iter();
+    let (Some(from), Some(to)) = (args.next(), args.next()) else {
+        return Err(arity("COPY"));
+    };
+    let mut replace = false;
+    while let Some(option) = args.next() {
+        match option.to_ascii_uppercase().as_slice() {
+            b"REPLACE" => replace = true,
+            b"DB" => match args.next() {
+                Some(db) if db == b"0" => {}
+                Some(_) => return Err(err("DB index is out of range")),
+                None => return Err(err("syntax error")),
+            },
+            _ => return Err(err("syntax error")),
+        }
+    }
+    parsed(Change::Copy {
+        from: text(from)?,
+        to: text(to)?,
+        replace,
+    })
+}
+
+/// A write command parsed: `Ok` a plain write (or its error reply), `Err` a change (or
+/// its error reply).
+pub fn parse_write(
+    name: &str,
+    args: Vec<Vec<u8>>,
+) -> Result<Result<Write, String>, Result<Parsed, String>> {
+    if is_change(name) {
+        return Err(parse(name, args));
+    }
+    if name == "SET" {
+        if let Some(change) = parse_set(&args).transpose() {
+            return Err(change);
+        }
+    }
+    Ok(writes::parse(name, args))
+}
+
+/// `SET key value` with options (`NX`, `XX`, `GET`, `KEEPTTL`): the change, or `None`
+/// for a plain `SET key value`, which needs no read.
+pub fn parse_set(args: &[Vec<u8>]) -> Result<Option<Parsed>, String> {
+    let [key, value, options @ ..] = args else {
+        return Err(arity("SET"));
+    };
+    if options.is_empty() {
+        return Ok(None);
+    }
+    let mut when = When::Always;
+    let mut get = false;
+    for option in options {
+        match option.to_ascii_uppercase().as_slice() {
+            b"NX" if when != When::Present => when = When::Absent,
+            b"XX" if when != When::Absent => when = When::Present,
+            b"GET" => get = true,
+            // No key has a time to live yet, so keeping it changes nothing.
+            b"KEEPTTL" => {}
+            b"EX" | b"PX" | b"EXAT" | b"PXAT" => {
+                return Err(err(
+                    "kv does not expire keys yet: SET's EX, PX, EXAT and PXAT are not supported",
+                ))
+            }
+            _ => return Err(err("syntax error")),
+        }
+    }
+    let change = Change::Set {
+        key: text(key.clone())?,
+        value: text(value.clone())?,
+        when,
+        get,
+    };
+    parsed(change).map(Some)
+}

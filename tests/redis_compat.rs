@@ -1,0 +1,215 @@
+//! The string and key commands side by side with a real `redis-server` (7, from the
+//! system's packages; `.ci/run` installs it): the same commands, in the same order, get
+//! the same replies from both, errors included. Then the writes that depend on the data
+//! (`INCR`, `SET … NX`, `RENAME`…) converge on a replica, and a pipeline mixing them with
+//! plain writes is resolved in order within one commit.
+
+mod common;
+
+use common::{kv_rows, wait_until, KvProcess};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tempfile::TempDir;
+
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// A `redis-server` on a free loopback port, without persistence; killed on drop.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server; bash .ci/run does)");
+        let server = RedisServer { child, port };
+        let up = wait_until(PATIENCE, || server.connection().is_ok());
+        assert!(up, "redis-server did not start on port {port}");
+        server
+    }
+
+    fn connection(&self) -> redis::RedisResult<redis::Connection> {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))?.get_connection()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A command's reply as text: the value, or the error's words.
+fn ask(con: &mut redis::Connection, line: &str) -> String {
+    let mut words = line.split(' ');
+    let mut command = redis::cmd(words.next().expect("a command"));
+    for word in words {
+        command.arg(word);
+    }
+    match command.query::<redis::Value>(con) {
+        Ok(value) => format!("{value:?}"),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// Commands, in an order that exercises each case. Not here: `INCRBYFLOAT` results that
+/// Redis's long double prints with stray digits (0.3 + 1e3 is `1000.29999999999999999`
+/// there, `1000.3` in kv).
+const SCRIPT: &[&str] = &[
+    "INCR n",
+    "INCRBY n 10",
+    "DECR n",
+    "DECRBY n 3",
+    "INCRBY n abc",
+    "INCRBY n 1.5",
+    "INCRBYFLOAT f 0.1",
+    "INCRBYFLOAT f 0.2",
+    "INCRBYFLOAT f abc",
+    "INCRBYFLOAT f 2",
+    "INCRBYFLOAT g 1.5e2",
+    "SET t hello",
+    "INCR t",
+    "INCRBYFLOAT t 1",
+    "APPEND t _world",
+    "APPEND fresh abc",
+    "STRLEN t",
+    "STRLEN nothing",
+    "GETRANGE t 0 4",
+    "GETRANGE t -5 -1",
+    "GETRANGE t 5 2",
+    "GETRANGE t 0 1000",
+    "GETRANGE nothing 0 -1",
+    "GETRANGE t a b",
+    "SUBSTR t 1 3",
+    "SETRANGE t 6 WORLD",
+    "GET t",
+    "SETRANGE padded 3 ab",
+    "STRLEN padded",
+    "SETRANGE empty 0 ",
+    "EXISTS empty",
+    "SETRANGE t -1 x",
+    "SET k v NX",
+    "SET k v2 NX",
+    "SET k v3 XX GET",
+    "SET absent v XX",
+    "SET absent v XX GET",
+    "GET k",
+    "SET k v NX XX",
+    "SET k v FOO",
+    "SET k v KEEPTTL",
+    "SETNX k z",
+    "SETNX k2 z",
+    "GETSET k v4",
+    "GETSET newkey first",
+    "GETDEL k",
+    "GETDEL k",
+    "MSETNX a 1 b 2",
+    "MSETNX b 3 c 4",
+    "MSETNX a",
+    "MGET a b c",
+    "RENAME a a2",
+    "RENAME a2 a2",
+    "RENAME nokey x",
+    "RENAMENX a2 b",
+    "RENAMENX a2 z",
+    "RENAMENX z z",
+    "COPY z zz",
+    "COPY z zz",
+    "COPY z zz REPLACE",
+    "COPY z z",
+    "COPY nokey y",
+    "COPY z y DB 0",
+    "COPY z y BOGUS",
+    "TYPE z",
+    "TYPE nothing",
+    "TOUCH z zz nothing",
+    "UNLINK z zz nothing",
+    "EXISTS z zz",
+    "SET big 9223372036854775807",
+    "INCR big",
+    "SET small -9223372036854775808",
+    "DECR small",
+    "DECRBY n -9223372036854775808",
+    "INCR",
+    "GETDEL",
+    "RENAME onlyone",
+    "DBSIZE",
+];
+
+#[test]
+fn string_and_key_commands_answer_as_redis_does() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new().expect("tempdir");
+    let kv = KvProcess::primary_with_clients(&dir.path().join("p.db"), &[]);
+    let mut theirs = redis.connection().expect("redis");
+    let mut ours = redis::Client::open(kv.redis_url())
+        .and_then(|c| c.get_connection())
+        .expect("kv");
+    let mut differences = Vec::new();
+    for line in SCRIPT {
+        let (expected, got) = (ask(&mut theirs, line), ask(&mut ours, line));
+        if expected != got {
+            differences.push(format!("{line}\n  redis: {expected}\n  kv:    {got}"));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} of {} commands differ:\n{}",
+        differences.len(),
+        SCRIPT.len(),
+        differences.join("\n")
+    );
+}
+
+#[test]
+fn changes_replicate_and_resolve_in_order_within_a_pipeline() {
+    let dir = TempDir::new().expect("tempdir");
+    let primary_db = dir.path().join("p.db");
+    let primary = KvProcess::primary_with_clients(&primary_db, &[]);
+    let replica_db = dir.path().join("r.db");
+    let _replica = KvProcess::synced_replica(&replica_db, &primary.addr(), &[]);
+    let mut con = redis::Client::open(primary.redis_url())
+        .and_then(|c| c.get_connection())
+        .expect("kv");
+
+    // One pipeline: plain writes and changes of the same keys, sent at once, so they
+    // share commits; each change must see every write before it.
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        pipe.cmd("SET").arg("counter").arg(i * 10);
+        pipe.cmd("INCRBY").arg("counter").arg(3);
+        pipe.cmd("APPEND").arg("log").arg(format!("{i},"));
+        pipe.cmd("SET").arg("lock").arg(i).arg("NX");
+        pipe.cmd("GET").arg("counter");
+    }
+    pipe.cmd("RENAME").arg("log").arg("journal");
+    pipe.cmd("COPY").arg("journal").arg("backup");
+    pipe.cmd("GETDEL").arg("lock");
+    let replies: Vec<redis::Value> = pipe.query(&mut con).expect("the pipeline");
+    for i in 0..200 {
+        let get = &replies[i * 5 + 4];
+        let expected = redis::Value::BulkString((i * 10 + 3).to_string().into_bytes());
+        assert_eq!(get, &expected, "GET after SET {} and INCRBY 3", i * 10);
+    }
+    let journal: String = (0..200).map(|i| format!("{i},")).collect();
+    let expected = vec![
+        ("backup".to_string(), journal.clone()),
+        ("counter".to_string(), "1993".to_string()),
+        ("journal".to_string(), journal),
+    ];
+    assert_eq!(kv_rows(&primary_db), expected);
+    let converged = wait_until(PATIENCE, || kv_rows(&replica_db) == expected);
+    assert!(converged, "the replica has {:?}", kv_rows(&replica_db));
+}

@@ -1,0 +1,83 @@
+//! Writes that depend on the data (`INCR`, `SET … NX`, `RENAME`…, see `kv::node::compute`)
+//! resolved against each backend as the writer resolves them: read through the store,
+//! then committed as the plain ops they became, so the log holds only `Put` and `Delete`
+//! and a replica applies them like any other write.
+
+use crate::helpers::{contents, pairs, whole_log};
+use crate::Backend;
+use kv::node::compute::{Change, Outcome, When};
+use kv::store::{KvStore, Op, Role};
+
+/// Resolves `change` against `store` and commits what it became.
+fn apply<S: KvStore>(store: &S, change: Change) -> Outcome {
+    let (ops, outcome) = change
+        .resolve(&mut |key| store.get(key))
+        .expect("a change that applies");
+    store.append_batch(&[ops]).expect("commit");
+    outcome
+}
+
+pub fn changes_resolve_against_the_store_and_log_plain_ops<B: Backend>(backend: &B) {
+    let store = backend.open(Role::Primary);
+    let incr = |by| Change::IncrBy {
+        key: "n".into(),
+        by,
+    };
+    assert_eq!(apply(&store, incr(5)), Outcome::Int(5));
+    assert_eq!(apply(&store, incr(-7)), Outcome::Int(-2));
+    let append = Change::Append {
+        key: "s".into(),
+        value: "ab".into(),
+    };
+    assert_eq!(apply(&store, append.clone()), Outcome::Int(2));
+    assert_eq!(apply(&store, append), Outcome::Int(4));
+    let set_nx = Change::Set {
+        key: "s".into(),
+        value: "other".into(),
+        when: When::Absent,
+        get: true,
+    };
+    assert_eq!(apply(&store, set_nx), Outcome::Bulk(Some("abab".into())));
+    let rename = Change::Rename {
+        from: "s".into(),
+        to: "t".into(),
+        nx: false,
+    };
+    assert_eq!(apply(&store, rename), Outcome::Ok);
+    let refused = Change::IncrBy {
+        key: "t".into(),
+        by: 1,
+    }
+    .resolve(&mut |key| store.get(key));
+    assert!(refused.is_err(), "a counter of text is refused");
+
+    assert_eq!(contents(&store), pairs(&[("n", "-2"), ("t", "abab")]));
+    let ops: Vec<Op> = whole_log(&store)
+        .into_iter()
+        .map(|entry| entry.op)
+        .collect();
+    let expected = vec![
+        Op::Put {
+            key: "n".into(),
+            value: "5".into(),
+        },
+        Op::Put {
+            key: "n".into(),
+            value: "-2".into(),
+        },
+        Op::Put {
+            key: "s".into(),
+            value: "ab".into(),
+        },
+        Op::Put {
+            key: "s".into(),
+            value: "abab".into(),
+        },
+        Op::Delete { key: "s".into() },
+        Op::Put {
+            key: "t".into(),
+            value: "abab".into(),
+        },
+    ];
+    assert_eq!(ops, expected, "the log holds what the changes became");
+}
