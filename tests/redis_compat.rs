@@ -66,7 +66,7 @@ fn ask(con: &mut redis::Connection, line: &str) -> String {
 
 /// Commands, in an order that exercises each case. Not here: `INCRBYFLOAT` results that
 /// Redis's long double prints with stray digits (0.3 + 1e3 is `1000.29999999999999999`
-/// there, `1000.3` in kv).
+/// there, `1000.3` in kv), and SCANs that stop part-way: the cursors differ by design.
 const SCRIPT: &[&str] = &[
     "INCR n",
     "INCRBY n 10",
@@ -146,6 +146,16 @@ const SCRIPT: &[&str] = &[
     "GETDEL",
     "RENAME onlyone",
     "DBSIZE",
+    "SCAN 0 MATCH nomatch* COUNT 1000 TYPE string",
+    "SCAN 0 MATCH n COUNT 1000 TYPE STRING",
+    "SCAN 0 COUNT 1000 TYPE hash",
+    "SCAN 0 TYPE",
+    "FLUSHDB BOGUS",
+    "FLUSHDB ASYNC",
+    "DBSIZE",
+    "SET k v",
+    "FLUSHALL SYNC",
+    "GET k",
 ];
 
 #[test]
@@ -164,6 +174,26 @@ fn string_and_key_commands_answer_as_redis_does() {
             differences.push(format!("{line}\n  redis: {expected}\n  kv:    {got}"));
         }
     }
+    // INFO: several sections at once, each as Redis names it; an unknown one is empty.
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .arg("clients")
+        .arg("stats")
+        .query(&mut ours)
+        .expect("INFO");
+    for section in ["# Server", "# Clients", "# Stats", "connected_clients:1"] {
+        assert!(info.contains(section), "{section} missing from {info}");
+    }
+    assert!(!info.contains("# Keyspace"), "{info}");
+    let unknown: String = redis::cmd("INFO")
+        .arg("bogus")
+        .query(&mut ours)
+        .expect("INFO");
+    let theirs_unknown: String = redis::cmd("INFO")
+        .arg("bogus")
+        .query(&mut theirs)
+        .expect("INFO");
+    assert_eq!(unknown, theirs_unknown);
     assert!(
         differences.is_empty(),
         "{} of {} commands differ:\n{}",
@@ -212,4 +242,19 @@ fn changes_replicate_and_resolve_in_order_within_a_pipeline() {
     assert_eq!(kv_rows(&primary_db), expected);
     let converged = wait_until(PATIENCE, || kv_rows(&replica_db) == expected);
     assert!(converged, "the replica has {:?}", kv_rows(&replica_db));
+
+    // A flush behind a write: the read after both sees neither, here and on the replica.
+    let (set, flushed, after): ((), (), Option<String>) = redis::pipe()
+        .cmd("SET")
+        .arg("late")
+        .arg("1")
+        .cmd("FLUSHDB")
+        .cmd("GET")
+        .arg("late")
+        .query(&mut con)
+        .expect("the flush pipeline");
+    assert_eq!((set, flushed, after), ((), (), None));
+    assert_eq!(kv_rows(&primary_db), Vec::new());
+    let emptied = wait_until(PATIENCE, || kv_rows(&replica_db).is_empty());
+    assert!(emptied, "the replica has {:?}", kv_rows(&replica_db));
 }

@@ -108,7 +108,11 @@ fn data_commands_on_the_primary() {
         .arg(&[0xffu8, 0xfe][..])
         .query(&mut con);
     assert!(binary.unwrap_err().to_string().contains("UTF-8"));
-    let unknown: RedisResult<()> = redis::cmd("FLUSHALL").query(&mut con);
+    let unknown: RedisResult<()> = redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("v")
+        .query(&mut con);
     assert!(unknown.unwrap_err().to_string().contains("unknown command"));
     assert_eq!(con.get::<_, Option<String>>("k").expect("GET"), None);
 

@@ -44,6 +44,8 @@ pub enum Change {
         to: String,
         replace: bool,
     },
+    /// `FLUSHDB`, `FLUSHALL`: every key deleted (each logged as a delete).
+    Flush,
 }
 
 /// When a conditional set applies.
@@ -101,13 +103,27 @@ impl Change {
             | Change::GetDel { key } => vec![key],
             Change::MSetNx { pairs } => pairs.iter().map(|(key, _)| key.as_str()).collect(),
             Change::Rename { from, to, .. } | Change::Copy { from, to, .. } => vec![from, to],
+            Change::Flush => Vec::new(),
         }
     }
 
-    /// The ops and outcome of this change against the data `read` returns; an error (in
-    /// Redis's words) stores nothing.
-    pub fn resolve(self, read: &mut dyn FnMut(&str) -> Result<Option<String>>) -> Result<Resolved> {
+    /// Whether it may write keys [`keys`](Self::keys) does not name (`FLUSHDB`).
+    pub fn touches_every_key(&self) -> bool {
+        matches!(self, Change::Flush)
+    }
+
+    /// The ops and outcome of this change against the data `read` returns (and, for a
+    /// flush, the keys `keys` lists); an error (in Redis's words) stores nothing.
+    pub fn resolve(
+        self,
+        read: &mut dyn FnMut(&str) -> Result<Option<String>>,
+        keys: &mut dyn FnMut() -> Result<Vec<String>>,
+    ) -> Result<Resolved> {
         match self {
+            Change::Flush => {
+                let ops = keys()?.into_iter().map(|key| Op::Delete { key }).collect();
+                Ok((ops, Outcome::Ok))
+            }
             Change::IncrBy { key, by } => incr_by(&key, by, read),
             Change::IncrByFloat { key, by } => incr_by_float(&key, by, read),
             Change::Append { key, value } => {

@@ -421,7 +421,6 @@ impl Node {
 
     /// How many transactions the write path has committed: with group commit, fewer than
     /// the writes when writes overlap. 0 on a node that was never written to.
-    #[cfg(test)]
     pub fn commits(&self) -> u64 {
         self.writer.commits()
     }

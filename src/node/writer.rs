@@ -25,7 +25,7 @@ use super::lease::WriteLease;
 use crate::error::{Error, Result};
 use crate::replication::advance_head;
 use crate::store::{BatchSeqs, KvStore, Op};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,6 +36,9 @@ use tracing::error;
 
 /// Requests that may wait for the writer before senders have to wait too.
 pub const QUEUE_CAPACITY: usize = 4096;
+
+/// Keys listed per read when a flush lists every key.
+const KEYS_PAGE: usize = 10_000;
 
 /// Most requests committed in one transaction.
 pub const MAX_BATCH_REQUESTS: usize = 1000;
@@ -95,6 +98,28 @@ impl Overlay {
             Some(value) => Ok(value.clone()),
             None => store.get(key),
         }
+    }
+
+    /// Every key, as the batch leaves them so far, read in pages.
+    fn keys(&self, store: &dyn KvStore) -> Result<Vec<String>> {
+        let mut keys = BTreeSet::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.scan_keys("", after.as_deref(), KEYS_PAGE)?;
+            let full = page.len() == KEYS_PAGE;
+            after = page.last().cloned();
+            keys.extend(page);
+            if !full {
+                break;
+            }
+        }
+        for (key, value) in &self.0 {
+            match value {
+                Some(_) => keys.insert(key.clone()),
+                None => keys.remove(key),
+            };
+        }
+        Ok(keys.into_iter().collect())
     }
 }
 
@@ -303,7 +328,9 @@ impl Committer {
     /// size like any write.
     fn resolve(&self, change: Change, overlay: &Overlay) -> Result<Resolved> {
         let store = self.store.as_ref();
-        let (ops, outcome) = change.resolve(&mut |key| overlay.read(store, key))?;
+        let (ops, outcome) = change.resolve(&mut |key| overlay.read(store, key), &mut || {
+            overlay.keys(store)
+        })?;
         ops.iter().try_for_each(Op::check_size)?;
         Ok((ops, outcome))
     }

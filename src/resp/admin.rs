@@ -33,6 +33,8 @@ struct ScanArgs {
     cursor: u64,
     pattern: Option<String>,
     count: usize,
+    /// `TYPE string`, or no `TYPE`: every value is a string. Any other type: no key.
+    strings: bool,
 }
 
 fn parse_scan(args: &[Vec<u8>]) -> Result<ScanArgs, String> {
@@ -43,6 +45,7 @@ fn parse_scan(args: &[Vec<u8>]) -> Result<ScanArgs, String> {
         cursor,
         pattern: None,
         count: DEFAULT_SCAN_COUNT,
+        strings: true,
     };
     let mut rest = args[1..].chunks(2);
     for option in rest.by_ref() {
@@ -51,6 +54,7 @@ fn parse_scan(args: &[Vec<u8>]) -> Result<ScanArgs, String> {
         };
         match name.to_ascii_uppercase().as_slice() {
             b"MATCH" => scan.pattern = Some(text_of(value)?),
+            b"TYPE" => scan.strings = value.eq_ignore_ascii_case(b"string"),
             b"COUNT" => {
                 scan.count = text_of(value)?
                     .parse::<usize>()
@@ -74,7 +78,7 @@ pub struct ScanCursors {
 }
 
 impl ScanCursors {
-    /// `SCAN cursor [MATCH pattern] [COUNT n]`: examines up to n keys after the cursor's
+    /// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]`: examines up to n keys after the cursor's
     /// position, in key order, and replies with the next cursor (`0` when the scan is done)
     /// and the matching keys.
     pub async fn scan(&mut self, node: &Node, args: &[Vec<u8>], out: &mut Output) -> Reply {
@@ -97,6 +101,7 @@ impl ScanCursors {
             .unwrap_or("")
             .to_string();
         let count = scan.count;
+        let strings = scan.strings;
         // Matching is CPU work proportional to the page: done off the runtime too.
         let (last, keys) = blocking(node, move |store| {
             let mut after = after;
@@ -108,7 +113,7 @@ impl ScanCursors {
                 examined += page.len();
                 after = page.last().cloned().or(after);
                 for key in page {
-                    if pattern.as_ref().is_none_or(|p| p.matches(&key)) {
+                    if strings && pattern.as_ref().is_none_or(|p| p.matches(&key)) {
                         bytes += key.len();
                         keys.push(key);
                     }
@@ -143,17 +148,20 @@ impl ScanCursors {
     }
 }
 
-/// `INFO [section]`.
+/// `INFO [section ...]`.
 pub async fn info(
     node: &Arc<Node>,
     facts: &Arc<ServerFacts>,
-    section: Option<&Vec<u8>>,
+    sections: &[Vec<u8>],
     out: &mut Output,
 ) -> Reply {
-    let section = section.map(|s| String::from_utf8_lossy(s).into_owned());
+    let sections: Vec<String> = sections
+        .iter()
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
     let (node, facts) = (Arc::clone(node), Arc::clone(facts));
     // INFO counts keys: SQLite work, off the runtime.
-    let text = tokio::task::spawn_blocking(move || info::render(&node, &facts, section.as_deref()))
+    let text = tokio::task::spawn_blocking(move || info::render(&node, &facts, &sections))
         .await
         .map_err(|e| err(e.to_string()))?
         .map_err(|e| err(e.to_string()))?;

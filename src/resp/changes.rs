@@ -1,6 +1,6 @@
 //! The write commands whose effect depends on the data (`INCR`, `SET … NX|XX|GET`,
 //! `SETNX`, `GETSET`, `GETDEL`, `MSETNX`, `APPEND`, `SETRANGE`, `RENAME`, `RENAMENX`,
-//! `COPY`): parsed here into a [`Change`] the writer resolves atomically (see
+//! `COPY`, `FLUSHDB`, `FLUSHALL`): parsed here into a [`Change`] the writer resolves atomically (see
 //! [`crate::node::compute`]), with Redis's argument errors; and how its [`Outcome`] is
 //! answered.
 
@@ -30,6 +30,8 @@ pub fn is_change(name: &str) -> bool {
             | "RENAME"
             | "RENAMENX"
             | "COPY"
+            | "FLUSHDB"
+            | "FLUSHALL"
     )
 }
 
@@ -149,6 +151,14 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Parsed, String> {
             parsed(Change::Rename { from, to, nx })
         }
         "COPY" if args.len() >= 2 => copy(args),
+        // kv writes every flush in the writer's transaction: ASYNC is SYNC.
+        "FLUSHDB" | "FLUSHALL" => match args.as_slice() {
+            [] => parsed(Change::Flush),
+            [mode] if mode.eq_ignore_ascii_case(b"ASYNC") || mode.eq_ignore_ascii_case(b"SYNC") => {
+                parsed(Change::Flush)
+            }
+            _ => Err(err("syntax error")),
+        },
         _ => Err(arity(name)),
     }
 }

@@ -9,6 +9,7 @@ use crate::node::Node;
 use crate::replication::LinkState;
 use crate::store::{Role, NO_HISTORY};
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,18 +27,75 @@ pub struct ServerFacts {
     pub secret: Option<Arc<Secret>>,
     /// Failed `AUTH` attempts per peer, on this port.
     pub throttle: AuthThrottle,
+    /// Connections and commands, for `INFO clients` and `INFO stats`.
+    pub counts: Arc<ClientCounts>,
 }
 
-/// Renders `INFO [section]`; `None` or `all`/`everything`/`default` give every section.
-pub fn render(node: &Node, facts: &ServerFacts, section: Option<&str>) -> Result<String> {
-    let section = section.map(str::to_ascii_lowercase);
-    let wanted = |name: &str| match section.as_deref() {
-        None | Some("all" | "everything" | "default") => true,
-        Some(s) => s == name,
-    };
+/// What the client port has served.
+#[derive(Default)]
+pub struct ClientCounts {
+    connected: AtomicU64,
+    received: AtomicU64,
+    commands: AtomicU64,
+}
+
+impl ClientCounts {
+    /// Counts a connection until the returned guard drops.
+    pub fn connection(self: &Arc<Self>) -> Connected {
+        self.connected.fetch_add(1, Ordering::Relaxed);
+        self.received.fetch_add(1, Ordering::Relaxed);
+        Connected(Arc::clone(self))
+    }
+
+    /// Counts a command.
+    pub fn command(&self) {
+        self.commands.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection counted in [`ClientCounts`] while it lives.
+pub struct Connected(Arc<ClientCounts>);
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Renders `INFO [section ...]`; no section, or `all`/`everything`/`default`, gives
+/// every section. An unknown section gives nothing, as in Redis.
+pub fn render(node: &Node, facts: &ServerFacts, sections: &[String]) -> Result<String> {
+    let sections: Vec<String> = sections.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let every = sections.is_empty()
+        || sections
+            .iter()
+            .any(|s| matches!(s.as_str(), "all" | "everything" | "default"));
+    let wanted = |name: &str| every || sections.iter().any(|s| s == name);
     let mut text = String::new();
     if wanted("server") {
         server(&mut text, facts);
+    }
+    if wanted("clients") {
+        let connected = facts.counts.connected.load(Ordering::Relaxed);
+        let _ = write!(
+            text,
+            "# Clients\r\nconnected_clients:{connected}\r\nmaxclients:{}\r\n\
+             blocked_clients:0\r\n\r\n",
+            super::MAX_CLIENTS
+        );
+    }
+    if wanted("memory") {
+        memory(&mut text);
+    }
+    if wanted("stats") {
+        let _ = write!(
+            text,
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
+             expired_keys:0\r\nevicted_keys:0\r\nkv_commits:{}\r\n\r\n",
+            facts.counts.received.load(Ordering::Relaxed),
+            facts.counts.commands.load(Ordering::Relaxed),
+            node.commits()
+        );
     }
     if wanted("replication") {
         replication(&mut text, node)?;
@@ -49,7 +107,26 @@ pub fn render(node: &Node, facts: &ServerFacts, section: Option<&str>) -> Result
             "# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n\r\n"
         );
     }
+    if text.is_empty() {
+        return Ok(text);
+    }
     Ok(text.trim_end().to_string() + "\r\n")
+}
+
+/// The process's resident memory (kv has no allocator statistics of its own; SQLite's
+/// page cache is part of it). kv never evicts keys.
+fn memory(text: &mut String) {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let rss = pages * 4096;
+    let _ = write!(
+        text,
+        "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{:.2}M\r\n\
+         used_memory_rss:{rss}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n\r\n",
+        rss as f64 / (1024.0 * 1024.0)
+    );
 }
 
 fn server(text: &mut String, facts: &ServerFacts) {

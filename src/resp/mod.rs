@@ -68,6 +68,7 @@ pub async fn serve(
         port,
         secret,
         throttle: AuthThrottle::default(),
+        counts: Default::default(),
     });
     let ids = AtomicU64::new(1);
     let shutdown = node.shutdown_token().clone();
@@ -86,7 +87,9 @@ pub async fn serve(
         let budget = node.budget().clone();
         let stopping = stopping.clone();
         let authenticated = session.authenticated_flag();
+        let connected = facts.counts.connection();
         async move {
+            let _connected = connected;
             tokio::select! {
                 _ = stopping.cancelled() => {}
                 _ = auth::unauthenticated_deadline(authenticated) => {

@@ -68,6 +68,8 @@ pub struct Pipeline {
     queue: VecDeque<Queued>,
     /// What the queued writes set, by key (the last write of a key wins).
     written: HashMap<String, Written>,
+    /// Whether a queued change may have written any key (`FLUSHDB`): reads then wait.
+    opaque: bool,
     /// The seq of this connection's last durable write, for `WAIT`.
     last_write: u64,
 }
@@ -118,6 +120,7 @@ impl Pipeline {
     ) {
         let queued = match parsed {
             Ok(Parsed { change, answer }) => {
+                self.opaque |= change.touches_every_key();
                 let unknown = change
                     .keys()
                     .into_iter()
@@ -168,6 +171,9 @@ impl Pipeline {
         let Ok(key) = std::str::from_utf8(key) else {
             return false;
         };
+        if self.opaque {
+            return false;
+        }
         let (value, from_writes) = match self.written.get(key) {
             Some(Written::Value(value)) => (value.clone(), true),
             Some(Written::Unknown) => return false,
@@ -218,6 +224,7 @@ impl Pipeline {
             }
         }
         self.written.clear();
+        self.opaque = false;
     }
 
     /// Remembers the last seq written, for `WAIT`.

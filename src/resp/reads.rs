@@ -97,6 +97,7 @@ mod tests {
             port: 0,
             secret: None,
             throttle: Default::default(),
+            counts: Default::default(),
         });
         let mut session = Session::new(Arc::clone(&node), facts, 1);
         let mut out = Output::new(Box::new(tokio::io::sink()));

@@ -95,6 +95,7 @@ impl Session {
         };
         let name = String::from_utf8_lossy(&name).to_ascii_uppercase();
         let args: Vec<Vec<u8>> = request.collect();
+        self.facts.counts.command();
         if !self.auth.authenticated() && !auth::allowed_before_auth(&name) {
             drop(charge);
             reply::error(out.buffer(), auth::NOAUTH);
@@ -184,7 +185,7 @@ impl Session {
             ("DBSIZE", 0) => commands::dbsize(node, out).await,
             ("KEYS", 1) => return commands::keys(node, &args[0], out).await,
             ("SCAN", n) if n >= 1 => self.cursors.scan(node, args, out).await,
-            ("INFO", 0 | 1) => admin::info(node, &self.facts, args.first(), out).await,
+            ("INFO", _) => admin::info(node, &self.facts, args, out).await,
             ("WAIT", 2) => admin::wait(node, self.pipeline.last_write(), args, out).await,
             ("SELECT", 1) => select(&args[0], out),
             ("AUTH", _) => {
@@ -207,9 +208,9 @@ impl Session {
                 Ok(())
             }
             (
-                "PING" | "ECHO" | "GET" | "MGET" | "EXISTS" | "DBSIZE" | "KEYS" | "SCAN" | "INFO"
-                | "WAIT" | "SELECT" | "CLIENT" | "REPLICAOF" | "SLAVEOF" | "TOUCH" | "STRLEN"
-                | "TYPE" | "GETRANGE" | "SUBSTR",
+                "PING" | "ECHO" | "GET" | "MGET" | "EXISTS" | "DBSIZE" | "KEYS" | "SCAN" | "WAIT"
+                | "SELECT" | "CLIENT" | "REPLICAOF" | "SLAVEOF" | "TOUCH" | "STRLEN" | "TYPE"
+                | "GETRANGE" | "SUBSTR",
                 _,
             ) => Err(arity(name)),
             _ => Err(commands::unknown(name, args)),

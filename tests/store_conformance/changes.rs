@@ -11,7 +11,9 @@ use kv::store::{KvStore, Op, Role};
 /// Resolves `change` against `store` and commits what it became.
 fn apply<S: KvStore>(store: &S, change: Change) -> Outcome {
     let (ops, outcome) = change
-        .resolve(&mut |key| store.get(key))
+        .resolve(&mut |key| store.get(key), &mut || {
+            store.scan_keys("", None, 1000)
+        })
         .expect("a change that applies");
     store.append_batch(&[ops]).expect("commit");
     outcome
@@ -48,7 +50,7 @@ pub fn changes_resolve_against_the_store_and_log_plain_ops<B: Backend>(backend: 
         key: "t".into(),
         by: 1,
     }
-    .resolve(&mut |key| store.get(key));
+    .resolve(&mut |key| store.get(key), &mut || Ok(Vec::new()));
     assert!(refused.is_err(), "a counter of text is refused");
 
     assert_eq!(contents(&store), pairs(&[("n", "-2"), ("t", "abab")]));
@@ -80,4 +82,9 @@ pub fn changes_resolve_against_the_store_and_log_plain_ops<B: Backend>(backend: 
         },
     ];
     assert_eq!(ops, expected, "the log holds what the changes became");
+
+    assert_eq!(apply(&store, Change::Flush), Outcome::Ok);
+    assert_eq!(contents(&store), pairs(&[]));
+    let deletes = whole_log(&store).len() - expected.len();
+    assert_eq!(deletes, 2, "a flush logs a delete per key");
 }

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 fn run(data: &mut HashMap<String, String>, change: Change) -> Result<Outcome> {
     let snapshot = data.clone();
     let mut read = |key: &str| Ok(snapshot.get(key).cloned());
-    let (ops, outcome) = change.resolve(&mut read)?;
+    let mut keys = || Ok(snapshot.keys().cloned().collect());
+    let (ops, outcome) = change.resolve(&mut read, &mut keys)?;
     for op in ops {
         match op {
             Op::Put { key, value } => {
@@ -127,4 +128,13 @@ fn setrange_pads_and_keeps_text() {
         run(&mut data, split).is_err(),
         "a split character is refused"
     );
+}
+
+#[test]
+fn a_flush_deletes_every_key() {
+    let mut data = HashMap::new();
+    data.insert("a".into(), "1".into());
+    data.insert("b".into(), "2".into());
+    assert_eq!(run(&mut data, Change::Flush).expect("flush"), Outcome::Ok);
+    assert!(data.is_empty());
 }
