@@ -150,6 +150,9 @@ const SCRIPT: &[&str] = &[
     "SCAN 0 MATCH n COUNT 1000 TYPE STRING",
     "SCAN 0 COUNT 1000 TYPE hash",
     "SCAN 0 TYPE",
+    "CONFIG GET appendonly",
+    "CONFIG GET save",
+    "CONFIG GET nosuchparameter",
     "FLUSHDB BOGUS",
     "FLUSHDB ASYNC",
     "DBSIZE",
@@ -174,6 +177,26 @@ fn string_and_key_commands_answer_as_redis_does() {
             differences.push(format!("{line}\n  redis: {expected}\n  kv:    {got}"));
         }
     }
+    // CONFIG GET * lists kv's parameters; CONFIG SET says they are set at start.
+    let config: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("*")
+        .query(&mut ours)
+        .expect("CONFIG");
+    assert!(
+        config.contains(&"min-replicas-to-write".to_string()),
+        "{config:?}"
+    );
+    let set = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg("5")
+        .query::<()>(&mut ours);
+    assert!(set
+        .expect_err("not at run time")
+        .to_string()
+        .contains("restart the node"));
+
     // INFO: several sections at once, each as Redis names it; an unknown one is empty.
     let info: String = redis::cmd("INFO")
         .arg("server")

@@ -226,19 +226,56 @@ pub fn unknown(name: &str, args: &[Vec<u8>]) -> String {
     ))
 }
 
-/// `CONFIG GET name`: what tools such as redis-benchmark ask about persistence. kv has no
-/// RDB snapshots or append-only file (every write is committed to SQLite), so `save` is
-/// empty and `appendonly` is `no`; other names match nothing, as an unknown glob would.
-pub fn config_get(name: &[u8], out: &mut Output) {
+/// `CONFIG GET pattern ...`: the parameters kv has, under Redis's names, matched by
+/// glob. kv has no RDB snapshots or append-only file (every write is committed to
+/// SQLite), so `save` is empty and `appendonly` is `no`, which is what tools such as
+/// redis-benchmark ask about.
+pub fn config_get(node: &Node, port: u16, patterns: &[Vec<u8>], out: &mut Output) -> Reply {
+    let durability = node.durability();
+    let parameters = [
+        ("appendonly", "no".to_string()),
+        ("databases", "1".to_string()),
+        ("maxclients", super::MAX_CLIENTS.to_string()),
+        ("maxmemory", "0".to_string()),
+        ("maxmemory-policy", "noeviction".to_string()),
+        (
+            "min-replicas-max-lag",
+            durability.min_replicas_max_lag.as_secs().to_string(),
+        ),
+        (
+            "min-replicas-to-write",
+            durability.min_replicas_to_write.to_string(),
+        ),
+        ("port", port.to_string()),
+        ("save", String::new()),
+    ];
+    let patterns = patterns
+        .iter()
+        .map(|p| glob::Pattern::new(&String::from_utf8_lossy(p).to_ascii_lowercase()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let found: Vec<_> = parameters
+        .iter()
+        .filter(|(name, _)| patterns.iter().any(|p| p.matches(name)))
+        .collect();
     let out = out.buffer();
-    let value: &[u8] = match name.to_ascii_lowercase().as_slice() {
-        b"save" => b"",
-        b"appendonly" => b"no",
-        _ => return reply::array_header(out, 0),
-    };
-    reply::array_header(out, 2);
-    reply::bulk(out, Some(name));
-    reply::bulk(out, Some(value));
+    reply::array_header(out, found.len() * 2);
+    for (name, value) in found {
+        reply::bulk(out, Some(name.as_bytes()));
+        reply::bulk(out, Some(value.as_bytes()));
+    }
+    Ok(())
+}
+
+/// `CONFIG SET`: kv's parameters are its command-line options, set at start.
+pub fn config_set(args: &[Vec<u8>]) -> String {
+    let name = args
+        .first()
+        .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
+        .unwrap_or_default();
+    err(format!(
+        "kv does not change '{name}' at run time: restart the node with its command-line \
+         option (kv primary --help)"
+    ))
 }
 
 /// `COMMAND`, `COMMAND DOCS`, `COMMAND COUNT`: enough for redis-cli, which asks at start.

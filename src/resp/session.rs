@@ -203,9 +203,11 @@ impl Session {
                 commands::command(args, out);
                 Ok(())
             }
-            ("CONFIG", 2) if args[0].eq_ignore_ascii_case(b"GET") => {
-                commands::config_get(&args[1], out);
-                Ok(())
+            ("CONFIG", n) if n >= 2 && args[0].eq_ignore_ascii_case(b"GET") => {
+                commands::config_get(node, self.facts.port, &args[1..], out)
+            }
+            ("CONFIG", n) if n >= 3 && args[0].eq_ignore_ascii_case(b"SET") => {
+                Err(commands::config_set(&args[1..]))
             }
             (
                 "PING" | "ECHO" | "GET" | "MGET" | "EXISTS" | "DBSIZE" | "KEYS" | "SCAN" | "WAIT"
