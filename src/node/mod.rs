@@ -408,6 +408,13 @@ impl Node {
         Ok((self.durability.pending(commit, downstreams), outcome))
     }
 
+    /// Commits `change` (see [`compute`]) and returns its outcome once durable.
+    pub async fn change(&self, change: Change) -> Result<Outcome> {
+        let (pending, outcome) = self.start_change(change, Charge::default()).await?;
+        pending.durable().await?;
+        outcome.await.map_err(|_| Error::Shutdown)
+    }
+
     /// Refuses writes where this node may not take them: on a replica, or on a cluster
     /// primary whose lease lapsed.
     fn check_writable(&self) -> Result<()> {

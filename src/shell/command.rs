@@ -25,6 +25,13 @@ pub enum Command<'a> {
         /// The key.
         key: &'a str,
     },
+    /// `INCR <key> [by]`
+    Incr {
+        /// The key.
+        key: &'a str,
+        /// What to add (1 unless given; negative subtracts).
+        by: i64,
+    },
     /// `KEYS [prefix]`
     Keys {
         /// Only keys starting with this.
@@ -121,6 +128,18 @@ pub fn parse(line: &str) -> Result<Option<Command<'_>>, String> {
         "DEL" => Command::Del {
             key: one_word(rest, "DEL <key>")?,
         },
+        "INCR" => {
+            let usage = || "usage: INCR <key> [by] (by: a whole number)".to_string();
+            let words: Vec<&str> = rest.unwrap_or("").split_whitespace().collect();
+            match words.as_slice() {
+                [key] => Command::Incr { key, by: 1 },
+                [key, by] => Command::Incr {
+                    key,
+                    by: by.parse().map_err(|_| usage())?,
+                },
+                _ => return Err(usage()),
+            }
+        }
         "KEYS" => {
             let prefix = rest.map(str::trim).unwrap_or("");
             if prefix.contains(char::is_whitespace) {

@@ -9,6 +9,7 @@ pub mod progress;
 
 use crate::error::Error;
 use crate::net::validate_addr;
+use crate::node::compute::{self, Change};
 use crate::node::failover::DEFAULT_FAILOVER_TIMEOUT;
 use crate::node::{Node, Promotion};
 use crate::replication::LinkMode;
@@ -44,6 +45,10 @@ fn command_list(role: Role) -> &'static [(&'static str, &'static str)] {
             ("EXIT", "stop this node"),
             ("DEL <key>", "delete key"),
             ("KEYS [prefix]", "list keys in order (at most 1000)"),
+            (
+                "INCR <key> [by]",
+                "add 1 (or by) to key's whole number, 0 if absent",
+            ),
             (
                 "STATUS",
                 "role, database, history, head seq, keys, replicas",
@@ -183,6 +188,19 @@ impl Shell {
                     Some(_) => format!("OK {key} deleted"),
                     None => format!("{key} -> Not found"),
                 })
+            }
+            Command::Incr { key, by } => {
+                self.require_primary("INCR")?;
+                let change = Change::IncrBy {
+                    key: key.into(),
+                    by,
+                };
+                match self.runtime.block_on(self.node.change(change)) {
+                    Ok(compute::Outcome::Int(n)) => Ok(format!("OK {key} = {n}")),
+                    Ok(other) => Err(format!("unexpected outcome {other:?}")),
+                    Err(e @ (Error::Rejected(_) | Error::NotConfirmed(_))) => Err(e.to_string()),
+                    Err(e) => Err(format!("write failed, nothing was stored: {e}")),
+                }
             }
             Command::Get { key } => Ok(match self.node.store().get(key).map_err(failed)? {
                 Some(value) => format!("{key} -> {value}"),

@@ -169,3 +169,24 @@ fn promote_turns_a_replica_into_a_primary_that_takes_puts() {
     assert!(out(&sh, "HELP").contains("JOIN <host:port>"));
     assert!(out(&sh, "PROMOTE").starts_with("ERR"));
 }
+
+#[test]
+fn incr_counts_on_the_primary_only() {
+    let (_rt, sh) = shell(Role::Primary);
+    assert_eq!(out(&sh, "INCR visits"), "OK visits = 1");
+    assert_eq!(out(&sh, "incr visits 41"), "OK visits = 42");
+    assert_eq!(out(&sh, "INCR visits -50"), "OK visits = -8");
+    assert_eq!(out(&sh, "GET visits"), "visits -> -8");
+    assert_eq!(out(&sh, "PUT name ada"), "OK name = ada");
+    assert_eq!(
+        out(&sh, "INCR name"),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(
+        out(&sh, "INCR visits x"),
+        "ERR usage: INCR <key> [by] (by: a whole number)"
+    );
+    assert!(out(&sh, "HELP").contains("INCR <key> [by]"));
+    let (_rt, replica) = shell(Role::Replica);
+    assert!(out(&replica, "INCR visits").contains("not accepted here"));
+}
