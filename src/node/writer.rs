@@ -102,17 +102,20 @@ impl Overlay {
 
     /// Every key, as the batch leaves them so far, read in pages.
     fn keys(&self, store: &dyn KvStore) -> Result<Vec<String>> {
-        let mut keys = BTreeSet::new();
-        let mut after: Option<String> = None;
+        let mut keys = Vec::new();
         loop {
-            let page = store.scan_keys("", after.as_deref(), KEYS_PAGE)?;
+            let after = keys.last().map(String::as_str);
+            let page = store.scan_keys("", after, KEYS_PAGE)?;
             let full = page.len() == KEYS_PAGE;
-            after = page.last().cloned();
             keys.extend(page);
             if !full {
                 break;
             }
         }
+        if self.0.is_empty() {
+            return Ok(keys);
+        }
+        let mut keys: BTreeSet<String> = keys.into_iter().collect();
         for (key, value) in &self.0 {
             match value {
                 Some(_) => keys.insert(key.clone()),
