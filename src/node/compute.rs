@@ -81,6 +81,8 @@ fn rejected(message: &str) -> Error {
 
 /// Redis's words for a value or argument that is not a 64-bit integer.
 pub const NOT_AN_INTEGER: &str = "value is not an integer or out of range";
+/// Redis's words for a value that would grow past the largest value (kv's is 8 MiB).
+pub const TOO_LONG: &str = "string exceeds maximum allowed size (proto-max-bulk-len)";
 /// Redis's words for a value or argument that is not a float.
 pub const NOT_A_FLOAT: &str = "value is not a valid float";
 
@@ -129,7 +131,7 @@ impl Change {
             Change::Append { key, value } => {
                 let mut old = read(&key)?.unwrap_or_default();
                 old.push_str(&value);
-                check_value_size(old.len())?;
+                check_value_size(old.len()).map_err(|_| rejected(TOO_LONG))?;
                 let length = old.len();
                 Ok((vec![put(&key, old)], Outcome::Int(len(length))))
             }
@@ -244,9 +246,8 @@ fn set_range(
     }
     let end = offset
         .checked_add(value.len())
-        .ok_or_else(|| rejected("string exceeds maximum allowed size (proto-max-bulk-len)"))?;
-    check_value_size(end)
-        .map_err(|_| rejected("string exceeds maximum allowed size (proto-max-bulk-len)"))?;
+        .ok_or_else(|| rejected(TOO_LONG))?;
+    check_value_size(end).map_err(|_| rejected(TOO_LONG))?;
     let mut bytes = old.unwrap_or_default().into_bytes();
     if bytes.len() < end {
         bytes.resize(end, 0);

@@ -21,7 +21,7 @@ use crate::locks::lock;
 use crate::replication::receiver::SyncReport;
 use crate::replication::{LinkMode, LinkStatus, ReplicaLink, Replication};
 use crate::store::history::short_id;
-use crate::store::{KvStore, Op, Position, Role, Unfenced};
+use crate::store::{check_key_size, KvStore, Op, Position, Role, Unfenced};
 use budget::{Charge, MemoryBudget};
 use compute::{Change, Outcome};
 pub use durability::{Durability, PendingWrite};
@@ -402,6 +402,7 @@ impl Node {
     ) -> Result<(PendingWrite, oneshot::Receiver<Outcome>)> {
         let _gate = self.write_gate.read().await;
         self.check_writable()?;
+        change.keys().into_iter().try_for_each(check_key_size)?;
         let downstreams = self.repl.downstreams();
         self.durability.check_before_write(downstreams)?;
         let (commit, outcome) = self.writer.submit_change(change, charge).await?;

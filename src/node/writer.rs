@@ -20,12 +20,12 @@
 //! node is (a SQLite file then closes cleanly).
 
 use super::budget::Charge;
-use super::compute::{Change, Outcome, Resolved};
+use super::compute::{Change, Outcome};
 use super::lease::WriteLease;
 use crate::error::{Error, Result};
 use crate::replication::advance_head;
 use crate::store::{BatchSeqs, KvStore, Op};
-use std::collections::{BTreeSet, HashMap};
+use batch::{Request, Resolved, Work};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,11 +34,14 @@ use tokio::sync::mpsc::{self, Receiver, Sender};
 use tokio::sync::{oneshot, watch};
 use tracing::error;
 
+mod batch;
+
 /// Requests that may wait for the writer before senders have to wait too.
 pub const QUEUE_CAPACITY: usize = 4096;
 
-/// Keys listed per read when a flush lists every key.
-const KEYS_PAGE: usize = 10_000;
+/// Bytes of resolved writes past which a batch commits and leaves the rest of its
+/// requests to the next transaction.
+pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
 /// Most requests committed in one transaction.
 pub const MAX_BATCH_REQUESTS: usize = 1000;
@@ -49,82 +52,6 @@ pub const MAX_BATCH_OPS: usize = 10_000;
 
 /// Each op's seq (`None`: a delete of an absent key), or why nothing was stored.
 type Reply = Result<Vec<Option<u64>>>;
-
-/// One caller's write: what it does, where to answer, and the memory it holds (released
-/// once it is committed).
-struct Request {
-    work: Work,
-    reply: oneshot::Sender<Reply>,
-    charge: Charge,
-}
-
-/// What a write does.
-enum Work {
-    /// These ops, committed together.
-    Ops(Vec<Op>),
-    /// A change resolved against the data when its batch commits; its outcome goes to
-    /// the sender (before the commit: the caller reads it once the write is durable).
-    Change(Change, oneshot::Sender<Outcome>),
-}
-
-impl Work {
-    /// Roughly how many ops it commits, for the batch limit.
-    fn size(&self) -> usize {
-        match self {
-            Work::Ops(ops) => ops.len(),
-            Work::Change(change, _) => change.keys().len(),
-        }
-    }
-}
-
-/// What this batch's earlier writes left each key they touched holding: a change later
-/// in the batch reads through it, so it sees those writes before they commit.
-#[derive(Default)]
-struct Overlay(HashMap<String, Option<String>>);
-
-impl Overlay {
-    fn record(&mut self, ops: &[Op]) {
-        for op in ops {
-            let value = match op {
-                Op::Put { value, .. } => Some(value.clone()),
-                Op::Delete { .. } => None,
-            };
-            self.0.insert(op.key().to_string(), value);
-        }
-    }
-
-    fn read(&self, store: &dyn KvStore, key: &str) -> Result<Option<String>> {
-        match self.0.get(key) {
-            Some(value) => Ok(value.clone()),
-            None => store.get(key),
-        }
-    }
-
-    /// Every key, as the batch leaves them so far, read in pages.
-    fn keys(&self, store: &dyn KvStore) -> Result<Vec<String>> {
-        let mut keys = Vec::new();
-        loop {
-            let after = keys.last().map(String::as_str);
-            let page = store.scan_keys("", after, KEYS_PAGE)?;
-            let full = page.len() == KEYS_PAGE;
-            keys.extend(page);
-            if !full {
-                break;
-            }
-        }
-        if self.0.is_empty() {
-            return Ok(keys);
-        }
-        let mut keys: BTreeSet<String> = keys.into_iter().collect();
-        for (key, value) in &self.0 {
-            match value {
-                Some(_) => keys.insert(key.clone()),
-                None => keys.remove(key),
-            };
-        }
-        Ok(keys.into_iter().collect())
-    }
-}
 
 /// What the writer thread works with.
 struct Committer {
@@ -247,49 +174,32 @@ impl Committer {
     /// The thread's loop: until the queue closes, commit whatever is waiting.
     fn run(self, mut requests: Receiver<Request>) {
         while let Some(first) = requests.blocking_recv() {
-            let batch = gather(&mut requests, first);
-            self.commit(batch);
+            let mut batch = gather(&mut requests, first);
+            // Changes may write far more than they carry: a batch whose resolved writes
+            // pass MAX_BATCH_BYTES commits, and the rest of it follows in the next.
+            while !batch.is_empty() {
+                let (resolved, rest) = Resolved::from(self.store.as_ref(), batch, MAX_BATCH_BYTES);
+                self.commit(resolved);
+                batch = rest;
+            }
         }
     }
 
-    /// Commits `batch` in one transaction, advances the head, then answers every request.
-    fn commit(&self, batch: Vec<Request>) {
-        let mut ops = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut charges = Vec::with_capacity(batch.len());
-        // Built at the batch's first change only: plain writes pay nothing for it.
-        let mut overlay: Option<Overlay> = None;
-        for request in batch {
-            let resolved = match request.work {
-                Work::Ops(resolved) => resolved,
-                Work::Change(change, outcome) => {
-                    let overlay = overlay.get_or_insert_with(|| {
-                        let mut overlay = Overlay::default();
-                        ops.iter()
-                            .for_each(|earlier: &Vec<Op>| overlay.record(earlier));
-                        overlay
-                    });
-                    match self.resolve(change, overlay) {
-                        Ok((resolved, result)) => {
-                            let _ = outcome.send(result);
-                            resolved
-                        }
-                        Err(e) => {
-                            // Refused: nothing stored, and the rest of the batch goes on.
-                            let _ = request.reply.send(Err(e));
-                            continue;
-                        }
-                    }
-                }
-            };
-            if let Some(overlay) = &mut overlay {
-                overlay.record(&resolved);
-            }
-            ops.push(resolved);
-            replies.push(request.reply);
-            charges.push(request.charge);
-        }
+    /// Commits a resolved batch in one transaction, advances the head, then answers
+    /// every request: the refused changes too, only now, as their refusal may rest on
+    /// earlier writes of the batch (which, if the transaction fails, never happened).
+    fn commit(&self, batch: Resolved) {
+        let Resolved {
+            ops,
+            replies,
+            charges,
+            refused,
+        } = batch;
         if ops.is_empty() {
+            // Nothing written before them: their refusals rest on committed data.
+            for (reply, why) in refused {
+                let _ = reply.send(Err(why));
+            }
             return;
         }
         let appended = self.append(&ops);
@@ -318,24 +228,17 @@ impl Committer {
                 for (reply, seqs) in replies.into_iter().zip(seqs) {
                     let _ = reply.send(Ok(seqs));
                 }
+                for (reply, why) in refused {
+                    let _ = reply.send(Err(why));
+                }
             }
             Err(err) => {
-                for reply in replies {
+                let refused = refused.into_iter().map(|(reply, _)| reply);
+                for reply in replies.into_iter().chain(refused) {
                     let _ = reply.send(Err(copy_error(&err)));
                 }
             }
         }
-    }
-
-    /// `change`'s ops against the store as the batch leaves it so far, each checked for
-    /// size like any write.
-    fn resolve(&self, change: Change, overlay: &Overlay) -> Result<Resolved> {
-        let store = self.store.as_ref();
-        let (ops, outcome) = change.resolve(&mut |key| overlay.read(store, key), &mut || {
-            overlay.keys(store)
-        })?;
-        ops.iter().try_for_each(Op::check_size)?;
-        Ok((ops, outcome))
     }
 
     /// `append_batch`, with a panic in the store turned into an error for the batch (its

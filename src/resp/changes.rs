@@ -92,7 +92,10 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Parsed, String> {
             parsed(Change::IncrBy { key, by })
         }
         "INCRBY" | "DECRBY" => {
-            let by = integer(args.get(1).ok_or_else(|| arity(name))?)?;
+            if args.len() != 2 {
+                return Err(arity(name));
+            }
+            let by = integer(&args[1])?;
             let [key, _] = texts(name, args)?;
             let by = match name {
                 "INCRBY" => by,
@@ -104,9 +107,10 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Parsed, String> {
         }
         "INCRBYFLOAT" => {
             let [key, by] = texts(name, args)?;
-            let by = parse_float(&by)
-                .filter(|by| by.is_finite())
-                .ok_or_else(|| err(NOT_A_FLOAT))?;
+            let by = parse_float(&by).ok_or_else(|| err(NOT_A_FLOAT))?;
+            if !by.is_finite() {
+                return Err(err("increment would produce NaN or Infinity"));
+            }
             parsed(Change::IncrByFloat { key, by })
         }
         "APPEND" => {
@@ -114,7 +118,10 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Parsed, String> {
             parsed(Change::Append { key, value })
         }
         "SETRANGE" => {
-            let offset = integer(args.get(1).ok_or_else(|| arity(name))?)?;
+            if args.len() != 3 {
+                return Err(arity(name));
+            }
+            let offset = integer(&args[1])?;
             let offset = usize::try_from(offset).map_err(|_| err("offset is out of range"))?;
             let [key, _, value] = texts(name, args)?;
             parsed(Change::SetRange { key, offset, value })

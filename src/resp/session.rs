@@ -206,9 +206,10 @@ impl Session {
             ("CONFIG", n) if n >= 2 && args[0].eq_ignore_ascii_case(b"GET") => {
                 commands::config_get(node, self.facts.port, &args[1..], out)
             }
-            ("CONFIG", n) if n >= 3 && args[0].eq_ignore_ascii_case(b"SET") => {
-                Err(commands::config_set(&args[1..]))
-            }
+            ("CONFIG", n) if n >= 1 && args[0].eq_ignore_ascii_case(b"SET") => match n {
+                1 | 2 => Err(arity("config|set")),
+                _ => Err(commands::config_set(&args[1..])),
+            },
             (
                 "PING" | "ECHO" | "GET" | "MGET" | "EXISTS" | "DBSIZE" | "KEYS" | "SCAN" | "WAIT"
                 | "SELECT" | "CLIENT" | "REPLICAOF" | "SLAVEOF" | "TOUCH" | "STRLEN" | "TYPE"
