@@ -163,6 +163,7 @@ const SCRIPT: &[&str] = &[
     "SET k v",
     "FLUSHALL SYNC",
     "GET k",
+    "RANDOMKEY",
 ];
 
 #[test]
@@ -181,6 +182,18 @@ fn string_and_key_commands_answer_as_redis_does() {
             differences.push(format!("{line}\n  redis: {expected}\n  kv:    {got}"));
         }
     }
+    // RANDOMKEY: one of the keys (random, so not compared), nil when there are none.
+    let () = redis::cmd("MSET")
+        .arg("r1")
+        .arg("a")
+        .arg("r2")
+        .arg("b")
+        .query(&mut ours)
+        .expect("MSET");
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut ours).expect("KEYS");
+    let picked: Option<String> = redis::cmd("RANDOMKEY").query(&mut ours).expect("RANDOMKEY");
+    assert!(picked.is_some_and(|key| keys.contains(&key)), "{keys:?}");
+
     // CONFIG GET * lists kv's parameters; CONFIG SET says they are set at start.
     let config: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")

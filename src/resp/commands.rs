@@ -124,6 +124,25 @@ pub async fn dbsize(node: &Node, out: &mut Output) -> Reply {
     Ok(())
 }
 
+/// `RANDOMKEY`: a key picked at random, or nil when there is none. Off the runtime: it
+/// counts the keys, then reads the one at a random position.
+pub async fn random_key(node: &Node, out: &mut Output) -> Reply {
+    let key = blocking(node, |store| {
+        let count = store.count("")?;
+        if count == 0 {
+            return Ok(None);
+        }
+        match store.nth_key(rand::random_range(0..count))? {
+            Some(key) => Ok(Some(key)),
+            // Keys deleted between the count and the read: the first will do.
+            None => store.nth_key(0),
+        }
+    })
+    .await?;
+    reply::bulk(out.buffer(), key.as_deref().map(str::as_bytes));
+    Ok(())
+}
+
 /// What the blocking side of `KEYS` hands the connection.
 enum KeysPart {
     /// How many keys match (the reply's length).

@@ -183,6 +183,7 @@ impl Session {
             ("TYPE", 1) => strings::type_of(node, &args[0], out).await,
             ("GETRANGE" | "SUBSTR", 3) => strings::getrange(node, args, out).await,
             ("DBSIZE", 0) => commands::dbsize(node, out).await,
+            ("RANDOMKEY", 0) => commands::random_key(node, out).await,
             ("KEYS", 1) => return commands::keys(node, &args[0], out).await,
             ("SCAN", n) if n >= 1 => self.cursors.scan(node, args, out).await,
             ("INFO", _) => admin::info(node, &self.facts, args, out).await,
@@ -213,7 +214,7 @@ impl Session {
             (
                 "PING" | "ECHO" | "GET" | "MGET" | "EXISTS" | "DBSIZE" | "KEYS" | "SCAN" | "WAIT"
                 | "SELECT" | "CLIENT" | "REPLICAOF" | "SLAVEOF" | "TOUCH" | "STRLEN" | "TYPE"
-                | "GETRANGE" | "SUBSTR",
+                | "GETRANGE" | "SUBSTR" | "RANDOMKEY",
                 _,
             ) => Err(arity(name)),
             _ => Err(commands::unknown(name, args)),

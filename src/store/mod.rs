@@ -290,6 +290,27 @@ pub trait KvStore: Send + Sync {
     /// How many keys start with `prefix`.
     fn count(&self, prefix: &str) -> Result<u64>;
 
+    /// The key at `index` in key order (0 is the first), if there are that many keys
+    /// (`RANDOMKEY` picks an index). Reads the keys before it, page by page.
+    fn nth_key(&self, index: u64) -> Result<Option<String>> {
+        const PAGE: usize = 1000;
+        let mut skipped = 0u64;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.scan_keys("", after.as_deref(), PAGE)?;
+            let len = page.len() as u64;
+            if index < skipped + len {
+                let at = usize::try_from(index - skipped).unwrap_or(0);
+                return Ok(page.into_iter().nth(at));
+            }
+            if page.len() < PAGE {
+                return Ok(None);
+            }
+            skipped += len;
+            after = page.last().cloned();
+        }
+    }
+
     /// Primary write: commit `op` and its log entry (seq = head + 1) in one transaction and
     /// return the seq. A delete of an absent key changes nothing and returns `None`.
     ///

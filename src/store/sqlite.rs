@@ -314,6 +314,20 @@ impl KvStore for SqliteStore {
         })
     }
 
+    fn nth_key(&self, index: u64) -> Result<Option<String>> {
+        let offset = i64::try_from(index).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            let key = conn
+                .query_row(
+                    "SELECT key FROM kv ORDER BY key LIMIT 1 OFFSET ?1",
+                    params![offset],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok(key)
+        })
+    }
+
     fn append_batch(&self, requests: &[Vec<Op>]) -> Result<BatchSeqs> {
         self.write(|tx| {
             require_primary(tx)?;

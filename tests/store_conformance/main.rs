@@ -105,6 +105,7 @@ conformance! {
         reads::scan_is_in_byte_order,
         reads::scan_limit_edges,
         reads::prefix_scan_and_count,
+        reads::nth_key_counts_in_key_order,
         reads::pagination_with_after,
         reads::awkward_keys_and_values_round_trip,
         log::seq_increases_by_one_per_write,

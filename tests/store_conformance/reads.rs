@@ -390,3 +390,27 @@ pub fn awkward_keys_and_values_round_trip<B: Backend>(backend: &B) {
         assert_eq!(installed.get(key).expect("get").as_ref(), Some(value));
     }
 }
+
+/// `nth_key` (RANDOMKEY's pick) counts keys in key order, across pages of the default
+/// implementation, and says when there are not that many.
+pub fn nth_key_counts_in_key_order<B: Backend>(backend: &B) {
+    let store = backend.open(Role::Primary);
+    assert_eq!(store.nth_key(0).expect("empty"), None);
+    let ops: Vec<_> = (0..2500)
+        .map(|i| kv::store::Op::Put {
+            key: format!("k{i:05}"),
+            value: "v".into(),
+        })
+        .collect();
+    store.append_batch(&[ops]).expect("write");
+    assert_eq!(store.nth_key(0).expect("first").as_deref(), Some("k00000"));
+    assert_eq!(
+        store.nth_key(1234).expect("middle").as_deref(),
+        Some("k01234")
+    );
+    assert_eq!(
+        store.nth_key(2499).expect("last").as_deref(),
+        Some("k02499")
+    );
+    assert_eq!(store.nth_key(2500).expect("past the end"), None);
+}
