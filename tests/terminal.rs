@@ -158,3 +158,25 @@ fn the_join_line_is_printed_above_the_prompt() {
         "the line came before the first prompt, so this proves nothing: {before:?}"
     );
 }
+
+#[test]
+fn flush_asks_before_deleting_every_key() {
+    let mut shell = Terminal::start(&["primary", "--listen", "127.0.0.1:0"]);
+    shell.wait_for("the prompt", |s| s.contains("primary> "));
+    shell.type_keys("PUT a 1\rPUT b 2\r");
+    shell.wait_for("the writes", |s| s.contains("OK b = 2"));
+    shell.type_keys("FLUSH\r");
+    shell.wait_for("the question", |s| {
+        s.contains("Delete all 2 keys (on every replica too)? [y/N] ")
+    });
+    shell.type_keys("n\r");
+    shell.wait_for("the refusal", |s| s.contains("Not done."));
+    shell.type_keys("GET a\r");
+    shell.wait_for("the key kept", |s| s.contains("a -> 1"));
+    shell.type_keys("FLUSH\r");
+    shell.wait_for("the question again", |s| s.matches("[y/N] ").count() == 2);
+    shell.type_keys("y\r");
+    shell.wait_for("the flush", |s| s.contains("OK every key deleted"));
+    shell.type_keys("GET a\r");
+    shell.wait_for("the key gone", |s| s.contains("a -> Not found"));
+}

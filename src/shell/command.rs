@@ -32,6 +32,11 @@ pub enum Command<'a> {
         /// What to add (1 unless given; negative subtracts).
         by: i64,
     },
+    /// `FLUSH [YES]`: delete every key (`YES`: without asking).
+    Flush {
+        /// Whether the operator already confirmed it.
+        confirmed: bool,
+    },
     /// `KEYS [prefix]`
     Keys {
         /// Only keys starting with this.
@@ -148,6 +153,11 @@ pub fn parse(line: &str) -> Result<Option<Command<'_>>, String> {
             Command::Keys { prefix }
         }
         "PROMOTE" => no_args(rest, "PROMOTE").map(|_| Command::Promote)?,
+        "FLUSH" => match rest.map(str::trim).unwrap_or("") {
+            "" => Command::Flush { confirmed: false },
+            yes if yes.eq_ignore_ascii_case("YES") => Command::Flush { confirmed: true },
+            _ => return Err("usage: FLUSH [YES]".into()),
+        },
         "FAILOVER" => {
             let target = rest.map(str::trim).filter(|t| !t.is_empty());
             if target.is_some_and(|t| t.contains(char::is_whitespace)) {

@@ -64,10 +64,17 @@ fn run_terminal(shell: &Shell, announcements: Receiver<String>) -> Result<()> {
                 }
                 // A bracketed paste of several lines arrives as one string: run each line.
                 for line in text.split('\n') {
-                    match shell.execute_raw(line.as_bytes()) {
+                    let outcome = match shell.execute_raw(line.as_bytes()) {
+                        Outcome::Confirm { question, line } => match editor.readline(&question) {
+                            Ok(answer) if is_yes(&answer) => shell.execute(&line),
+                            _ => Outcome::Print("Not done.".into()),
+                        },
+                        other => other,
+                    };
+                    match outcome {
                         Outcome::Print(output) => println!("{output}"),
-                        Outcome::Nothing => {}
                         Outcome::Exit => return save_history(&mut editor, history.as_deref()),
+                        Outcome::Nothing | Outcome::Confirm { .. } => {}
                     }
                 }
             }
@@ -77,6 +84,11 @@ fn run_terminal(shell: &Shell, announcements: Receiver<String>) -> Result<()> {
         }
     }
     save_history(&mut editor, history.as_deref())
+}
+
+/// Whether an answer to a `[y/N]` question is yes.
+fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
 fn save_history(
@@ -99,11 +111,15 @@ pub fn run_lines(shell: &Shell, input: &mut impl BufRead, output: &mut impl Writ
                 "ERR line too long ({length} bytes; the limit is {MAX_LINE})"
             ))
         } else {
-            shell.execute_raw(&line)
+            // Read from a pipe or a file: nobody to ask, so a confirmation is given.
+            match shell.execute_raw(&line) {
+                Outcome::Confirm { line, .. } => shell.execute(&line),
+                other => other,
+            }
         };
         match outcome {
             Outcome::Print(text) => writeln!(output, "{text}")?,
-            Outcome::Nothing => {}
+            Outcome::Nothing | Outcome::Confirm { .. } => {}
             Outcome::Exit => break,
         }
         output.flush()?;

@@ -31,6 +31,13 @@ pub enum Outcome {
     Nothing,
     /// End the shell (and the process), successfully.
     Exit,
+    /// Ask `question`; on yes, run `line`. A shell reading a pipe runs it without asking.
+    Confirm {
+        /// The question, ending with `[y/N] `.
+        question: String,
+        /// The line to run once confirmed.
+        line: String,
+    },
 }
 
 /// The seed's commands first, then kv's additions.
@@ -64,6 +71,10 @@ fn command_list(role: Role) -> &'static [(&'static str, &'static str)] {
             (
                 "FAILOVER [host:port]",
                 "hand over to that replica (or the most caught up), losing nothing",
+            ),
+            (
+                "FLUSH",
+                "delete every key, after asking (FLUSH YES: without)",
             ),
             ("HELP", "this list"),
         ],
@@ -159,6 +170,15 @@ impl Shell {
         if command == Command::Exit {
             return Outcome::Exit;
         }
+        if command == (Command::Flush { confirmed: false }) {
+            return match self.flush_question() {
+                Ok(question) => Outcome::Confirm {
+                    question,
+                    line: "FLUSH YES".into(),
+                },
+                Err(message) => Outcome::Print(format!("ERR {message}")),
+            };
+        }
         Outcome::Print(match self.run(command) {
             Ok(text) => text,
             Err(message) => format!("ERR {message}"),
@@ -189,6 +209,14 @@ impl Shell {
                     None => format!("{key} -> Not found"),
                 })
             }
+            Command::Flush { .. } => {
+                self.require_primary("FLUSH")?;
+                match self.runtime.block_on(self.node.change(Change::Flush)) {
+                    Ok(_) => Ok("OK every key deleted".into()),
+                    Err(e @ Error::NotConfirmed(_)) => Err(e.to_string()),
+                    Err(e) => Err(format!("write failed, nothing was stored: {e}")),
+                }
+            }
             Command::Incr { key, by } => {
                 self.require_primary("INCR")?;
                 let change = Change::IncrBy {
@@ -218,6 +246,15 @@ impl Shell {
             Command::Failover { target } => self.failover(target),
             Command::Exit => Ok(String::new()),
         }
+    }
+
+    /// What `FLUSH` asks before it deletes every key.
+    fn flush_question(&self) -> Result<String, String> {
+        self.require_primary("FLUSH")?;
+        let keys = self.node.store().count("").map_err(failed)?;
+        Ok(format!(
+            "Delete all {keys} keys (on every replica too)? [y/N] "
+        ))
     }
 
     fn require_primary(&self, word: &str) -> Result<(), String> {

@@ -190,3 +190,21 @@ fn incr_counts_on_the_primary_only() {
     let (_rt, replica) = shell(Role::Replica);
     assert!(out(&replica, "INCR visits").contains("not accepted here"));
 }
+
+#[test]
+fn flush_asks_first_unless_told_yes() {
+    let (_rt, sh) = shell(Role::Primary);
+    assert_eq!(out(&sh, "PUT a 1"), "OK a = 1");
+    let asked = sh.execute("FLUSH");
+    let expected = Outcome::Confirm {
+        question: "Delete all 1 keys (on every replica too)? [y/N] ".into(),
+        line: "FLUSH YES".into(),
+    };
+    assert_eq!(asked, expected);
+    assert_eq!(out(&sh, "GET a"), "a -> 1", "asking deletes nothing");
+    assert_eq!(out(&sh, "flush yes"), "OK every key deleted");
+    assert_eq!(out(&sh, "GET a"), "a -> Not found");
+    assert_eq!(out(&sh, "FLUSH now"), "ERR usage: FLUSH [YES]");
+    let (_rt, replica) = shell(Role::Replica);
+    assert!(out(&replica, "FLUSH").contains("not accepted here"));
+}
