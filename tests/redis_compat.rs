@@ -153,6 +153,20 @@ const SCRIPT: &[&str] = &[
     "SCAN 0 MATCH n COUNT 1000 TYPE STRING",
     "SCAN 0 COUNT 1000 TYPE hash",
     "SCAN 0 TYPE",
+    "SET e v",
+    "TTL e",
+    "PTTL e",
+    "TTL missing",
+    "PTTL missing",
+    "EXPIRETIME e",
+    "PEXPIRETIME missing",
+    "PERSIST e",
+    "PERSIST missing",
+    "GETEX e",
+    "GETEX e PERSIST",
+    "GETEX missing",
+    "GETEX e BOGUS",
+    "TTL",
     "CONFIG GET appendonly",
     "CONFIG GET save",
     "CONFIG GET nosuchparameter",
@@ -193,6 +207,22 @@ fn string_and_key_commands_answer_as_redis_does() {
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut ours).expect("KEYS");
     let picked: Option<String> = redis::cmd("RANDOMKEY").query(&mut ours).expect("RANDOMKEY");
     assert!(picked.is_some_and(|key| keys.contains(&key)), "{keys:?}");
+
+    // Setting an expiry is refused, saying so (Redis would set it).
+    for command in [
+        &["EXPIRE", "r1", "10"][..],
+        &["SETEX", "r1", "10", "v"],
+        &["GETEX", "r1", "EX", "5"],
+    ] {
+        let refused = redis::cmd(command[0])
+            .arg(&command[1..])
+            .query::<redis::Value>(&mut ours);
+        let refused = refused.expect_err("no expiry yet").to_string();
+        assert!(
+            refused.contains("does not expire keys yet"),
+            "{command:?}: {refused}"
+        );
+    }
 
     // CONFIG GET * lists kv's parameters; CONFIG SET says they are set at start.
     let config: Vec<String> = redis::cmd("CONFIG")

@@ -230,11 +230,7 @@ pub fn parse_set(args: &[Vec<u8>]) -> Result<Option<Parsed>, String> {
             b"GET" => get = true,
             // No key has a time to live yet, so keeping it changes nothing.
             b"KEEPTTL" => {}
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" => {
-                return Err(err(
-                    "kv does not expire keys yet: SET's EX, PX, EXAT and PXAT are not supported",
-                ))
-            }
+            b"EX" | b"PX" | b"EXAT" | b"PXAT" => return Err(err(super::strings::NO_EXPIRY)),
             _ => return Err(err("syntax error")),
         }
     }

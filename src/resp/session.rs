@@ -182,6 +182,14 @@ impl Session {
             ("STRLEN", 1) => strings::strlen(node, &args[0], out).await,
             ("TYPE", 1) => strings::type_of(node, &args[0], out).await,
             ("GETRANGE" | "SUBSTR", 3) => strings::getrange(node, args, out).await,
+            ("TTL" | "PTTL" | "EXPIRETIME" | "PEXPIRETIME" | "PERSIST", 1) => {
+                strings::ttl(node, name, &args[0], out).await
+            }
+            ("GETEX", n) if n >= 1 => strings::getex(node, args, out).await,
+            ("EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT", n) if n >= 2 => {
+                Err(err(strings::NO_EXPIRY))
+            }
+            ("SETEX" | "PSETEX", 3) => Err(err(strings::NO_EXPIRY)),
             ("DBSIZE", 0) => commands::dbsize(node, out).await,
             ("RANDOMKEY", 0) => commands::random_key(node, out).await,
             ("KEYS", 1) => return commands::keys(node, &args[0], out).await,
@@ -214,7 +222,9 @@ impl Session {
             (
                 "PING" | "ECHO" | "GET" | "MGET" | "EXISTS" | "DBSIZE" | "KEYS" | "SCAN" | "WAIT"
                 | "SELECT" | "CLIENT" | "REPLICAOF" | "SLAVEOF" | "TOUCH" | "STRLEN" | "TYPE"
-                | "GETRANGE" | "SUBSTR" | "RANDOMKEY",
+                | "GETRANGE" | "SUBSTR" | "RANDOMKEY" | "TTL" | "PTTL" | "EXPIRETIME"
+                | "PEXPIRETIME" | "PERSIST" | "GETEX" | "EXPIRE" | "PEXPIRE" | "EXPIREAT"
+                | "PEXPIREAT" | "SETEX" | "PSETEX",
                 _,
             ) => Err(arity(name)),
             _ => Err(commands::unknown(name, args)),
