@@ -140,6 +140,14 @@ fn warn_plain_text(option: &str, addr: SocketAddr, tls: bool) {
     }
 }
 
+/// A port once bound: refused if exposed without protection ([`exposed`]), warned of if
+/// it speaks plain text to other machines ([`warn_plain_text`]).
+fn check_bound(option: &str, addr: SocketAddr, config: &Config) -> Result<()> {
+    exposed(option, addr, config.auth.is_some(), config.insecure)?;
+    warn_plain_text(option, addr, config.tls.is_some());
+    Ok(())
+}
+
 async fn bind(addr: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
         Error::Invalid(format!(
@@ -171,26 +179,13 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
              the others to follow, so give the address they reach it at, not a wildcard"
         )));
     }
-    exposed(
-        "--listen",
-        listen_addr,
-        config.auth.is_some(),
-        config.insecure,
-    )?;
-    warn_plain_text("--listen", listen_addr, config.tls.is_some());
+    check_bound("--listen", listen_addr, config)?;
     let clients = match &config.resp {
         Some(addr) => Some(runtime.block_on(bind(addr))?),
         None => None,
     };
     if let Some(clients) = &clients {
-        let client_addr = clients.local_addr()?;
-        exposed(
-            "--resp",
-            client_addr,
-            config.auth.is_some(),
-            config.insecure,
-        )?;
-        warn_plain_text("--resp", client_addr, config.tls.is_some());
+        check_bound("--resp", clients.local_addr()?, config)?;
     }
     let (lease, handoffs) = match &config.cluster {
         Some(cluster) => {

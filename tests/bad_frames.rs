@@ -7,9 +7,9 @@
 
 mod common;
 
-use common::frames::{read_message, read_until_closed, write_message};
+use common::frames::{join_at_epoch, read_message, read_until_closed, write_message};
 use common::{kv_rows, wait_until, KvProcess, PATIENCE};
-use kv::protocol::{Message, PROTOCOL_VERSION};
+use kv::protocol::Message;
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::thread;
@@ -97,20 +97,7 @@ fn bad_frames_close_one_connection_and_nothing_else() {
     // A replica of a newer epoch than this primary's history: this primary was deposed
     // (in a cluster, another node won the primary key since), so it sends no data.
     let mut newer_epoch = TcpStream::connect(&addr).expect("connect");
-    write_message(
-        &mut newer_epoch,
-        &Message::Join {
-            node_id: "x".into(),
-            replica_addr: "x".into(),
-            history_id: None,
-            last_seq: 0,
-            protocol_version: PROTOCOL_VERSION,
-            fork: None,
-            checksum: None,
-            oldest_log: None,
-            epoch: 7,
-        },
-    );
+    write_message(&mut newer_epoch, &join_at_epoch(7));
     match read_message(&mut newer_epoch, PATIENCE) {
         Some(Message::Error { message }) => {
             assert!(

@@ -195,21 +195,25 @@ fn copy(args: Vec<Vec<u8>>) -> Result<Parsed, String> {
     })
 }
 
-/// A write command parsed: `Ok` a plain write (or its error reply), `Err` a change (or
-/// its error reply).
-pub fn parse_write(
-    name: &str,
-    args: Vec<Vec<u8>>,
-) -> Result<Result<Write, String>, Result<Parsed, String>> {
+/// A write command, parsed: each kind with its error reply if it is malformed.
+pub enum Parsing {
+    /// A write that needs no read (`SET key value`, `MSET`, `DEL`, `UNLINK`).
+    Plain(Result<Write, String>),
+    /// A write that depends on the data (see [`Change`]).
+    Change(Result<Parsed, String>),
+}
+
+/// Parses the write command `name args` (`args` without the name).
+pub fn parse_write(name: &str, args: Vec<Vec<u8>>) -> Parsing {
     if is_change(name) {
-        return Err(parse(name, args));
+        return Parsing::Change(parse(name, args));
     }
     if name == "SET" {
         if let Some(change) = parse_set(&args).transpose() {
-            return Err(change);
+            return Parsing::Change(change);
         }
     }
-    Ok(writes::parse(name, args))
+    Parsing::Plain(writes::parse(name, args))
 }
 
 /// `SET key value` with options (`NX`, `XX`, `GET`, `KEEPTTL`): the change, or `None`

@@ -7,7 +7,7 @@
 use super::admin::{self, ClientInfo, ScanCursors};
 use super::args::{arity, err, Reply};
 use super::auth::{self, ClientAuth, HelloFacts};
-use super::changes;
+use super::changes::{self, Parsing};
 use super::codec::Request;
 use super::commands;
 use super::info::ServerFacts;
@@ -105,12 +105,12 @@ impl Session {
         if writes::is_write(&name) || changes::is_change(&name) {
             self.reads.flush(&self.node, out).await?;
             match changes::parse_write(&name, args) {
-                Ok(write) => {
+                Parsing::Plain(write) => {
                     self.pipeline
                         .queue(&self.node, write, charge, out.buffer())
                         .await
                 }
-                Err(change) => {
+                Parsing::Change(change) => {
                     self.pipeline
                         .queue_change(&self.node, change, charge, out.buffer())
                         .await

@@ -79,6 +79,11 @@ pub fn read_until_closed(stream: &mut impl Timed, limit: Duration) -> Vec<String
 
 /// The `Join` of a new replica (no data, no history), as a fake replica sends it.
 pub fn fresh_join() -> Message {
+    join_at_epoch(0)
+}
+
+/// [`fresh_join`] from a replica that has seen fencing epoch `epoch`.
+pub fn join_at_epoch(epoch: u64) -> Message {
     Message::Join {
         node_id: "fake".into(),
         replica_addr: "127.0.0.1:1".into(),
@@ -88,6 +93,6 @@ pub fn fresh_join() -> Message {
         fork: None,
         checksum: None,
         oldest_log: None,
-        epoch: 0,
+        epoch,
     }
 }
