@@ -14,9 +14,9 @@
 //! | `ProbeReply { seq, checksum }` | replica → upstream | the answer (`None`: not in its log) |
 //! | `Continue { history_id, from_seq, fork, epoch }` | upstream → replica | partial resync: log entries after `from_seq` follow; a `history_id` other than the replica's continues it across `fork`, and the replica adopts both (and the epoch; one lower than its own is refused) |
 //! | `SnapshotBegin { history_id, seq, keys, reason, fork, checksum, keep_diverged_after, epoch }` | upstream → replica | full resync (and why): a snapshot at `seq` of `keys` keys follows, of a history with that fork and fencing epoch, whose log checksum at `seq` is `checksum`; the replica first keeps its log entries after `keep_diverged_after` in `diverged` |
-//! | `Snapshot { entries }` | upstream → replica | one bounded chunk of the snapshot, in key order |
+//! | `Snapshot { entries }` | upstream → replica | one bounded chunk of the snapshot, in key order: `[key, value, expires_at]` rows |
 //! | `SnapshotEnd { seq }` | upstream → replica | the snapshot is complete; log entries after `seq` follow |
-//! | `Put { seq, key, value }` / `Delete { seq, key }` | upstream → replica | log entries, seq strictly increasing by one |
+//! | `Put { seq, key, value, expires_at }` / `Delete { seq, key }` | upstream → replica | log entries, seq strictly increasing by one; a put's `expires_at` (ms since the Unix epoch) is the absolute time its key expires on every node |
 //! | `Promote { seq }` | upstream → replica | `FAILOVER`: writes are paused at `seq`, which the replica acked; it promotes itself, and the upstream follows it |
 //! | `Ack { seq }` | replica → upstream | everything up to `seq` is durable on the replica (sent after each durable batch, and every second when idle) |
 //! | `Ping { seq, head }` | both | heartbeat: `seq` is the last entry the sender sent, `head` its head |
@@ -74,11 +74,15 @@
 //! ```
 
 use crate::error::Result;
-use crate::store::{Fork, LogEntry, Op, Pair, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use crate::store::{Fork, LogEntry, Op, Record, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks; a `Join` with another version is refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+///
+/// Version 3 added expiry: a `Put` may carry `expires_at`, and snapshot rows are
+/// `[key, value, expires_at]`. An older replica would drop expiries without noticing, so
+/// the versions do not mix.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest frame accepted once a connection is established.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -214,7 +218,7 @@ pub enum Message {
     /// A chunk of the snapshot, in key order.
     Snapshot {
         /// Key-value pairs.
-        entries: Vec<Pair>,
+        entries: Vec<Record>,
     },
     /// The snapshot is complete.
     SnapshotEnd {
@@ -229,6 +233,9 @@ pub enum Message {
         key: String,
         /// The value.
         value: String,
+        /// When the key expires, in ms since the Unix epoch (`None`: never).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
     },
     /// Log entry: `key` was removed.
     Delete {
@@ -270,10 +277,15 @@ impl Message {
     /// The message that carries a log entry.
     pub fn from_entry(entry: LogEntry) -> Message {
         match entry.op {
-            Op::Put { key, value } => Message::Put {
+            Op::Put {
+                key,
+                value,
+                expires_at,
+            } => Message::Put {
                 seq: entry.seq,
                 key,
                 value,
+                expires_at,
             },
             Op::Delete { key } => Message::Delete {
                 seq: entry.seq,
@@ -285,9 +297,18 @@ impl Message {
     /// The log entry this message carries, if it is `Put` or `Delete`.
     pub fn into_entry(self) -> Option<LogEntry> {
         match self {
-            Message::Put { seq, key, value } => Some(LogEntry {
+            Message::Put {
                 seq,
-                op: Op::Put { key, value },
+                key,
+                value,
+                expires_at,
+            } => Some(LogEntry {
+                seq,
+                op: Op::Put {
+                    key,
+                    value,
+                    expires_at,
+                },
             }),
             Message::Delete { seq, key } => Some(LogEntry {
                 seq,
@@ -382,13 +403,27 @@ mod tests {
                 epoch: 12,
             },
             Message::Snapshot {
-                entries: vec![("k".into(), "v w\n".into()), ("é".into(), String::new())],
+                entries: vec![
+                    Record::new("k", "v w\n"),
+                    Record {
+                        key: "é".into(),
+                        value: String::new(),
+                        expires_at: Some(1_800_000_000_000),
+                    },
+                ],
             },
             Message::SnapshotEnd { seq: 9 },
             Message::Put {
                 seq: 10,
                 key: "a".into(),
                 value: "1".into(),
+                expires_at: None,
+            },
+            Message::Put {
+                seq: 10,
+                key: "a".into(),
+                value: "1".into(),
+                expires_at: Some(u64::MAX),
             },
             Message::Delete {
                 seq: 11,
@@ -413,16 +448,25 @@ mod tests {
             seq: u64::MAX,
             key: "k".repeat(MAX_KEY_BYTES),
             value: "v".repeat(MAX_VALUE_BYTES),
+            expires_at: Some(u64::MAX),
         };
         assert!(encode(&put).expect("encode").len() <= MAX_FRAME);
         let alone = Message::Snapshot {
-            entries: vec![("k".repeat(MAX_KEY_BYTES), "v".repeat(MAX_VALUE_BYTES))],
+            entries: vec![Record {
+                key: "k".repeat(MAX_KEY_BYTES),
+                value: "v".repeat(MAX_VALUE_BYTES),
+                expires_at: Some(u64::MAX),
+            }],
         };
         assert!(encode(&alone).expect("encode").len() <= MAX_FRAME);
         let per_pair = SNAPSHOT_CHUNK_BYTES / SNAPSHOT_CHUNK_ENTRIES;
         let full = Message::Snapshot {
             entries: (0..SNAPSHOT_CHUNK_ENTRIES)
-                .map(|i| (format!("{i}"), "v".repeat(per_pair)))
+                .map(|i| Record {
+                    key: format!("{i}"),
+                    value: "v".repeat(per_pair),
+                    expires_at: Some(u64::MAX),
+                })
                 .collect(),
         };
         assert!(encode(&full).expect("encode").len() <= MAX_FRAME);
@@ -464,6 +508,7 @@ mod tests {
             op: Op::Put {
                 key: "k".into(),
                 value: "v".into(),
+                expires_at: None,
             },
         };
         assert_eq!(Message::from_entry(entry.clone()).into_entry(), Some(entry));

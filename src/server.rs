@@ -213,6 +213,7 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
     }
     runtime.spawn(sender::serve(Arc::clone(&repl), listener));
     runtime.spawn(retention::run(repl, config.log_retain));
+    runtime.spawn(crate::node::expiry::run(Arc::clone(&node)));
     runtime.spawn(failover::serve_promotions(Arc::clone(&node)));
     let client_addr = match clients {
         Some(clients) => {
@@ -310,6 +311,7 @@ mod tests {
         Op::Put {
             key: key.into(),
             value: "v".into(),
+            expires_at: None,
         }
     }
 

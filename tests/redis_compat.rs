@@ -167,10 +167,125 @@ const SCRIPT: &[&str] = &[
     "GETEX missing",
     "GETEX e BOGUS",
     "TTL",
+    // Expiry: whole seconds and absolute times, which both sides give alike (the command
+    // after a set runs well within the half second TTL rounds to).
+    "SET s1 v EX 100",
+    "TTL s1",
+    "SET s1 v2 KEEPTTL",
+    "TTL s1",
+    "SET s1 v3",
+    "TTL s1",
+    "SET s1 v EX 0",
+    "SET s1 v EX -5",
+    "SET s1 v EX abc",
+    "SET s1 v EX",
+    "SET s1 v EX 10 PX 100",
+    "SET s1 v EX 10 KEEPTTL",
+    "SET s1 v EX 9223372036854775807",
+    "SET s1 v PX 100000 NX",
+    "SET s1 v PX 100000 XX GET",
+    "TTL s1",
+    "SET s2 v PXAT 4102444800000 GET",
+    "PEXPIRETIME s2",
+    "EXPIRETIME s2",
+    "SET s2 v EXAT 4102444800",
+    "EXPIRETIME s2",
+    "SETEX s3 100 v",
+    "TTL s3",
+    "SETEX s3 0 v",
+    "SETEX s3 -1 v",
+    "SETEX s3 x v",
+    "SETEX s3 10",
+    "PSETEX s4 100000 v",
+    "TTL s4",
+    "EXPIRE s3 200",
+    "TTL s3",
+    "EXPIRE s3 100 GT",
+    "EXPIRE s3 300 GT",
+    "TTL s3",
+    "EXPIRE s3 100 LT",
+    "EXPIRE s3 150 XX LT",
+    "TTL s3",
+    "EXPIRE s3 50 NX",
+    "EXPIRE s3 50 XX",
+    "TTL s3",
+    "EXPIRE s3 9223372036854775807",
+    "SET plain v",
+    "EXPIRE plain 50 XX",
+    "EXPIRE plain 50 GT",
+    "EXPIRE plain 50 LT",
+    "TTL plain",
+    "EXPIRE plain 50 NX XX",
+    "EXPIRE plain 50 GT LT",
+    "EXPIRE plain 50 BOGUS",
+    "EXPIRE plain abc",
+    "EXPIRE missing 50",
+    "EXPIRE plain",
+    "PERSIST plain",
+    "TTL plain",
+    "PERSIST plain",
+    "PEXPIRE plain 100000",
+    "TTL plain",
+    "EXPIREAT plain 4102444800",
+    "EXPIRETIME plain",
+    "PEXPIREAT plain 4102444800123",
+    "PEXPIRETIME plain",
+    "EXPIRETIME plain",
+    "SET c 1 EX 100",
+    "INCR c",
+    "TTL c",
+    "APPEND c 0",
+    "TTL c",
+    "SETRANGE c 0 9",
+    "TTL c",
+    "INCRBYFLOAT c 1",
+    "TTL c",
+    "GETSET c 5",
+    "TTL c",
+    "SET r v EX 100",
+    "RENAME r r2",
+    "TTL r2",
+    "COPY r2 r3",
+    "TTL r3",
+    "GETEX r3 EX 50",
+    "TTL r3",
+    "GETEX r3 PERSIST",
+    "TTL r3",
+    "GETEX r3 PX 100000",
+    "TTL r3",
+    "GETEX r3 EXAT 4102444800",
+    "EXPIRETIME r3",
+    "GETEX r3 EX 0",
+    "GETEX r3 EX",
+    "GETEX r3 EX 10 PX 10",
+    "GETEX missing EX 10",
+    "EXPIRE r3 -1",
+    "EXISTS r3",
+    "GET r3",
+    "TTL r3",
+    "SET gone v EXAT 1",
+    "GET gone",
+    "EXISTS gone",
+    "SET gone v2 NX",
+    "TTL gone",
+    "MSETNX m1 1 s1 2",
+    "SET old v PXAT 1000",
+    "MSETNX old 1",
+    "GET old",
+    "DBSIZE",
     "CONFIG GET appendonly",
     "CONFIG GET save",
     "CONFIG GET nosuchparameter",
     "CONFIG SET maxclients",
+    "CONFIG SET nosuchparameter 1",
+    "CONFIG SET min-replicas-max-lag abc",
+    "CONFIG SET min-replicas-max-lag -1",
+    "CONFIG SET min-replicas-to-write 99999999999",
+    "CONFIG SET min-replicas-to-write 1 nosuch 2",
+    "CONFIG GET min-replicas-to-write",
+    "CONFIG SET min-replicas-to-write 0 min-replicas-max-lag 12",
+    "CONFIG GET min-replicas-max-lag",
+    "CONFIG SET min-replicas-max-lag 10",
     "FLUSHDB BOGUS",
     "FLUSHDB ASYNC",
     "DBSIZE",
@@ -208,23 +323,47 @@ fn string_and_key_commands_answer_as_redis_does() {
     let picked: Option<String> = redis::cmd("RANDOMKEY").query(&mut ours).expect("RANDOMKEY");
     assert!(picked.is_some_and(|key| keys.contains(&key)), "{keys:?}");
 
-    // Setting an expiry is refused, saying so (Redis would set it).
-    for command in [
-        &["EXPIRE", "r1", "10"][..],
-        &["SETEX", "r1", "10", "v"],
-        &["GETEX", "r1", "EX", "5"],
-    ] {
-        let refused = redis::cmd(command[0])
-            .arg(&command[1..])
-            .query::<redis::Value>(&mut ours);
-        let refused = refused.expect_err("no expiry yet").to_string();
-        assert!(
-            refused.contains("does not expire keys yet"),
-            "{command:?}: {refused}"
-        );
-    }
+    // PTTL: the milliseconds left, within the time this test took.
+    let () = redis::cmd("SET")
+        .arg("p")
+        .arg("v")
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut ours)
+        .expect("SET PX");
+    let left: i64 = redis::cmd("PTTL").arg("p").query(&mut ours).expect("PTTL");
+    assert!((50_000..=60_000).contains(&left), "PTTL {left}");
+    let keyspace: String = redis::cmd("INFO")
+        .arg("keyspace")
+        .query(&mut ours)
+        .expect("INFO");
+    assert!(keyspace.contains(",expires=1,"), "{keyspace}");
 
-    // CONFIG GET * lists kv's parameters; CONFIG SET says they are set at start.
+    // CONFIG SET min-replicas-to-write applies to the next write: with no replica, it
+    // is refused, and taken again once the setting is back to 0.
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("min-replicas-to-write")
+        .arg(1)
+        .query(&mut ours)
+        .expect("CONFIG SET");
+    let refused = redis::cmd("SET").arg("w").arg("1").query::<()>(&mut ours);
+    let refused = refused.expect_err("no replica").to_string();
+    assert!(refused.contains("NOREPLICAS"), "{refused}");
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("min-replicas-to-write")
+        .arg(0)
+        .query(&mut ours)
+        .expect("CONFIG SET");
+    let () = redis::cmd("SET")
+        .arg("w")
+        .arg("1")
+        .query(&mut ours)
+        .expect("SET");
+
+    // CONFIG GET * lists kv's parameters; CONFIG SET of the others says they are set at
+    // start.
     let config: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("*")

@@ -18,6 +18,7 @@ fn put(seq: u64, key: &str) -> Message {
         seq,
         key: key.into(),
         value: format!("v{seq}"),
+        expires_at: None,
     }
 }
 
@@ -70,7 +71,7 @@ fn gaps_and_duplicates_drop_the_link_and_are_never_applied() {
             epoch: 0,
         },
         Message::Snapshot {
-            entries: vec![("a".into(), "1".into())],
+            entries: vec![kv::store::Record::new("a", "1")],
         },
         Message::SnapshotEnd { seq: 0 },
         put(1, "b"),

@@ -78,7 +78,7 @@ fn tables_hold_data_log_and_meta_and_survive_a_restart() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     // Every log row carries the running checksum; nothing diverged on a lone primary.
     let checksums: Vec<Option<i64>> = conn
         .prepare("SELECT checksum FROM log ORDER BY seq")
@@ -242,7 +242,7 @@ fn a_version_1_database_is_migrated_and_its_new_rows_carry_checksums() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let checksums: Vec<(i64, Option<i64>)> = conn
         .prepare("SELECT seq, checksum FROM log ORDER BY seq")
         .expect("prepare")
@@ -260,4 +260,54 @@ fn a_version_1_database_is_migrated_and_its_new_rows_carry_checksums() {
         meta(&db, "history_id").as_deref(),
         Some("0123456789abcdef0123456789abcdef")
     );
+}
+
+#[test]
+fn a_version_2_database_gains_expiry_and_select_star_stays_readable() {
+    let dir = TempDir::new().expect("tempdir");
+    let db = dir.path().join("v2.db");
+    let conn = Connection::open(&db).expect("create");
+    conn.execute_batch(include_str!("../migrations/0001_init.sql"))
+        .expect("version 1 schema");
+    conn.execute_batch(include_str!("../migrations/0002_history.sql"))
+        .expect("version 2 schema");
+    conn.execute_batch(
+        "PRAGMA user_version = 2;
+         INSERT INTO meta VALUES ('role', 'primary'), ('history_id', '0123456789abcdef0123456789abcdef');
+         INSERT INTO kv VALUES ('a', '1'), ('b', '2');
+         INSERT INTO log VALUES (1, 'put', 'a', '1', NULL), (2, 'put', 'b', '2', NULL);",
+    )
+    .expect("version 2 rows");
+    drop(conn);
+
+    let out = script(&db, "GET a\nEXPIRE b 100\nTTL a\n");
+    assert_eq!(out[0], "a -> 1");
+    assert_eq!(out[1], "OK b expires in 100 s");
+    assert_eq!(out[2], "a -> no expiry");
+    let conn = Connection::open(&db).expect("open");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 3);
+    let rows: Vec<(String, String, Option<i64>)> = conn
+        .prepare("SELECT * FROM kv ORDER BY key")
+        .expect("select *")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(rows[0], ("a".into(), "1".into(), None));
+    let expires_at = rows[1].2.expect("b expires");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    assert!(
+        (now + 90_000..=now + 100_000).contains(&expires_at),
+        "{expires_at} is not about 100 s after {now}"
+    );
+    let logged: Option<i64> = conn
+        .query_row("SELECT expires_at FROM log WHERE seq = 3", [], |r| r.get(0))
+        .expect("the EXPIRE's log row");
+    assert_eq!(logged, Some(expires_at), "the time is logged with the put");
 }

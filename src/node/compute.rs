@@ -4,10 +4,20 @@
 //! ([`Change::resolve`]): it becomes plain `Put`/`Delete` ops, logged and replicated like
 //! any other, and an [`Outcome`] for the caller. One writer thread resolves and commits in
 //! order, so every change is one atomic read-modify-write. Plain code: it reads through a
-//! function and touches no store, so tests call it directly.
+//! [`View`] and touches no store, so tests call it directly.
+//!
+//! Expiry is decided here, at the batch's time ([`View::now`]): a key whose expiry has
+//! passed is absent to every change; a change that rewrites a value keeps its expiry
+//! (`INCR`, `APPEND`, `SETRANGE`), one that replaces it drops it (`SET`, `GETSET`) unless
+//! told to keep it (`KEEPTTL`), and `RENAME`/`COPY` carry it. The expiry commands
+//! themselves are in [`expire`].
+
+mod expire;
+
+pub use expire::ExpireIf;
 
 use crate::error::{Error, Result};
-use crate::store::{check_value_size, Op};
+use crate::store::{check_value_size, Op, Stored};
 
 /// A write whose ops depend on the data. Its fields are the command's arguments.
 #[allow(missing_docs)]
@@ -25,12 +35,13 @@ pub enum Change {
         offset: usize,
         value: String,
     },
-    /// `SET key value [NX|XX] [GET]`, `SETNX`, `GETSET`.
+    /// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL]`, `SETNX`, `GETSET`.
     Set {
         key: String,
         value: String,
         when: When,
         get: bool,
+        expiry: NewExpiry,
     },
     /// `GETDEL key`.
     GetDel { key: String },
@@ -46,6 +57,54 @@ pub enum Change {
     },
     /// `FLUSHDB`, `FLUSHALL`: every key deleted (each logged as a delete).
     Flush,
+    /// `EXPIRE` and its kin, `at` already absolute (ms since the Unix epoch).
+    Expire {
+        key: String,
+        at: u64,
+        when: ExpireIf,
+    },
+    /// `PERSIST key`: drop its expiry.
+    Persist { key: String },
+    /// `GETEX key` with an option: its value, and a new expiry.
+    GetEx { key: String, expiry: NewExpiry },
+    /// The primary's sweep: delete those of `keys` whose expiry has passed (each logged
+    /// as a delete, so replicas and the log stay exact).
+    Purge { keys: Vec<String> },
+}
+
+/// The expiry a write leaves its key with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewExpiry {
+    /// None: the key never expires.
+    Never,
+    /// The one it had (`KEEPTTL`).
+    Keep,
+    /// This time, in ms since the Unix epoch.
+    At(u64),
+}
+
+/// What a change reads: the store as its batch leaves it, at the batch's time.
+pub struct View<'a> {
+    /// When the batch resolves, in ms since the Unix epoch: a key whose expiry is at or
+    /// before it is absent.
+    pub now: u64,
+    /// A key's row as stored, expired or not.
+    pub read: &'a mut dyn FnMut(&str) -> Result<Option<Stored>>,
+    /// Every live key, for a flush.
+    pub keys: &'a mut dyn FnMut() -> Result<Vec<String>>,
+}
+
+impl View<'_> {
+    /// `key`'s row if it has not expired.
+    fn live(&mut self, key: &str) -> Result<Option<Stored>> {
+        let now = self.now;
+        Ok((self.read)(key)?.filter(|stored| stored.is_live(now)))
+    }
+
+    /// `key`'s value if it has not expired.
+    fn value(&mut self, key: &str) -> Result<Option<String>> {
+        Ok(self.live(key)?.map(|stored| stored.value))
+    }
 }
 
 /// When a conditional set applies.
@@ -86,10 +145,11 @@ pub const TOO_LONG: &str = "string exceeds maximum allowed size (proto-max-bulk-
 /// Redis's words for a value or argument that is not a float.
 pub const NOT_A_FLOAT: &str = "value is not a valid float";
 
-fn put(key: &str, value: String) -> Op {
+fn put(key: &str, value: String, expires_at: Option<u64>) -> Op {
     Op::Put {
         key: key.to_string(),
         value,
+        expires_at,
     }
 }
 
@@ -102,7 +162,11 @@ impl Change {
             | Change::Append { key, .. }
             | Change::SetRange { key, .. }
             | Change::Set { key, .. }
-            | Change::GetDel { key } => vec![key],
+            | Change::GetDel { key }
+            | Change::Expire { key, .. }
+            | Change::Persist { key }
+            | Change::GetEx { key, .. } => vec![key],
+            Change::Purge { keys } => keys.iter().map(String::as_str).collect(),
             Change::MSetNx { pairs } => pairs.iter().map(|(key, _)| key.as_str()).collect(),
             Change::Rename { from, to, .. } | Change::Copy { from, to, .. } => vec![from, to],
             Change::Flush => Vec::new(),
@@ -114,44 +178,52 @@ impl Change {
         matches!(self, Change::Flush)
     }
 
-    /// The ops and outcome of this change against the data `read` returns (and, for a
-    /// flush, the keys `keys` lists); an error (in Redis's words) stores nothing.
-    pub fn resolve(
-        self,
-        read: &mut dyn FnMut(&str) -> Result<Option<String>>,
-        keys: &mut dyn FnMut() -> Result<Vec<String>>,
-    ) -> Result<Resolved> {
+    /// The ops and outcome of this change against what `view` reads; an error (in
+    /// Redis's words) stores nothing.
+    pub fn resolve(self, view: &mut View<'_>) -> Result<Resolved> {
         match self {
             Change::Flush => {
-                let ops = keys()?.into_iter().map(|key| Op::Delete { key }).collect();
+                let ops = (view.keys)()?
+                    .into_iter()
+                    .map(|key| Op::Delete { key })
+                    .collect();
                 Ok((ops, Outcome::Ok))
             }
-            Change::IncrBy { key, by } => incr_by(&key, by, read),
-            Change::IncrByFloat { key, by } => incr_by_float(&key, by, read),
+            Change::IncrBy { key, by } => incr_by(&key, by, view),
+            Change::IncrByFloat { key, by } => incr_by_float(&key, by, view),
             Change::Append { key, value } => {
-                let mut old = read(&key)?.unwrap_or_default();
-                old.push_str(&value);
-                check_value_size(old.len()).map_err(|_| rejected(TOO_LONG))?;
-                let length = old.len();
-                Ok((vec![put(&key, old)], Outcome::Int(len(length))))
+                let old = view.live(&key)?;
+                let expires_at = old.as_ref().and_then(|old| old.expires_at);
+                let mut text = old.map(|old| old.value).unwrap_or_default();
+                text.push_str(&value);
+                check_value_size(text.len()).map_err(|_| rejected(TOO_LONG))?;
+                let length = text.len();
+                Ok((vec![put(&key, text, expires_at)], Outcome::Int(len(length))))
             }
-            Change::SetRange { key, offset, value } => set_range(&key, offset, &value, read),
+            Change::SetRange { key, offset, value } => set_range(&key, offset, &value, view),
             Change::Set {
                 key,
                 value,
                 when,
                 get,
+                expiry,
             } => {
-                let old = read(&key)?;
+                let old = view.live(&key)?;
                 let applies = match when {
                     When::Always => true,
                     When::Absent => old.is_none(),
                     When::Present => old.is_some(),
                 };
+                let expires_at = match expiry {
+                    NewExpiry::Never => None,
+                    NewExpiry::Keep => old.as_ref().and_then(|old| old.expires_at),
+                    NewExpiry::At(at) => Some(at),
+                };
                 let ops = match applies {
-                    true => vec![put(&key, value)],
+                    true => vec![put(&key, value, expires_at)],
                     false => Vec::new(),
                 };
+                let old = old.map(|old| old.value);
                 let outcome = match (get, applies) {
                     (true, _) => Outcome::Bulk(old),
                     (false, true) => Outcome::Ok,
@@ -159,8 +231,12 @@ impl Change {
                 };
                 Ok((ops, outcome))
             }
+            Change::Expire { key, at, when } => expire::expire(&key, at, when, view),
+            Change::Persist { key } => expire::persist(&key, view),
+            Change::GetEx { key, expiry } => expire::get_ex(&key, expiry, view),
+            Change::Purge { keys } => expire::purge(keys, view),
             Change::GetDel { key } => {
-                let old = read(&key)?;
+                let old = view.value(&key)?;
                 let ops = match old {
                     Some(_) => vec![Op::Delete { key }],
                     None => Vec::new(),
@@ -169,28 +245,29 @@ impl Change {
             }
             Change::MSetNx { pairs } => {
                 for (key, _) in &pairs {
-                    if read(key)?.is_some() {
+                    if view.live(key)?.is_some() {
                         return Ok((Vec::new(), Outcome::Int(0)));
                     }
                 }
                 let ops = pairs
                     .into_iter()
-                    .map(|(key, value)| Op::Put { key, value })
+                    .map(|(key, value)| Op::put(key, value))
                     .collect();
                 Ok((ops, Outcome::Int(1)))
             }
-            Change::Rename { from, to, nx } => rename(from, to, nx, read),
+            Change::Rename { from, to, nx } => rename(from, to, nx, view),
             Change::Copy { from, to, replace } => {
                 if from == to {
                     return Err(rejected("source and destination objects are the same"));
                 }
-                let Some(value) = read(&from)? else {
+                let Some(source) = view.live(&from)? else {
                     return Ok((Vec::new(), Outcome::Int(0)));
                 };
-                if !replace && read(&to)?.is_some() {
+                if !replace && view.live(&to)?.is_some() {
                     return Ok((Vec::new(), Outcome::Int(0)));
                 }
-                Ok((vec![put(&to, value)], Outcome::Int(1)))
+                let copy = put(&to, source.value, source.expires_at);
+                Ok((vec![copy], Outcome::Int(1)))
             }
         }
     }
@@ -200,27 +277,32 @@ fn len(length: usize) -> i64 {
     i64::try_from(length).unwrap_or(i64::MAX)
 }
 
-fn incr_by(
-    key: &str,
-    by: i64,
-    read: &mut dyn FnMut(&str) -> Result<Option<String>>,
-) -> Result<Resolved> {
-    let current = match read(key)? {
+/// `key`'s live value (absent: `None`) and expiry, which a rewrite of the value keeps.
+fn current(view: &mut View<'_>, key: &str) -> Result<(Option<String>, Option<u64>)> {
+    Ok(match view.live(key)? {
+        Some(stored) => (Some(stored.value), stored.expires_at),
+        None => (None, None),
+    })
+}
+
+fn incr_by(key: &str, by: i64, view: &mut View<'_>) -> Result<Resolved> {
+    let (text, expires_at) = current(view, key)?;
+    let current = match text {
         Some(text) => parse_integer(&text).ok_or_else(|| rejected(NOT_AN_INTEGER))?,
         None => 0,
     };
     let next = current
         .checked_add(by)
         .ok_or_else(|| rejected("increment or decrement would overflow"))?;
-    Ok((vec![put(key, next.to_string())], Outcome::Int(next)))
+    Ok((
+        vec![put(key, next.to_string(), expires_at)],
+        Outcome::Int(next),
+    ))
 }
 
-fn incr_by_float(
-    key: &str,
-    by: f64,
-    read: &mut dyn FnMut(&str) -> Result<Option<String>>,
-) -> Result<Resolved> {
-    let current = match read(key)? {
+fn incr_by_float(key: &str, by: f64, view: &mut View<'_>) -> Result<Resolved> {
+    let (text, expires_at) = current(view, key)?;
+    let current = match text {
         Some(text) => parse_float(&text).ok_or_else(|| rejected(NOT_A_FLOAT))?,
         None => 0.0,
     };
@@ -229,16 +311,14 @@ fn incr_by_float(
         return Err(rejected("increment would produce NaN or Infinity"));
     }
     let text = format_float(next);
-    Ok((vec![put(key, text.clone())], Outcome::Bulk(Some(text))))
+    Ok((
+        vec![put(key, text.clone(), expires_at)],
+        Outcome::Bulk(Some(text)),
+    ))
 }
 
-fn set_range(
-    key: &str,
-    offset: usize,
-    value: &str,
-    read: &mut dyn FnMut(&str) -> Result<Option<String>>,
-) -> Result<Resolved> {
-    let old = read(key)?;
+fn set_range(key: &str, offset: usize, value: &str, view: &mut View<'_>) -> Result<Resolved> {
+    let (old, expires_at) = current(view, key)?;
     if value.is_empty() {
         // Nothing to write: the length as it is, and no key created.
         let length = old.as_deref().map_or(0, str::len);
@@ -257,16 +337,11 @@ fn set_range(
     let text = String::from_utf8(bytes).map_err(|_| {
         rejected("SETRANGE would split a character: kv stores values as UTF-8 text")
     })?;
-    Ok((vec![put(key, text)], Outcome::Int(len(length))))
+    Ok((vec![put(key, text, expires_at)], Outcome::Int(len(length))))
 }
 
-fn rename(
-    from: String,
-    to: String,
-    nx: bool,
-    read: &mut dyn FnMut(&str) -> Result<Option<String>>,
-) -> Result<Resolved> {
-    let Some(value) = read(&from)? else {
+fn rename(from: String, to: String, nx: bool, view: &mut View<'_>) -> Result<Resolved> {
+    let Some(source) = view.live(&from)? else {
         return Err(rejected("no such key"));
     };
     let done = match nx {
@@ -280,10 +355,11 @@ fn rename(
         };
         return Ok((Vec::new(), outcome));
     }
-    if nx && read(&to)?.is_some() {
+    if nx && view.live(&to)?.is_some() {
         return Ok((Vec::new(), Outcome::Int(0)));
     }
-    Ok((vec![Op::Delete { key: from }, put(&to, value)], done))
+    let moved = put(&to, source.value, source.expires_at);
+    Ok((vec![Op::Delete { key: from }, moved], done))
 }
 
 /// A 64-bit integer as Redis reads one: optional `-`, digits, no spaces or `+`, no

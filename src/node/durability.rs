@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// The durability options of a node (all off by default: a write is acknowledged once it
 /// is durable on the primary, and replicas follow asynchronously).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Durability {
     /// Refuse writes while fewer replicas than this acked within `min_replicas_max_lag`.
     pub min_replicas_to_write: usize,

@@ -9,6 +9,7 @@
 pub mod budget;
 pub mod compute;
 pub mod durability;
+pub mod expiry;
 pub mod failover;
 pub mod lease;
 pub mod retention;
@@ -52,7 +53,8 @@ pub struct Node {
     /// Which upstream the node follows, while it is a replica.
     link: ReplicaLink,
     budget: MemoryBudget,
-    durability: Durability,
+    /// What a write waits for; `CONFIG SET` changes the `min-replicas-*` part at run time.
+    durability: Mutex<Durability>,
     /// Every write passes it (shared) on its way to the writer; `FAILOVER` closes it
     /// (exclusive), so writes wait while it hands over, and none slips past its head.
     write_gate: tokio::sync::RwLock<()>,
@@ -137,7 +139,7 @@ impl Node {
             writer,
             link,
             budget: MemoryBudget::new(client_memory),
-            durability: Durability::default(),
+            durability: Mutex::new(Durability::default()),
             write_gate: tokio::sync::RwLock::new(()),
             failover_state: watch::Sender::new(FailoverState::NoFailover),
             failing_over: tokio::sync::Mutex::new(()),
@@ -147,14 +149,19 @@ impl Node {
 
     /// The node with these durability options (what a write waits for while it is the
     /// primary).
-    pub fn with_durability(mut self, durability: Durability) -> Self {
-        self.durability = durability;
+    pub fn with_durability(self, durability: Durability) -> Self {
+        *lock(&self.durability) = durability;
         self
     }
 
-    /// The durability options.
-    pub fn durability(&self) -> &Durability {
-        &self.durability
+    /// The durability options, as they are now.
+    pub fn durability(&self) -> Durability {
+        *lock(&self.durability)
+    }
+
+    /// Changes the durability options for the writes that follow (`CONFIG SET`).
+    pub fn set_durability(&self, durability: Durability) {
+        *lock(&self.durability) = durability;
     }
 
     /// The node's standing in its cluster (off outside one).
@@ -387,9 +394,10 @@ impl Node {
         self.check_writable()?;
         ops.iter().try_for_each(Op::check_size)?;
         let downstreams = self.repl.downstreams();
-        self.durability.check_before_write(downstreams)?;
+        let durability = self.durability();
+        durability.check_before_write(downstreams)?;
         let commit = self.writer.submit(ops, charge).await?;
-        Ok(self.durability.pending(commit, downstreams))
+        Ok(durability.pending(commit, downstreams))
     }
 
     /// Queues `change` (see [`compute`]) like [`start_write`](Self::start_write): the
@@ -404,9 +412,10 @@ impl Node {
         self.check_writable()?;
         change.keys().into_iter().try_for_each(check_key_size)?;
         let downstreams = self.repl.downstreams();
-        self.durability.check_before_write(downstreams)?;
+        let durability = self.durability();
+        durability.check_before_write(downstreams)?;
         let (commit, outcome) = self.writer.submit_change(change, charge).await?;
-        Ok((self.durability.pending(commit, downstreams), outcome))
+        Ok((durability.pending(commit, downstreams), outcome))
     }
 
     /// Commits `change` (see [`compute`]) and returns its outcome once durable.

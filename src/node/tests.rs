@@ -49,6 +49,7 @@ fn put(key: &str, value: &str) -> Op {
     Op::Put {
         key: key.into(),
         value: value.into(),
+        expires_at: None,
     }
 }
 

@@ -6,7 +6,7 @@ use super::plan::deposed;
 use crate::error::{Error, Result};
 use crate::protocol::Message;
 use crate::store::history::shared_bound;
-use crate::store::{check_next_seq, Fork, Lineage, LogEntry, Pair, SnapshotTarget, MAX_SEQ};
+use crate::store::{check_next_seq, Fork, Lineage, LogEntry, Record, SnapshotTarget, MAX_SEQ};
 
 /// What a replica must do with one message from its upstream.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub enum Step {
         reason: String,
     },
     /// Add a chunk to the snapshot being installed.
-    SnapshotChunk(Vec<Pair>),
+    SnapshotChunk(Vec<Record>),
     /// Commit the snapshot.
     FinishSnapshot {
         /// The snapshot's seq.
@@ -274,12 +274,12 @@ impl Receiver {
     /// Snapshot keys come in key order, each once: checked here so that a faulty upstream
     /// cannot make the two backends disagree (one would keep the last duplicate, the
     /// other refuse it).
-    fn check_key_order(&mut self, entries: &[Pair]) -> Result<()> {
+    fn check_key_order(&mut self, entries: &[Record]) -> Result<()> {
         let Phase::InSnapshot { last_key, .. } = &mut self.phase else {
             return Ok(());
         };
         let mut previous = last_key.as_deref();
-        for (key, _) in entries {
+        for Record { key, .. } in entries {
             if previous.is_some_and(|previous| key.as_str() <= previous) {
                 return Err(Error::Protocol(format!(
                     "snapshot key {key:?} is out of order or repeated"
@@ -287,8 +287,8 @@ impl Receiver {
             }
             previous = Some(key);
         }
-        if let Some((key, _)) = entries.last() {
-            *last_key = Some(key.clone());
+        if let Some(record) = entries.last() {
+            *last_key = Some(record.key.clone());
         }
         Ok(())
     }

@@ -21,7 +21,7 @@ use crate::net::stream::Stream;
 use crate::protocol::{Message, MAX_FRAME};
 use crate::replication::{LinkMode, LinkState};
 use crate::store::history::shared_bound;
-use crate::store::{Lineage, LogEntry, Pair, Position, SnapshotTarget};
+use crate::store::{Lineage, LogEntry, Position, Record, SnapshotTarget};
 use futures::FutureExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -204,7 +204,7 @@ struct Link<'a> {
 
 /// A piece of a snapshot handed to the blocking install.
 enum Piece {
-    Chunk(Vec<Pair>),
+    Chunk(Vec<Record>),
     End,
 }
 

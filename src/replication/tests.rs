@@ -3,13 +3,14 @@
 use super::*;
 use crate::error::Error;
 use crate::protocol::Message;
-use crate::store::{LogEntry, Op, MAX_SEQ};
+use crate::store::{LogEntry, Op, Record, MAX_SEQ};
 
 fn put(seq: u64) -> Message {
     Message::Put {
         seq,
         key: "k".into(),
         value: "v".into(),
+        expires_at: None,
     }
 }
 
@@ -31,7 +32,7 @@ fn receiver_accepts_snapshot_then_next_entries() {
         Ok(Step::BeginSnapshot { ref target, .. }) if target.seq == 5
     ));
     let chunk = Message::Snapshot {
-        entries: vec![("a".into(), "1".into())],
+        entries: vec![Record::new("a", "1")],
     };
     assert!(matches!(rx.on_message(chunk), Ok(Step::SnapshotChunk(_))));
     assert_eq!(
@@ -43,10 +44,7 @@ fn receiver_accepts_snapshot_then_next_entries() {
         step,
         Step::Apply(LogEntry {
             seq: 6,
-            op: Op::Put {
-                key: "k".into(),
-                value: "v".into()
-            }
+            op: Op::put("k", "v")
         })
     );
     assert_eq!(rx.last_seq(), 6);
@@ -162,10 +160,7 @@ fn in_snapshot() -> Receiver {
 
 fn chunk(keys: &[&str]) -> Message {
     Message::Snapshot {
-        entries: keys
-            .iter()
-            .map(|k| (k.to_string(), String::new()))
-            .collect(),
+        entries: keys.iter().map(|k| Record::new(*k, "")).collect(),
     }
 }
 

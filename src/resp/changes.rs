@@ -1,15 +1,17 @@
 //! The write commands whose effect depends on the data (`INCR`, `SET … NX|XX|GET`,
 //! `SETNX`, `GETSET`, `GETDEL`, `MSETNX`, `APPEND`, `SETRANGE`, `RENAME`, `RENAMENX`,
-//! `COPY`, `FLUSHDB`, `FLUSHALL`): parsed here into a [`Change`] the writer resolves atomically (see
-//! [`crate::node::compute`]), with Redis's argument errors; and how its [`Outcome`] is
-//! answered.
+//! `COPY`, `FLUSHDB`, `FLUSHALL`, and those of [`expiry`]): parsed here into a [`Change`]
+//! the writer resolves atomically (see [`crate::node::compute`]), with Redis's argument
+//! errors; and how its [`Outcome`] is answered.
 
 use super::args::{arity, err, text};
+use super::expiry::{self, timed_option};
 use super::reply;
-use super::writes::{self, Write};
+use super::writes::{self, Write, WriteReply};
 use crate::node::compute::{
-    parse_float, parse_integer, Change, Outcome, When, NOT_AN_INTEGER, NOT_A_FLOAT,
+    parse_float, parse_integer, Change, NewExpiry, Outcome, When, NOT_AN_INTEGER, NOT_A_FLOAT,
 };
+use crate::store::Op;
 use bytes::BytesMut;
 
 /// Whether `name` is one of these commands.
@@ -32,7 +34,19 @@ pub fn is_change(name: &str) -> bool {
             | "COPY"
             | "FLUSHDB"
             | "FLUSHALL"
+            | "EXPIRE"
+            | "PEXPIRE"
+            | "EXPIREAT"
+            | "PEXPIREAT"
+            | "PERSIST"
+            | "SETEX"
+            | "PSETEX"
     )
+}
+
+/// Whether `name args` is one of these writes: `GETEX` is one only with an option.
+pub fn is_change_call(name: &str, args: &[Vec<u8>]) -> bool {
+    is_change(name) || (name == "GETEX" && args.len() > 1)
 }
 
 /// How an outcome is answered.
@@ -76,11 +90,18 @@ fn texts<const N: usize>(name: &str, args: Vec<Vec<u8>>) -> Result<[String; N], 
     texts.try_into().map_err(|_| arity(name))
 }
 
+impl Parsed {
+    /// A change answered as its outcome is.
+    pub fn plain(change: Change) -> Parsed {
+        Parsed {
+            change,
+            answer: Answer::AsIs,
+        }
+    }
+}
+
 fn parsed(change: Change) -> Result<Parsed, String> {
-    Ok(Parsed {
-        change,
-        answer: Answer::AsIs,
-    })
+    Ok(Parsed::plain(change))
 }
 
 /// The change `name args` stands for (`args` without the name), or its error reply.
@@ -137,6 +158,7 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Parsed, String> {
                 value,
                 when,
                 get,
+                expiry: NewExpiry::Never,
             };
             Ok(Parsed { change, answer })
         }
@@ -158,6 +180,14 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Parsed, String> {
             parsed(Change::Rename { from, to, nx })
         }
         "COPY" if args.len() >= 2 => copy(args),
+        "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" => {
+            expiry::expire(name, args).map(Parsed::plain)
+        }
+        "PERSIST" => expiry::persist(args).map(Parsed::plain),
+        "GETEX" => match expiry::getex(&args) {
+            Some(change) => change.map(Parsed::plain),
+            None => Err(arity(name)),
+        },
         // kv writes every flush in the writer's transaction: ASYNC is SYNC.
         "FLUSHDB" | "FLUSHALL" => match args.as_slice() {
             [] => parsed(Change::Flush),
@@ -205,44 +235,76 @@ pub enum Parsing {
 
 /// Parses the write command `name args` (`args` without the name).
 pub fn parse_write(name: &str, args: Vec<Vec<u8>>) -> Parsing {
-    if is_change(name) {
-        return Parsing::Change(parse(name, args));
+    match name {
+        "SET" => parse_set(&args).unwrap_or_else(|| Parsing::Plain(writes::parse(name, args))),
+        "SETEX" | "PSETEX" => Parsing::Plain(expiry::setex(name, args)),
+        name if is_change_call(name, &args) => Parsing::Change(parse(name, args)),
+        _ => Parsing::Plain(writes::parse(name, args)),
     }
-    if name == "SET" {
-        if let Some(change) = parse_set(&args).transpose() {
-            return Parsing::Change(change);
-        }
-    }
-    Parsing::Plain(writes::parse(name, args))
 }
 
-/// `SET key value` with options (`NX`, `XX`, `GET`, `KEEPTTL`): the change, or `None`
-/// for a plain `SET key value`, which needs no read.
-pub fn parse_set(args: &[Vec<u8>]) -> Result<Option<Parsed>, String> {
+/// `SET key value` with options (`NX`, `XX`, `GET`, `EX`, `PX`, `EXAT`, `PXAT`,
+/// `KEEPTTL`), or `None` for a plain `SET key value`. Only a set that reads the key is a
+/// change: one with a new expiry and nothing else is a plain put.
+pub fn parse_set(args: &[Vec<u8>]) -> Option<Parsing> {
     let [key, value, options @ ..] = args else {
-        return Err(arity("SET"));
+        return Some(Parsing::Plain(Err(arity("SET"))));
     };
     if options.is_empty() {
-        return Ok(None);
+        return None;
     }
+    let parsed = set_options(options).and_then(|(when, get, expiry)| {
+        let (key, value) = (text(key.clone())?, text(value.clone())?);
+        Ok(match (when, get, expiry) {
+            (When::Always, false, NewExpiry::Never) => plain_put(key, value, None),
+            (When::Always, false, NewExpiry::At(at)) => plain_put(key, value, Some(at)),
+            _ => Parsing::Change(parsed(Change::Set {
+                key,
+                value,
+                when,
+                get,
+                expiry,
+            })),
+        })
+    });
+    Some(parsed.unwrap_or_else(|e| Parsing::Change(Err(e))))
+}
+
+/// `SET`'s options: when it applies, whether it answers the old value, and the expiry it
+/// leaves. Conflicting options are a syntax error, as in Redis.
+fn set_options(options: &[Vec<u8>]) -> Result<(When, bool, NewExpiry), String> {
     let mut when = When::Always;
     let mut get = false;
-    for option in options {
-        match option.to_ascii_uppercase().as_slice() {
+    let mut expiry: Option<NewExpiry> = None;
+    let mut at = 0;
+    while at < options.len() {
+        if let Some(time) = timed_option(options, at, "SET") {
+            if expiry.is_some() {
+                return Err(err("syntax error"));
+            }
+            expiry = Some(NewExpiry::At(time?));
+            at += 2;
+            continue;
+        }
+        match options[at].to_ascii_uppercase().as_slice() {
             b"NX" if when != When::Present => when = When::Absent,
             b"XX" if when != When::Absent => when = When::Present,
             b"GET" => get = true,
-            // No key has a time to live yet, so keeping it changes nothing.
-            b"KEEPTTL" => {}
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" => return Err(err(super::strings::NO_EXPIRY)),
+            b"KEEPTTL" if expiry.is_none() => expiry = Some(NewExpiry::Keep),
             _ => return Err(err("syntax error")),
         }
+        at += 1;
     }
-    let change = Change::Set {
-        key: text(key.clone())?,
-        value: text(value.clone())?,
-        when,
-        get,
-    };
-    parsed(change).map(Some)
+    Ok((when, get, expiry.unwrap_or(NewExpiry::Never)))
+}
+
+fn plain_put(key: String, value: String, expires_at: Option<u64>) -> Parsing {
+    Parsing::Plain(Ok(Write {
+        ops: vec![Op::Put {
+            key,
+            value,
+            expires_at,
+        }],
+        reply: WriteReply::Ok,
+    }))
 }

@@ -6,7 +6,7 @@
 //! pool and back (bench/resp.sh measures it against Redis). Longer reads go to the store
 //! off the async runtime.
 
-use super::args::{err, store_error, text_of, texts_of, Reply};
+use super::args::{arity, err, store_error, text_of, texts_of, Reply};
 use super::glob;
 use super::output::Output;
 use super::reply;
@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::node::Node;
 use crate::store::KvStore;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Keys read from the store per page when listing keys (at most 6.4 MiB of the largest).
@@ -285,16 +286,57 @@ pub fn config_get(node: &Node, port: u16, patterns: &[Vec<u8>], out: &mut Output
     Ok(())
 }
 
-/// `CONFIG SET`: kv's parameters are its command-line options, set at start.
-pub fn config_set(args: &[Vec<u8>]) -> String {
-    let name = args
-        .first()
-        .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
-        .unwrap_or_default();
-    err(format!(
-        "kv does not change '{name}' at run time: restart the node with its command-line \
-         option (kv primary --help)"
-    ))
+/// `CONFIG SET name value [name value …]`: `min-replicas-to-write` and
+/// `min-replicas-max-lag` change at once, for the writes that follow (until the node
+/// restarts: its command line is the configuration); kv's other parameters are its
+/// command-line options, set at start. All or nothing, as in Redis.
+pub fn config_set(node: &Node, args: &[Vec<u8>], out: &mut Output) -> Reply {
+    if args.is_empty() || !args.len().is_multiple_of(2) {
+        return Err(arity("config|set"));
+    }
+    let mut durability = node.durability();
+    for pair in args.chunks(2) {
+        let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+        let number = || config_number(&name, &pair[1]);
+        match name.as_str() {
+            "min-replicas-to-write" => durability.min_replicas_to_write = number()? as usize,
+            "min-replicas-max-lag" => {
+                durability.min_replicas_max_lag = Duration::from_secs(number()?)
+            }
+            "appendonly" | "databases" | "maxclients" | "maxmemory" | "maxmemory-policy"
+            | "port" | "save" => {
+                return Err(err(format!(
+                    "kv does not change '{name}' at run time: restart the node with its \
+                     command-line option (kv primary --help)"
+                )))
+            }
+            _ => {
+                return Err(err(format!(
+                    "Unknown option or number of arguments for CONFIG SET - '{name}'"
+                )))
+            }
+        }
+    }
+    node.set_durability(durability);
+    reply::simple(out.buffer(), "OK");
+    Ok(())
+}
+
+/// A `CONFIG SET` number, from 0 to 2147483647 as Redis's, with Redis's words.
+fn config_number(name: &str, value: &[u8]) -> Result<u64, String> {
+    let failed = |why: &str| {
+        err(format!(
+            "CONFIG SET failed (possibly related to argument '{name}') - {why}"
+        ))
+    };
+    let number: i64 = std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| failed("argument couldn't be parsed into an integer"))?;
+    u64::try_from(number)
+        .ok()
+        .filter(|&n| n <= i32::MAX as u64)
+        .ok_or_else(|| failed("argument must be between 0 and 2147483647 inclusive"))
 }
 
 /// `COMMAND`, `COMMAND DOCS`, `COMMAND COUNT`: enough for redis-cli, which asks at start.

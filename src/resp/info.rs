@@ -102,9 +102,10 @@ pub fn render(node: &Node, facts: &ServerFacts, sections: &[String]) -> Result<S
     }
     if wanted("keyspace") {
         let keys = node.store().count("")?;
+        let expires = node.store().count_expiring()?;
         let _ = write!(
             text,
-            "# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n\r\n"
+            "# Keyspace\r\ndb0:keys={keys},expires={expires},avg_ttl=0\r\n\r\n"
         );
     }
     if text.is_empty() {

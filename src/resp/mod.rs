@@ -11,6 +11,7 @@ pub mod auth;
 pub mod changes;
 pub mod codec;
 pub mod commands;
+pub mod expiry;
 pub mod glob;
 pub mod info;
 mod inline;

@@ -260,7 +260,12 @@ fn write_failed(e: Error, out: &mut BytesMut) -> bool {
 fn remember(ops: &[Op]) -> Vec<(String, Written)> {
     ops.iter()
         .map(|op| match op {
-            Op::Put { key, value } if value.len() <= REMEMBERED_VALUE => {
+            // A put that expires is read from the store, which knows when it is gone.
+            Op::Put {
+                key,
+                value,
+                expires_at: None,
+            } if value.len() <= REMEMBERED_VALUE => {
                 (key.clone(), Written::Value(Some(value.clone())))
             }
             Op::Put { key, .. } => (key.clone(), Written::Unknown),

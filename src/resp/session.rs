@@ -10,6 +10,7 @@ use super::auth::{self, ClientAuth, HelloFacts};
 use super::changes::{self, Parsing};
 use super::codec::Request;
 use super::commands;
+use super::expiry;
 use super::info::ServerFacts;
 use super::output::Output;
 use super::pipeline::Pipeline;
@@ -102,7 +103,7 @@ impl Session {
             return Ok(Flow::Continue);
         }
         // Writes are queued, not awaited: a pipeline of them shares one commit.
-        if writes::is_write(&name) || changes::is_change(&name) {
+        if writes::is_write(&name) || changes::is_change_call(&name, &args) {
             self.reads.flush(&self.node, out).await?;
             match changes::parse_write(&name, args) {
                 Parsing::Plain(write) => {
@@ -182,14 +183,11 @@ impl Session {
             ("STRLEN", 1) => strings::strlen(node, &args[0], out).await,
             ("TYPE", 1) => strings::type_of(node, &args[0], out).await,
             ("GETRANGE" | "SUBSTR", 3) => strings::getrange(node, args, out).await,
-            ("TTL" | "PTTL" | "EXPIRETIME" | "PEXPIRETIME" | "PERSIST", 1) => {
-                strings::ttl(node, name, &args[0], out).await
+            ("TTL" | "PTTL" | "EXPIRETIME" | "PEXPIRETIME", 1) => {
+                expiry::ttl(node, name, &args[0], out).await
             }
-            ("GETEX", n) if n >= 1 => strings::getex(node, args, out).await,
-            ("EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT", n) if n >= 2 => {
-                Err(err(strings::NO_EXPIRY))
-            }
-            ("SETEX" | "PSETEX", 3) => Err(err(strings::NO_EXPIRY)),
+            // With an option, GETEX is a write (see `changes::is_change_call`).
+            ("GETEX", 1) => strings::getex(node, &args[0], out).await,
             ("DBSIZE", 0) => commands::dbsize(node, out).await,
             ("RANDOMKEY", 0) => commands::random_key(node, out).await,
             ("KEYS", 1) => return commands::keys(node, &args[0], out).await,
@@ -215,16 +213,14 @@ impl Session {
             ("CONFIG", n) if n >= 2 && args[0].eq_ignore_ascii_case(b"GET") => {
                 commands::config_get(node, self.facts.port, &args[1..], out)
             }
-            ("CONFIG", n) if n >= 1 && args[0].eq_ignore_ascii_case(b"SET") => match n {
-                1 | 2 => Err(arity("config|set")),
-                _ => Err(commands::config_set(&args[1..])),
-            },
+            ("CONFIG", n) if n >= 1 && args[0].eq_ignore_ascii_case(b"SET") => {
+                commands::config_set(node, &args[1..], out)
+            }
             (
                 "PING" | "ECHO" | "GET" | "MGET" | "EXISTS" | "DBSIZE" | "KEYS" | "SCAN" | "WAIT"
                 | "SELECT" | "CLIENT" | "REPLICAOF" | "SLAVEOF" | "TOUCH" | "STRLEN" | "TYPE"
                 | "GETRANGE" | "SUBSTR" | "RANDOMKEY" | "TTL" | "PTTL" | "EXPIRETIME"
-                | "PEXPIRETIME" | "PERSIST" | "GETEX" | "EXPIRE" | "PEXPIRE" | "EXPIREAT"
-                | "PEXPIREAT" | "SETEX" | "PSETEX",
+                | "PEXPIRETIME" | "GETEX",
                 _,
             ) => Err(arity(name)),
             _ => Err(commands::unknown(name, args)),

@@ -1,7 +1,5 @@
 //! The read commands on one string: `STRLEN`, `GETRANGE` (and its old name `SUBSTR`),
-//! `TYPE`, and what can be answered of expiry while no key has a time to live (`TTL`,
-//! `PTTL`, `EXPIRETIME`, `PEXPIRETIME`, `PERSIST`, `GETEX` without a new expiry): point
-//! reads of one key, run inline like `GET`.
+//! `TYPE`, `GETEX` without an option: point reads of one key, run inline like `GET`.
 
 use super::args::{err, text_of, Reply};
 use super::commands::point_read;
@@ -33,39 +31,9 @@ pub async fn type_of(node: &Node, key: &[u8], out: &mut Output) -> Reply {
     Ok(())
 }
 
-/// What kv answers of expiry commands that would set one.
-pub const NO_EXPIRY: &str =
-    "kv does not expire keys yet: EXPIRE, SETEX and the EX, PX, EXAT and PXAT options are not supported";
-
-/// `TTL`, `PTTL`, `EXPIRETIME`, `PEXPIRETIME`: -1 for a key (none has a time to live),
-/// -2 for a missing one; `PERSIST`: 0 (no time to live to remove).
-pub async fn ttl(node: &Node, name: &str, key: &[u8], out: &mut Output) -> Reply {
-    let exists = value(node, key).await?.is_some();
-    let answer = match (name, exists) {
-        ("PERSIST", _) => 0,
-        (_, true) => -1,
-        (_, false) => -2,
-    };
-    reply::integer(out.buffer(), answer);
-    Ok(())
-}
-
-/// `GETEX key [PERSIST]`: the value (no key has a time to live to change); a new
-/// expiry is refused.
-pub async fn getex(node: &Node, args: &[Vec<u8>], out: &mut Output) -> Reply {
-    match &args[1..] {
-        [] => {}
-        [option] if option.eq_ignore_ascii_case(b"PERSIST") => {}
-        [option, ..]
-            if [&b"EX"[..], b"PX", b"EXAT", b"PXAT"]
-                .iter()
-                .any(|o| option.eq_ignore_ascii_case(o)) =>
-        {
-            return Err(err(NO_EXPIRY))
-        }
-        _ => return Err(err("syntax error")),
-    }
-    let value = value(node, &args[0]).await?;
+/// `GETEX key` without an option: its value, like `GET`.
+pub async fn getex(node: &Node, key: &[u8], out: &mut Output) -> Reply {
+    let value = value(node, key).await?;
     reply::bulk(out.buffer(), value.as_deref().map(str::as_bytes));
     Ok(())
 }

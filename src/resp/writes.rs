@@ -36,10 +36,7 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Write, String> {
                 return Err(arity(name));
             };
             Ok(Write {
-                ops: vec![Op::Put {
-                    key: key?,
-                    value: value?,
-                }],
+                ops: vec![Op::put(key?, value?)],
                 reply: WriteReply::Ok,
             })
         }
@@ -47,10 +44,7 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Write, String> {
             let mut texts = args.into_iter().map(text);
             let mut ops = Vec::with_capacity(n / 2);
             while let (Some(key), Some(value)) = (texts.next(), texts.next()) {
-                ops.push(Op::Put {
-                    key: key?,
-                    value: value?,
-                });
+                ops.push(Op::put(key?, value?));
             }
             Ok(Write {
                 ops,

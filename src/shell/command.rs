@@ -32,6 +32,18 @@ pub enum Command<'a> {
         /// What to add (1 unless given; negative subtracts).
         by: i64,
     },
+    /// `EXPIRE <key> <seconds>`: the key goes after that many seconds (0 or less: now).
+    Expire {
+        /// The key.
+        key: &'a str,
+        /// Seconds from now.
+        seconds: i64,
+    },
+    /// `TTL <key>`
+    Ttl {
+        /// The key.
+        key: &'a str,
+    },
     /// `FLUSH [YES]`: delete every key (`YES`: without asking).
     Flush {
         /// Whether the operator already confirmed it.
@@ -145,6 +157,20 @@ pub fn parse(line: &str) -> Result<Option<Command<'_>>, String> {
                 _ => return Err(usage()),
             }
         }
+        "EXPIRE" => {
+            let usage = || "usage: EXPIRE <key> <seconds> (a whole number)".to_string();
+            let words: Vec<&str> = rest.unwrap_or("").split_whitespace().collect();
+            match words.as_slice() {
+                [key, seconds] => Command::Expire {
+                    key,
+                    seconds: seconds.parse().map_err(|_| usage())?,
+                },
+                _ => return Err(usage()),
+            }
+        }
+        "TTL" => Command::Ttl {
+            key: one_word(rest, "TTL <key>")?,
+        },
         "KEYS" => {
             let prefix = rest.map(str::trim).unwrap_or("");
             if prefix.contains(char::is_whitespace) {

@@ -13,7 +13,7 @@ use crate::node::compute::{self, Change};
 use crate::node::failover::DEFAULT_FAILOVER_TIMEOUT;
 use crate::node::{Node, Promotion};
 use crate::replication::LinkMode;
-use crate::store::{Op, Role};
+use crate::store::{now_ms, Op, Role, Stored};
 use command::{check_line, parse, Command};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -57,6 +57,11 @@ fn command_list(role: Role) -> &'static [(&'static str, &'static str)] {
                 "add 1 (or by) to key's whole number, 0 if absent",
             ),
             (
+                "EXPIRE <key> <seconds>",
+                "delete key after that many seconds",
+            ),
+            ("TTL <key>", "print how long key has left"),
+            (
                 "STATUS",
                 "role, database, history, head seq, keys, replicas",
             ),
@@ -87,6 +92,7 @@ fn command_list(role: Role) -> &'static [(&'static str, &'static str)] {
             ("EXIT", "stop this node"),
             ("KEYS [prefix]", "list keys in order (at most 1000)"),
             ("STATUS", "role, database, applied seq, keys, primary, link"),
+            ("TTL <key>", "print how long key has left"),
             ("PROMOTE", "stop following and take writes (a new history)"),
             (
                 "DIGEST",
@@ -195,10 +201,7 @@ impl Shell {
         match command {
             Command::Put { key, value } => {
                 self.require_primary("PUT")?;
-                let op = Op::Put {
-                    key: key.into(),
-                    value: value.into(),
-                };
+                let op = Op::put(key, value);
                 self.write(op)?;
                 Ok(format!("OK {key} = {value}"))
             }
@@ -219,16 +222,48 @@ impl Shell {
             }
             Command::Incr { key, by } => {
                 self.require_primary("INCR")?;
-                let change = Change::IncrBy {
-                    key: key.into(),
+                let key = key.to_string();
+                let n = self.change_int(Change::IncrBy {
+                    key: key.clone(),
                     by,
+                })?;
+                Ok(format!("OK {key} = {n}"))
+            }
+            Command::Expire { key, seconds } => {
+                self.require_primary("EXPIRE")?;
+                let at = seconds
+                    .checked_mul(1000)
+                    .and_then(|ms| ms.checked_add(i64::try_from(now_ms()).ok()?))
+                    .ok_or("usage: EXPIRE <key> <seconds> (too many seconds)")?;
+                let at = u64::try_from(at).unwrap_or(0);
+                let when = compute::ExpireIf::default();
+                let change = Change::Expire {
+                    key: key.into(),
+                    at,
+                    when,
                 };
-                match self.runtime.block_on(self.node.change(change)) {
-                    Ok(compute::Outcome::Int(n)) => Ok(format!("OK {key} = {n}")),
-                    Ok(other) => Err(format!("unexpected outcome {other:?}")),
-                    Err(e @ (Error::Rejected(_) | Error::NotConfirmed(_))) => Err(e.to_string()),
-                    Err(e) => Err(format!("write failed, nothing was stored: {e}")),
-                }
+                Ok(match (self.change_int(change)?, seconds > 0) {
+                    (0, _) => format!("{key} -> Not found"),
+                    (_, true) => format!("OK {key} expires in {seconds} s"),
+                    (_, false) => format!("OK {key} deleted"),
+                })
+            }
+            Command::Ttl { key } => {
+                let stored = self.node.store().get_stored(key).map_err(failed)?;
+                let now = now_ms();
+                Ok(match stored.filter(|stored| stored.is_live(now)) {
+                    None => format!("{key} -> Not found"),
+                    Some(Stored {
+                        expires_at: None, ..
+                    }) => format!("{key} -> no expiry"),
+                    Some(Stored {
+                        expires_at: Some(at),
+                        ..
+                    }) => {
+                        let left = at.saturating_sub(now);
+                        format!("{key} -> expires in {}.{:03} s", left / 1000, left % 1000)
+                    }
+                })
             }
             Command::Get { key } => Ok(match self.node.store().get(key).map_err(failed)? {
                 Some(value) => format!("{key} -> {value}"),
@@ -245,6 +280,16 @@ impl Shell {
             Command::Promote => self.promote(),
             Command::Failover { target } => self.failover(target),
             Command::Exit => Ok(String::new()),
+        }
+    }
+
+    /// Commits `change`, whose outcome is a number, and returns it.
+    fn change_int(&self, change: Change) -> Result<i64, String> {
+        match self.runtime.block_on(self.node.change(change)) {
+            Ok(compute::Outcome::Int(n)) => Ok(n),
+            Ok(other) => Err(format!("unexpected outcome {other:?}")),
+            Err(e @ (Error::Rejected(_) | Error::NotConfirmed(_))) => Err(e.to_string()),
+            Err(e) => Err(format!("write failed, nothing was stored: {e}")),
         }
     }
 

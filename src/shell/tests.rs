@@ -192,6 +192,41 @@ fn incr_counts_on_the_primary_only() {
 }
 
 #[test]
+fn expire_and_ttl() {
+    let (_rt, sh) = shell(Role::Primary);
+    assert_eq!(out(&sh, "PUT s a session"), "OK s = a session");
+    assert_eq!(out(&sh, "TTL s"), "s -> no expiry");
+    assert_eq!(out(&sh, "EXPIRE s 100"), "OK s expires in 100 s");
+    let left = out(&sh, "ttl s");
+    assert!(
+        left.starts_with("s -> expires in 99.") || left == "s -> expires in 100.000 s",
+        "{left}"
+    );
+    assert_eq!(out(&sh, "GET s"), "s -> a session");
+    assert_eq!(out(&sh, "EXPIRE nothing 5"), "nothing -> Not found");
+    assert_eq!(out(&sh, "TTL nothing"), "nothing -> Not found");
+    assert_eq!(out(&sh, "EXPIRE s 0"), "OK s deleted");
+    assert_eq!(out(&sh, "GET s"), "s -> Not found");
+    for bad in ["EXPIRE s", "EXPIRE s x", "EXPIRE s 1 2"] {
+        assert_eq!(
+            out(&sh, bad),
+            "ERR usage: EXPIRE <key> <seconds> (a whole number)",
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        out(&sh, "EXPIRE s 9223372036854775807"),
+        "ERR usage: EXPIRE <key> <seconds> (too many seconds)"
+    );
+    assert_eq!(out(&sh, "TTL"), "ERR usage: TTL <key>");
+    let help = out(&sh, "HELP");
+    assert!(help.contains("EXPIRE <key> <seconds>") && help.contains("TTL <key>"));
+    let (_rt, replica) = shell(Role::Replica);
+    assert!(out(&replica, "EXPIRE s 5").contains("not accepted here"));
+    assert_eq!(out(&replica, "TTL s"), "s -> Not found");
+}
+
+#[test]
 fn flush_asks_first_unless_told_yes() {
     let (_rt, sh) = shell(Role::Primary);
     assert_eq!(out(&sh, "PUT a 1"), "OK a = 1");

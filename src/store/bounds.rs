@@ -2,21 +2,19 @@
 //! batches hold at most so many items and so many bytes of keys and values, but always
 //! at least one item, so one pair larger than the bound travels alone.
 
-use super::{LogEntry, Pair};
+use super::{LogEntry, Record};
 use crate::error::Result;
 
 /// Takes pairs from `pairs` into one snapshot chunk: at most `max_entries`, and at most
 /// `max_bytes` of keys and values, except that the first pair is always taken (a pair
 /// larger than `max_bytes` travels alone). A pair that would overflow the chunk is left
 /// in `pairs` (peeked, not taken), so the source resumes exactly where the chunk ended.
-pub fn fill_chunk<I: Iterator<Item = Result<Pair>>>(
+pub fn fill_chunk<I: Iterator<Item = Result<Record>>>(
     pairs: &mut std::iter::Peekable<I>,
     max_entries: usize,
     max_bytes: usize,
-) -> Result<Vec<Pair>> {
-    take_bounded(pairs, max_entries.max(1), max_bytes, |(key, value)| {
-        key.len() + value.len()
-    })
+) -> Result<Vec<Record>> {
+    take_bounded(pairs, max_entries.max(1), max_bytes, Record::size)
 }
 
 /// Takes entries from `entries` while they fit: at most `max_entries`, and at most

@@ -65,9 +65,13 @@ pub fn chain_checksum(prev: Option<u64>, seq: u64, op: &Op) -> u64 {
     let mut hasher = Sha256::new();
     hasher.update(prev.unwrap_or(0).to_be_bytes());
     hasher.update(seq.to_be_bytes());
-    let (kind, key, value) = match op {
-        Op::Put { key, value } => (b'p', key, Some(value)),
-        Op::Delete { key } => (b'd', key, None),
+    let (kind, key, value, expires_at) = match op {
+        Op::Put {
+            key,
+            value,
+            expires_at,
+        } => (b'p', key, Some(value), *expires_at),
+        Op::Delete { key } => (b'd', key, None, None),
     };
     hasher.update([kind]);
     hasher.update((key.len() as u64).to_be_bytes());
@@ -75,6 +79,12 @@ pub fn chain_checksum(prev: Option<u64>, seq: u64, op: &Op) -> u64 {
     if let Some(value) = value {
         hasher.update((value.len() as u64).to_be_bytes());
         hasher.update(value.as_bytes());
+    }
+    // Only a put with an expiry adds bytes, so every checksum of a log written before
+    // expiry existed stays what it was.
+    if let Some(at) = expires_at {
+        hasher.update([b'x']);
+        hasher.update(at.to_be_bytes());
     }
     let digest = hasher.finalize();
     let mut first = [0u8; 8];
@@ -203,6 +213,7 @@ mod tests {
         let put = |key: &str, value: &str| Op::Put {
             key: key.into(),
             value: value.into(),
+            expires_at: None,
         };
         let one = chain_checksum(None, 1, &put("a", "1"));
         assert_eq!(one, chain_checksum(Some(0), 1, &put("a", "1")));

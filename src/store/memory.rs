@@ -1,16 +1,21 @@
 //! The in-memory backend: the book's `HashMap`, grown into an ordered map with a numbered
 //! log so it speaks the same protocol as the SQLite backend. Nothing survives a restart.
 
+mod keyspace;
+mod views;
+
 use super::history::{history_at, next_checksum, ChainRule};
 use super::{
-    check_continues, fill_chunk, fill_log_batch, new_history_id, new_node_id, prefix_upper_bound,
-    values_up_to, BatchSeqs, ChunkSource, CommitFence, DivergedEntry, Fork, KeyCursor, KvStore,
-    Lineage, LogEntry, Op, Pair, Position, Role, Snapshot, SnapshotInfo, SnapshotTarget, MAX_SEQ,
+    check_continues, fill_log_batch, new_history_id, new_node_id, values_up_to, BatchSeqs,
+    ChunkSource, CommitFence, DivergedEntry, Fork, KeyCursor, KvStore, Lineage, LogEntry, Op, Pair,
+    Position, Record, Role, Snapshot, SnapshotInfo, SnapshotTarget, Stored, MAX_SEQ,
 };
 use crate::error::{Error, Result};
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::ops::Bound;
+use crate::store::now_ms;
+use keyspace::KeySpace;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use views::{MemoryKeyCursor, MemorySnapshot};
 
 /// A [`KvStore`] held entirely in memory.
 pub struct MemoryStore {
@@ -19,7 +24,7 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    data: BTreeMap<String, String>,
+    data: KeySpace,
     /// Contiguous log entries with the log's checksum after each, oldest first.
     log: VecDeque<(LogEntry, Option<u64>)>,
     head: u64,
@@ -60,8 +65,16 @@ impl Inner {
     fn commit(&mut self, entry: LogEntry, rule: ChainRule) {
         let checksum = next_checksum(self.checksum_at(self.head), entry.seq, &entry.op, rule);
         match &entry.op {
-            Op::Put { key, value } => {
-                self.data.insert(key.clone(), value.clone());
+            Op::Put {
+                key,
+                value,
+                expires_at,
+            } => {
+                let stored = Stored {
+                    value: value.clone(),
+                    expires_at: *expires_at,
+                };
+                self.data.insert(key.clone(), stored);
             }
             Op::Delete { key } => {
                 self.data.remove(key);
@@ -184,7 +197,7 @@ impl Inner {
         let key = op.key();
         let existed = match present.get(key) {
             Some(&existed) => existed,
-            None => self.data.contains_key(key),
+            None => self.data.contains(key),
         };
         let is_put = matches!(op, Op::Put { .. });
         present.insert(key, is_put);
@@ -202,21 +215,25 @@ impl Inner {
         Ok(Some(seq))
     }
 
+    /// The live keys starting with `prefix` after `after`, in order, with their values.
     fn prefix_range<'a>(
         &'a self,
         prefix: &str,
         after: Option<&str>,
     ) -> impl Iterator<Item = (&'a String, &'a String)> + 'a {
-        let upper = prefix_upper_bound(prefix);
-        let lower = match (after, &upper) {
-            // An `after` at or past the end of the prefix's range selects nothing; an empty
-            // `[upper, upper)` range, because `BTreeMap::range` panics when start > end.
-            (Some(after), Some(upper)) if after >= upper.as_str() => Bound::Included(upper.clone()),
-            (Some(after), _) if after >= prefix => Bound::Excluded(after.to_string()),
-            _ => Bound::Included(prefix.to_string()),
-        };
-        let upper = upper.map_or(Bound::Unbounded, Bound::Excluded);
-        self.data.range((lower, upper))
+        let now = now_ms();
+        self.data
+            .range(prefix, after)
+            .filter(move |(_, stored)| stored.is_live(now))
+            .map(|(key, stored)| (key, &stored.value))
+    }
+
+    /// The value of `key` if it is live.
+    fn live_value(&self, key: &str, now: u64) -> Option<String> {
+        self.data
+            .get(key)
+            .filter(|stored| stored.is_live(now))
+            .map(|stored| stored.value.clone())
     }
 }
 
@@ -226,12 +243,25 @@ impl KvStore for MemoryStore {
     }
 
     fn get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.read().live_value(key, now_ms()))
+    }
+
+    fn get_stored(&self, key: &str) -> Result<Option<Stored>> {
         Ok(self.read().data.get(key).cloned())
+    }
+
+    fn expired_keys(&self, now: u64, limit: usize) -> Result<Vec<String>> {
+        Ok(self.read().data.expired(now, limit))
+    }
+
+    fn count_expiring(&self) -> Result<u64> {
+        Ok(self.read().data.expiring_after(now_ms()) as u64)
     }
 
     fn get_many(&self, keys: &[&str], max_bytes: usize) -> Result<Vec<Option<String>>> {
         let inner = self.read();
-        values_up_to(keys, max_bytes, |key| Ok(inner.data.get(key).cloned()))
+        let now = now_ms();
+        values_up_to(keys, max_bytes, |key| Ok(inner.live_value(key, now)))
     }
 
     fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Pair>> {
@@ -264,9 +294,6 @@ impl KvStore for MemoryStore {
     }
 
     fn count(&self, prefix: &str) -> Result<u64> {
-        if prefix.is_empty() {
-            return Ok(self.read().data.len() as u64);
-        }
         Ok(self.read().prefix_range(prefix, None).count() as u64)
     }
 
@@ -347,11 +374,7 @@ impl KvStore for MemoryStore {
         let inner = self.read();
         // A copy: the memory backend trades memory for simplicity (the SQLite backend
         // streams from a read transaction instead).
-        let entries: Vec<Pair> = inner
-            .data
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let entries: Vec<Record> = inner.data.records().collect();
         let lineage = inner.lineage();
         Ok(Box::new(MemorySnapshot {
             info: SnapshotInfo {
@@ -364,7 +387,7 @@ impl KvStore for MemoryStore {
             },
             entries: entries
                 .into_iter()
-                .map(Ok as fn(Pair) -> Result<Pair>)
+                .map(Ok as fn(Record) -> Result<Record>)
                 .peekable(),
         }))
     }
@@ -376,10 +399,11 @@ impl KvStore for MemoryStore {
         fence: &dyn CommitFence,
     ) -> Result<u64> {
         // Build the new map aside, then swap: readers see the old map or the new one.
-        let mut data = BTreeMap::new();
+        let mut records = Vec::new();
         while let Some(chunk) = chunks()? {
-            data.extend(chunk);
+            records.extend(chunk);
         }
+        let data = KeySpace::from_records(records);
         let count = data.len() as u64;
         let mut inner = self.write();
         let mut data = Some(data);
@@ -468,42 +492,5 @@ impl KvStore for MemoryStore {
 
     fn meta(&self, name: &str) -> Result<Option<String>> {
         Ok(self.read().meta.get(name).cloned())
-    }
-}
-
-/// The snapshot's pairs, as the fallible source [`fill_chunk`] reads.
-type PairSource =
-    std::iter::Peekable<std::iter::Map<std::vec::IntoIter<Pair>, fn(Pair) -> Result<Pair>>>;
-
-struct MemorySnapshot {
-    info: SnapshotInfo,
-    entries: PairSource,
-}
-
-impl Snapshot for MemorySnapshot {
-    fn info(&self) -> &SnapshotInfo {
-        &self.info
-    }
-
-    fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Pair>> {
-        fill_chunk(&mut self.entries, max_entries, max_bytes)
-    }
-}
-
-struct MemoryKeyCursor {
-    keys: Vec<String>,
-    next: usize,
-}
-
-impl KeyCursor for MemoryKeyCursor {
-    fn next_page(&mut self, max: usize) -> Result<Vec<String>> {
-        let end = self.next.saturating_add(max).min(self.keys.len());
-        let page = self.keys[self.next..end].to_vec();
-        self.next = end;
-        Ok(page)
-    }
-
-    fn rewind(&mut self) {
-        self.next = 0;
     }
 }

@@ -7,12 +7,14 @@
 
 mod bounds;
 mod digest;
+pub mod expiry;
 pub mod history;
 pub mod memory;
 pub mod sqlite;
 
 pub use bounds::{fill_chunk, fill_log_batch};
 pub use digest::{ContentDigest, ContentHasher, DIGEST_CHUNK};
+pub use expiry::{now_ms, Record, Stored};
 pub use history::{DivergedEntry, Fork, Lineage, SnapshotTarget};
 
 pub use memory::MemoryStore;
@@ -22,7 +24,7 @@ use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A key and its value, as stored and as shipped in snapshot chunks.
+/// A key and its value, as scans return them.
 pub type Pair = (String, String);
 
 /// What [`KvStore::append_batch`] returns: per request, per op, the op's seq (`None`: a
@@ -38,6 +40,9 @@ pub enum Op {
         key: String,
         /// Its new value.
         value: String,
+        /// When it expires, in milliseconds since the Unix epoch (`None`: never). A put
+        /// replaces the key's expiry with this one.
+        expires_at: Option<u64>,
     },
     /// Remove `key`.
     Delete {
@@ -55,6 +60,15 @@ pub const MAX_KEY_BYTES: usize = 64 * 1024;
 pub const MAX_VALUE_BYTES: usize = 8 * 1024 * 1024;
 
 impl Op {
+    /// A put of `value` that never expires.
+    pub fn put(key: impl Into<String>, value: impl Into<String>) -> Op {
+        Op::Put {
+            key: key.into(),
+            value: value.into(),
+            expires_at: None,
+        }
+    }
+
     /// The key this operation changes.
     pub fn key(&self) -> &str {
         match self {
@@ -65,7 +79,7 @@ impl Op {
     /// Bytes of key and value this operation carries.
     pub fn size(&self) -> usize {
         match self {
-            Op::Put { key, value } => key.len() + value.len(),
+            Op::Put { key, value, .. } => key.len() + value.len(),
             Op::Delete { key } => key.len(),
         }
     }
@@ -157,7 +171,7 @@ pub trait Snapshot: Send {
     /// The next chunk in key order: at most `max_entries` pairs and at most `max_bytes` of
     /// keys and values, except that a chunk always holds at least one pair while any
     /// remain (so one pair larger than `max_bytes` travels alone). Empty when done.
-    fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Pair>>;
+    fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Record>>;
 }
 
 /// A consistent, key-ordered view of the keys that start with a prefix, read in pages. It
@@ -261,15 +275,26 @@ pub const MAX_SEQ: u64 = i64::MAX as u64;
 
 /// Source of snapshot chunks for [`KvStore::install_snapshot`]: `Ok(Some(chunk))` while
 /// chunks remain, `Ok(None)` once the snapshot is complete, `Err` to abandon it.
-pub type ChunkSource<'a> = dyn FnMut() -> Result<Option<Vec<Pair>>> + 'a;
+pub type ChunkSource<'a> = dyn FnMut() -> Result<Option<Vec<Record>>> + 'a;
 
 /// A key-value store with a numbered write log. Both backends pass the same conformance suite.
 pub trait KvStore: Send + Sync {
     /// Where the data lives: a file path, or `memory`.
     fn location(&self) -> String;
 
-    /// The value of `key`, if present.
+    /// The value of `key`, if present and not expired.
     fn get(&self, key: &str) -> Result<Option<String>>;
+
+    /// `key`'s row as stored, expired or not: its value and expiry. The writer decides
+    /// with it what an expired key means at the time its batch resolves.
+    fn get_stored(&self, key: &str) -> Result<Option<Stored>>;
+
+    /// Up to `limit` keys whose expiry is at or before `now` (ms since the Unix epoch),
+    /// oldest expiry first: what the primary's sweep deletes next.
+    fn expired_keys(&self, now: u64, limit: usize) -> Result<Vec<String>>;
+
+    /// How many live keys have an expiry (`INFO keyspace`'s `expires`).
+    fn count_expiring(&self) -> Result<u64>;
 
     /// The values of `keys`, in order, read in one consistent read (one transaction: a
     /// batch of point reads pays for one snapshot, not one each), stopping once the
@@ -278,7 +303,7 @@ pub trait KvStore: Send + Sync {
     fn get_many(&self, keys: &[&str], max_bytes: usize) -> Result<Vec<Option<String>>>;
 
     /// Up to `limit` pairs whose key starts with `prefix` and sorts after `after` (if
-    /// given), in key order. `prefix = ""` scans everything.
+    /// given), in key order, expired keys left out. `prefix = ""` scans everything.
     fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Pair>>;
 
     /// Like [`scan`](Self::scan), keys only: listing keys never reads their values.
@@ -446,7 +471,7 @@ pub trait KvStore: Send + Sync {
             if chunk.is_empty() {
                 break;
             }
-            chunk.iter().for_each(|(key, value)| hasher.add(key, value));
+            chunk.iter().for_each(|record| hasher.add_record(record));
         }
         Ok(ContentDigest {
             seq: snapshot.seq(),

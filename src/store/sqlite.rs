@@ -25,8 +25,9 @@ use lineage::{
 };
 use lock::FileLock;
 use rows::{
-    append_ops, apply_net_effect, digest_on, get_meta, head, init_meta, log_entry, log_op,
-    query_keys, query_pairs, range_sql, read_log_row, set_meta, sql_seq,
+    append_ops, apply_net_effect, digest_on, get_meta, head, init_meta, live, log_entry, log_op,
+    query_keys, query_pairs, range_sql, read_log_row, set_meta, sql_now, sql_seq, sql_time,
+    stored_time,
 };
 use snapshot::{SqliteKeyCursor, SqliteSnapshot};
 
@@ -34,7 +35,7 @@ use super::history::ChainRule;
 use super::{
     check_continues, fill_log_batch, values_up_to, BatchSeqs, ChunkSource, CommitFence,
     ContentDigest, DivergedEntry, KeyCursor, KvStore, Lineage, LogEntry, Op, Pair, Position, Role,
-    Snapshot, SnapshotTarget, Unfenced,
+    Snapshot, SnapshotTarget, Stored, Unfenced,
 };
 use crate::error::{Error, Result};
 use crate::locks::lock;
@@ -51,6 +52,7 @@ use std::time::Duration;
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/0001_init.sql")),
     M::up(include_str!("../../migrations/0002_history.sql")),
+    M::up(include_str!("../../migrations/0003_expiry.sql")),
 ];
 
 /// How long a connection waits for a lock held by another connection before failing.
@@ -59,8 +61,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes the `-wal` file is truncated to after a checkpoint (`journal_size_limit`).
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
-/// A point read.
-const GET_VALUE: &str = "SELECT value FROM kv WHERE key = ?1";
+/// A point read of a live key (the time bound as ?2).
+const GET_VALUE: &str =
+    "SELECT value FROM kv WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
 
 /// Idle read connections kept for reuse.
 const READER_POOL: usize = 8;
@@ -272,8 +275,44 @@ impl KvStore for SqliteStore {
         self.read(|conn| {
             Ok(conn
                 .prepare_cached(GET_VALUE)?
-                .query_row([key], |row| row.get(0))
+                .query_row(params![key, sql_now()], |row| row.get(0))
                 .optional()?)
+        })
+    }
+
+    fn get_stored(&self, key: &str) -> Result<Option<Stored>> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT value, expires_at FROM kv WHERE key = ?1")?
+                .query_row([key], |row| {
+                    Ok(Stored {
+                        value: row.get(0)?,
+                        expires_at: row.get::<_, Option<i64>>(1)?.map(stored_time),
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    fn expired_keys(&self, now: u64, limit: usize) -> Result<Vec<String>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key FROM kv WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+            )?;
+            let keys = stmt.query_map(params![sql_time(Some(now)), limit], |row| row.get(0))?;
+            Ok(keys.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+    }
+
+    fn count_expiring(&self) -> Result<u64> {
+        self.read(|conn| {
+            let n: i64 = conn.query_row(
+                "SELECT count(*) FROM kv WHERE expires_at > ?1",
+                [sql_now()],
+                |row| row.get(0),
+            )?;
+            Ok(n.max(0) as u64)
         })
     }
 
@@ -284,8 +323,11 @@ impl KvStore for SqliteStore {
             let tx = conn.unchecked_transaction()?;
             let values = {
                 let mut statement = tx.prepare_cached(GET_VALUE)?;
+                let now = sql_now();
                 values_up_to(keys, max_bytes, |key| {
-                    Ok(statement.query_row([key], |row| row.get(0)).optional()?)
+                    Ok(statement
+                        .query_row(params![key, now], |row| row.get(0))
+                        .optional()?)
                 })?
             };
             tx.commit()?;
@@ -309,7 +351,8 @@ impl KvStore for SqliteStore {
     fn count(&self, prefix: &str) -> Result<u64> {
         let (sql, upper) = range_sql("count(*)", prefix, "");
         self.read(|conn| {
-            let n: i64 = conn.query_row(&sql, params![prefix, upper], |row| row.get(0))?;
+            let n: i64 =
+                conn.query_row(&sql, params![prefix, upper, sql_now()], |row| row.get(0))?;
             Ok(n as u64)
         })
     }
@@ -319,8 +362,11 @@ impl KvStore for SqliteStore {
         self.read(|conn| {
             let key = conn
                 .query_row(
-                    "SELECT key FROM kv ORDER BY key LIMIT 1 OFFSET ?1",
-                    params![offset],
+                    &format!(
+                        "SELECT key FROM kv WHERE {} ORDER BY key LIMIT 1 OFFSET ?1",
+                        live("?2")
+                    ),
+                    params![offset, sql_now()],
                     |row| row.get(0),
                 )
                 .optional()?;
@@ -378,7 +424,8 @@ impl KvStore for SqliteStore {
     fn log_batch(&self, after: u64, max_entries: usize, max_bytes: usize) -> Result<Vec<LogEntry>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, op, key, value FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                "SELECT seq, op, key, value, expires_at FROM log WHERE seq > ?1 \
+                 ORDER BY seq LIMIT ?2",
             )?;
             let after = after.min(i64::MAX as u64) as i64;
             let limit = i64::try_from(max_entries).unwrap_or(i64::MAX);
@@ -429,10 +476,15 @@ impl KvStore for SqliteStore {
             tx.execute_batch("DELETE FROM kv; DELETE FROM log;")?;
             let mut count = 0;
             while let Some(chunk) = chunks()? {
-                let mut insert =
-                    tx.prepare_cached("INSERT INTO kv (key, value) VALUES (?1, ?2)")?;
-                for (key, value) in &chunk {
-                    insert.execute([key, value])?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO kv (key, value, expires_at) VALUES (?1, ?2, ?3)",
+                )?;
+                for record in &chunk {
+                    insert.execute(params![
+                        record.key,
+                        record.value,
+                        sql_time(record.expires_at)
+                    ])?;
                 }
                 count += chunk.len() as u64;
             }

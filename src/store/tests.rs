@@ -11,8 +11,8 @@ fn upper_bound_increments_last_char() {
     assert_eq!(prefix_upper_bound("\u{D7FF}").as_deref(), Some("\u{E000}"));
 }
 
-fn pair(key: &str, bytes: usize) -> Result<Pair> {
-    Ok((key.to_string(), "v".repeat(bytes)))
+fn pair(key: &str, bytes: usize) -> Result<Record> {
+    Ok(Record::new(key, "v".repeat(bytes)))
 }
 
 #[test]
@@ -32,7 +32,7 @@ fn a_chunk_never_outgrows_its_byte_bound_unless_one_pair_does() {
         chunks.push(chunk);
     }
     for chunk in &chunks {
-        let bytes: usize = chunk.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let bytes: usize = chunk.iter().map(Record::size).sum();
         assert!(
             bytes <= 256 * 1024 || chunk.len() == 1,
             "a chunk of {} pairs holds {bytes} bytes",
@@ -41,7 +41,7 @@ fn a_chunk_never_outgrows_its_byte_bound_unless_one_pair_does() {
     }
     let last = chunks.last().expect("chunks");
     assert_eq!(last.len(), 1, "the maximal value travels alone");
-    assert_eq!(last[0].0, "b");
+    assert_eq!(last[0].key, "b");
     let total: usize = chunks.iter().map(Vec::len).sum();
     assert_eq!(total, 1001, "nothing skipped or repeated");
 }
@@ -54,6 +54,7 @@ fn a_log_batch_stops_before_its_byte_bound_but_takes_one_entry() {
             op: Op::Put {
                 key: "k".into(),
                 value: "v".repeat(bytes),
+                expires_at: None,
             },
         })
     };
@@ -70,7 +71,7 @@ fn a_log_batch_stops_before_its_byte_bound_but_takes_one_entry() {
 
 #[test]
 fn sizes_beyond_the_limits_are_refused() {
-    let put = |key: String, value: String| Op::Put { key, value };
+    let put = |key: String, value: String| Op::put(key, value);
     assert!(put("k".into(), "v".repeat(MAX_VALUE_BYTES))
         .check_size()
         .is_ok());

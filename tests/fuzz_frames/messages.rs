@@ -5,7 +5,7 @@
 
 use crate::Rng;
 use kv::protocol::{self, Message, PROTOCOL_VERSION};
-use kv::store::{Fork, MAX_SEQ};
+use kv::store::{Fork, Record, MAX_SEQ};
 use rand::RngExt;
 
 pub const VARIANTS: usize = 17;
@@ -91,6 +91,15 @@ fn random_char(rng: &mut Rng) -> char {
 }
 
 /// A string whose length often sits at a msgpack str width boundary (31/32, 255/256).
+/// An expiry, or none, some of them at the edges of the range.
+pub fn random_expiry(rng: &mut Rng) -> Option<u64> {
+    match rng.random_range(0..4) {
+        0 => None,
+        1 => Some(u64::MAX),
+        _ => Some(rng.random()),
+    }
+}
+
 pub fn random_string(rng: &mut Rng) -> String {
     let len = match rng.random_range(0..20) {
         0..=1 => 0,
@@ -150,7 +159,11 @@ pub fn message_of(variant: usize, rng: &mut Rng) -> Message {
             let n = rng.random_range(0..20);
             Message::Snapshot {
                 entries: (0..n)
-                    .map(|_| (random_string(rng), random_string(rng)))
+                    .map(|_| Record {
+                        key: random_string(rng),
+                        value: random_string(rng),
+                        expires_at: random_expiry(rng),
+                    })
                     .collect(),
             }
         }
@@ -161,6 +174,7 @@ pub fn message_of(variant: usize, rng: &mut Rng) -> Message {
             seq: random_seq(rng),
             key: random_string(rng),
             value: random_string(rng),
+            expires_at: random_expiry(rng),
         },
         6 => Message::Delete {
             seq: random_seq(rng),

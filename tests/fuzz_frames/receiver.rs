@@ -2,11 +2,13 @@
 //! (each through an encode and a decode), checked against a model of what it accepted,
 //! tracked from its steps alone.
 
-use crate::messages::{encoding_of, message_of, random_seq, random_string, SEQS, VARIANTS};
+use crate::messages::{
+    encoding_of, message_of, random_expiry, random_seq, random_string, SEQS, VARIANTS,
+};
 use crate::{Rng, Stats};
 use kv::protocol::{self, Message};
 use kv::replication::{Receiver, Step};
-use kv::store::{LogEntry, Op, MAX_SEQ};
+use kv::store::{LogEntry, Op, Record, MAX_SEQ};
 use rand::RngExt;
 use std::panic::{self, AssertUnwindSafe};
 
@@ -56,14 +58,20 @@ fn nearby_seq(last: u64, rng: &mut Rng) -> u64 {
     }
 }
 
-fn sorted_keys(after: Option<&str>, rng: &mut Rng) -> Vec<(String, String)> {
+fn sorted_keys(after: Option<&str>, rng: &mut Rng) -> Vec<Record> {
     let mut keys: Vec<String> = (0..rng.random_range(0..6))
         .map(|_| random_string(rng))
         .collect();
     keys.sort();
     keys.dedup();
     keys.retain(|k| after.is_none_or(|after| k.as_str() > after));
-    keys.into_iter().map(|k| (k, random_string(rng))).collect()
+    keys.into_iter()
+        .map(|key| Record {
+            key,
+            value: random_string(rng),
+            expires_at: random_expiry(rng),
+        })
+        .collect()
 }
 
 /// What a correct upstream would send next, given what the receiver accepted.
@@ -116,6 +124,7 @@ fn correct_next(model: &Model, rng: &mut Rng) -> Message {
                     seq,
                     key: random_string(rng),
                     value: random_string(rng),
+                    expires_at: random_expiry(rng),
                 },
             }
         }
@@ -149,7 +158,7 @@ fn perturbed_next(model: &Model, rng: &mut Rng) -> Message {
         2 => Message::Snapshot {
             // Possibly unsorted or repeated keys.
             entries: (0..rng.random_range(0..4))
-                .map(|_| (HISTORIES[rng.random_range(0..3)].to_string(), String::new()))
+                .map(|_| Record::new(HISTORIES[rng.random_range(0..3)], ""))
                 .collect(),
         },
         3 => Message::SnapshotEnd { seq },
@@ -157,6 +166,7 @@ fn perturbed_next(model: &Model, rng: &mut Rng) -> Message {
             seq,
             key: random_string(rng),
             value: random_string(rng),
+            expires_at: random_expiry(rng),
         },
         6 => Message::Delete {
             seq,
@@ -218,11 +228,17 @@ fn check_step(model: &mut Model, message: &Message, step: &Step) -> Result<(), S
                 ));
             }
             let carried = match message {
-                Message::Put { seq, key, value } => LogEntry {
+                Message::Put {
+                    seq,
+                    key,
+                    value,
+                    expires_at,
+                } => LogEntry {
                     seq: *seq,
                     op: Op::Put {
                         key: key.clone(),
                         value: value.clone(),
+                        expires_at: *expires_at,
                     },
                 },
                 Message::Delete { seq, key } => LogEntry {
@@ -251,7 +267,7 @@ fn check_step(model: &mut Model, message: &Message, step: &Step) -> Result<(), S
             let Phase::InSnapshot { last_key, .. } = &mut model.phase else {
                 return Err(format!("SnapshotChunk while {:?}", model.phase));
             };
-            for (key, _) in entries {
+            for Record { key, .. } in entries {
                 if last_key.as_ref().is_some_and(|last| key <= last) {
                     return Err(format!("snapshot key {key:?} after {last_key:?}"));
                 }

@@ -5,16 +5,21 @@
 
 use crate::helpers::{contents, pairs, whole_log};
 use crate::Backend;
-use kv::node::compute::{Change, Outcome, When};
-use kv::store::{KvStore, Op, Role};
+use kv::node::compute::{Change, NewExpiry, Outcome, Resolved, View, When};
+use kv::store::{now_ms, KvStore, Op, Role};
+
+/// Resolves `change` against `store` at `now`, as the writer does.
+pub fn resolve<S: KvStore>(store: &S, now: u64, change: Change) -> kv::Result<Resolved> {
+    change.resolve(&mut View {
+        now,
+        read: &mut |key| store.get_stored(key),
+        keys: &mut || store.scan_keys("", None, 1000),
+    })
+}
 
 /// Resolves `change` against `store` and commits what it became.
-fn apply<S: KvStore>(store: &S, change: Change) -> Outcome {
-    let (ops, outcome) = change
-        .resolve(&mut |key| store.get(key), &mut || {
-            store.scan_keys("", None, 1000)
-        })
-        .expect("a change that applies");
+pub fn apply<S: KvStore>(store: &S, change: Change) -> Outcome {
+    let (ops, outcome) = resolve(store, now_ms(), change).expect("a change that applies");
     store.append_batch(&[ops]).expect("commit");
     outcome
 }
@@ -38,6 +43,7 @@ pub fn changes_resolve_against_the_store_and_log_plain_ops<B: Backend>(backend: 
         value: "other".into(),
         when: When::Absent,
         get: true,
+        expiry: NewExpiry::Never,
     };
     assert_eq!(apply(&store, set_nx), Outcome::Bulk(Some("abab".into())));
     let rename = Change::Rename {
@@ -46,11 +52,11 @@ pub fn changes_resolve_against_the_store_and_log_plain_ops<B: Backend>(backend: 
         nx: false,
     };
     assert_eq!(apply(&store, rename), Outcome::Ok);
-    let refused = Change::IncrBy {
+    let incr = Change::IncrBy {
         key: "t".into(),
         by: 1,
-    }
-    .resolve(&mut |key| store.get(key), &mut || Ok(Vec::new()));
+    };
+    let refused = resolve(&store, now_ms(), incr);
     assert!(refused.is_err(), "a counter of text is refused");
 
     assert_eq!(contents(&store), pairs(&[("n", "-2"), ("t", "abab")]));
@@ -62,23 +68,28 @@ pub fn changes_resolve_against_the_store_and_log_plain_ops<B: Backend>(backend: 
         Op::Put {
             key: "n".into(),
             value: "5".into(),
+            expires_at: None,
         },
         Op::Put {
             key: "n".into(),
             value: "-2".into(),
+            expires_at: None,
         },
         Op::Put {
             key: "s".into(),
             value: "ab".into(),
+            expires_at: None,
         },
         Op::Put {
             key: "s".into(),
             value: "abab".into(),
+            expires_at: None,
         },
         Op::Delete { key: "s".into() },
         Op::Put {
             key: "t".into(),
             value: "abab".into(),
+            expires_at: None,
         },
     ];
     assert_eq!(ops, expected, "the log holds what the changes became");

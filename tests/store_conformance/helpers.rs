@@ -3,7 +3,7 @@
 //! observable `State` of a store, installing a snapshot from a list of chunks, and two
 //! fixed history ids.
 
-use kv::store::{KvStore, LogEntry, Op, Pair, Snapshot};
+use kv::store::{KvStore, LogEntry, Op, Pair, Record, Snapshot};
 
 /// Large enough to mean "everything" in these tests without relying on `usize::MAX`
 /// (which `scan_limit_edges` tests on its own).
@@ -13,6 +13,7 @@ pub fn put_op(key: &str, value: &str) -> Op {
     Op::Put {
         key: key.into(),
         value: value.into(),
+        expires_at: None,
     }
 }
 
@@ -56,7 +57,11 @@ pub fn whole_log<S: KvStore>(store: &S) -> Vec<LogEntry> {
 }
 
 /// Reads a snapshot to the end, returning its chunks (none of them empty).
-pub fn drain(snapshot: &mut dyn Snapshot, max_entries: usize, max_bytes: usize) -> Vec<Vec<Pair>> {
+pub fn drain(
+    snapshot: &mut dyn Snapshot,
+    max_entries: usize,
+    max_bytes: usize,
+) -> Vec<Vec<Record>> {
     let mut chunks = Vec::new();
     for _ in 0..10_000 {
         let chunk = snapshot
@@ -75,12 +80,21 @@ pub fn drain(snapshot: &mut dyn Snapshot, max_entries: usize, max_bytes: usize) 
     panic!("snapshot never ended");
 }
 
-pub fn flatten(chunks: Vec<Vec<Pair>>) -> Vec<Pair> {
-    chunks.into_iter().flatten().collect()
+/// The pairs of `chunks`, in order (their expiries left out).
+pub fn flatten(chunks: Vec<Vec<Record>>) -> Vec<Pair> {
+    chunks.into_iter().flat_map(pairs_of).collect()
 }
 
-pub fn pair_bytes(pair: &Pair) -> usize {
-    pair.0.len() + pair.1.len()
+/// The pairs of one chunk (expiries left out).
+pub fn pairs_of(chunk: Vec<Record>) -> Vec<Pair> {
+    chunk
+        .into_iter()
+        .map(|record| (record.key, record.value))
+        .collect()
+}
+
+pub fn pair_bytes(pair: &Record) -> usize {
+    pair.size()
 }
 
 /// Everything observable about a store, to prove that a rejected operation changed nothing.
@@ -103,10 +117,28 @@ pub fn state<S: KvStore>(store: &S) -> State {
     }
 }
 
-pub type SourceResult = kv::Result<Option<Vec<Pair>>>;
+pub type SourceResult = kv::Result<Option<Vec<Record>>>;
+
+/// `chunks` as rows without expiry.
+pub fn records(chunks: Vec<Vec<Pair>>) -> Vec<Vec<Record>> {
+    let chunks = chunks.into_iter();
+    chunks
+        .map(|chunk| chunk.into_iter().map(Record::from).collect())
+        .collect()
+}
 
 /// Installs `chunks` (in that order) into `store` as history `history` at `seq`.
 pub fn install<S: KvStore>(store: &S, history: &str, seq: u64, chunks: Vec<Vec<Pair>>) -> u64 {
+    install_records(store, history, seq, records(chunks))
+}
+
+/// [`install`] of rows that may expire.
+pub fn install_records<S: KvStore>(
+    store: &S,
+    history: &str,
+    seq: u64,
+    chunks: Vec<Vec<Record>>,
+) -> u64 {
     let mut chunks = chunks.into_iter();
     let mut source = move || -> SourceResult { Ok(chunks.next()) };
     store

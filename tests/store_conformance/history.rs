@@ -5,7 +5,7 @@
 //! replaced entries in `diverged`, labelled with the history each belonged to; the fencing
 //! epoch goes with the history (promotion, snapshot, adoption).
 
-use crate::helpers::{contents, entry, install, pairs, put, put_op, HISTORY_A};
+use crate::helpers::{contents, entry, install, pairs, put, put_op, records, HISTORY_A};
 use crate::Backend;
 use kv::store::{Fork, KvStore, Lineage, Role, SnapshotTarget, Unfenced};
 use kv::Error;
@@ -92,7 +92,7 @@ pub fn a_snapshot_brings_the_base_its_log_continues_from<B: Backend>(backend: &B
         checksum: primary.checksum_at(5).expect("checksum"),
         ..SnapshotTarget::plain(HISTORY_A, 5)
     };
-    let mut chunks = vec![contents(&primary)].into_iter();
+    let mut chunks = records(vec![contents(&primary)]).into_iter();
     replica
         .install_snapshot_fenced(&target, &mut || Ok(chunks.next()), &Unfenced)
         .expect("install");
@@ -136,7 +136,7 @@ pub fn a_diverged_install_keeps_the_replaced_entries<B: Backend>(backend: &B) {
         keep_diverged_after: Some(2),
         ..SnapshotTarget::plain(&"c".repeat(32), 2)
     };
-    let mut chunks = vec![pairs(&[("k1", "v"), ("k2", "v")])].into_iter();
+    let mut chunks = records(vec![pairs(&[("k1", "v"), ("k2", "v")])]).into_iter();
     store
         .install_snapshot_fenced(&target, &mut || Ok(chunks.next()), &Unfenced)
         .expect("install");

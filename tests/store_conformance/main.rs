@@ -9,12 +9,14 @@
 //! `main.rs` holds the backends, the macro and the SQLite-only case; the generic cases live
 //! in area modules: `reads` (get/put/delete, scans, prefixes, pagination, awkward keys),
 //! `log` (seqs, `log_since`, trimming), `batch` (`append_batch`), `snapshot` (snapshots
-//! and `install_snapshot`), `replica` (`apply`) and `meta` (meta and history ids), with
-//! shared `helpers`.
+//! and `install_snapshot`), `replica` (`apply`), `meta` (meta and history ids), `changes`
+//! and `expiry` (writes resolved against the data, keys that expire), with shared
+//! `helpers`.
 
 mod batch;
 mod changes;
 mod digest;
+mod expiry;
 mod helpers;
 mod history;
 mod log;
@@ -116,6 +118,10 @@ conformance! {
         batch::batch_matches_separate_appends,
         batch::failing_batch_changes_nothing,
         changes::changes_resolve_against_the_store_and_log_plain_ops,
+        expiry::an_expired_key_is_gone_from_every_read,
+        expiry::the_expiry_travels_with_log_snapshot_and_digest,
+        expiry::expiry_commands_resolve_against_the_store,
+        expiry::the_sweep_deletes_only_what_expired,
         snapshot::snapshot_stays_consistent_while_writes_continue,
         snapshot::snapshot_chunk_bounds,
         snapshot::install_snapshot_replaces_everything,

@@ -3,8 +3,8 @@
 //! and awkward keys and values surviving every path (log, snapshot, replication).
 
 use crate::helpers::{
-    contents, del, del_op, drain, entry, flatten, install, keys, pairs, put, put_op, whole_log,
-    ALL, HISTORY_A,
+    contents, del, del_op, drain, entry, flatten, install, install_records, keys, pairs, put,
+    put_op, whole_log, ALL, HISTORY_A,
 };
 use crate::Backend;
 use kv::store::{KvStore, LogEntry, Role};
@@ -383,7 +383,7 @@ pub fn awkward_keys_and_values_round_trip<B: Backend>(backend: &B) {
 
     let installed = backend.open(Role::Replica);
     let chunks = drain(&mut *store.snapshot().expect("snapshot"), 5, usize::MAX);
-    let n = install(&installed, HISTORY_A, 13, chunks);
+    let n = install_records(&installed, HISTORY_A, 13, chunks);
     assert_eq!(n, sorted.len() as u64);
     assert_eq!(contents(&installed), sorted);
     for (key, value) in &sorted {
@@ -400,6 +400,7 @@ pub fn nth_key_counts_in_key_order<B: Backend>(backend: &B) {
         .map(|i| kv::store::Op::Put {
             key: format!("k{i:05}"),
             value: "v".into(),
+            expires_at: None,
         })
         .collect();
     store.append_batch(&[ops]).expect("write");

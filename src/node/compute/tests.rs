@@ -3,15 +3,28 @@
 use super::*;
 use std::collections::HashMap;
 
-fn run(data: &mut HashMap<String, String>, change: Change) -> Result<Outcome> {
+/// Resolves `change` against `data` at `now` and applies its ops.
+fn run_at(data: &mut HashMap<String, Stored>, now: u64, change: Change) -> Result<Outcome> {
     let snapshot = data.clone();
     let mut read = |key: &str| Ok(snapshot.get(key).cloned());
-    let mut keys = || Ok(snapshot.keys().cloned().collect());
-    let (ops, outcome) = change.resolve(&mut read, &mut keys)?;
+    let mut keys = || {
+        let live = snapshot.iter().filter(|(_, stored)| stored.is_live(now));
+        Ok(live.map(|(key, _)| key.clone()).collect())
+    };
+    let mut view = View {
+        now,
+        read: &mut read,
+        keys: &mut keys,
+    };
+    let (ops, outcome) = change.resolve(&mut view)?;
     for op in ops {
         match op {
-            Op::Put { key, value } => {
-                data.insert(key, value);
+            Op::Put {
+                key,
+                value,
+                expires_at,
+            } => {
+                data.insert(key, Stored { value, expires_at });
             }
             Op::Delete { key } => {
                 data.remove(&key);
@@ -20,6 +33,27 @@ fn run(data: &mut HashMap<String, String>, change: Change) -> Result<Outcome> {
     }
     Ok(outcome)
 }
+
+/// [`run_at`] on keys without expiry.
+fn run(data: &mut HashMap<String, String>, change: Change) -> Result<Outcome> {
+    let mut stored = data
+        .drain()
+        .map(|(key, value)| {
+            (
+                key,
+                Stored {
+                    value,
+                    expires_at: None,
+                },
+            )
+        })
+        .collect();
+    let outcome = run_at(&mut stored, NOW, change);
+    data.extend(stored.into_iter().map(|(key, stored)| (key, stored.value)));
+    outcome
+}
+
+const NOW: u64 = 1_700_000_000_000;
 
 fn incr(key: &str, by: i64) -> Change {
     Change::IncrBy {
@@ -78,6 +112,7 @@ fn conditional_sets_and_renames() {
         value: value.into(),
         when,
         get,
+        expiry: NewExpiry::Never,
     };
     assert_eq!(
         run(&mut data, set("a", When::Present, false)).expect("xx"),
@@ -137,4 +172,156 @@ fn a_flush_deletes_every_key() {
     data.insert("b".into(), "2".into());
     assert_eq!(run(&mut data, Change::Flush).expect("flush"), Outcome::Ok);
     assert!(data.is_empty());
+}
+
+fn stored(value: &str, expires_at: Option<u64>) -> Stored {
+    Stored {
+        value: value.into(),
+        expires_at,
+    }
+}
+
+#[test]
+fn an_expired_key_is_absent_to_every_change() {
+    let mut data = HashMap::new();
+    data.insert("n".to_string(), stored("41", Some(NOW)));
+    assert_eq!(
+        run_at(&mut data, NOW, incr("n", 1)).expect("incr"),
+        Outcome::Int(1)
+    );
+    assert_eq!(
+        data["n"],
+        stored("1", None),
+        "a new key, without the old expiry"
+    );
+    data.insert("lock".to_string(), stored("a", Some(NOW - 1)));
+    let nx = Change::Set {
+        key: "lock".into(),
+        value: "b".into(),
+        when: When::Absent,
+        get: false,
+        expiry: NewExpiry::At(NOW + 30_000),
+    };
+    assert_eq!(run_at(&mut data, NOW, nx).expect("nx"), Outcome::Ok);
+    assert_eq!(data["lock"], stored("b", Some(NOW + 30_000)));
+}
+
+#[test]
+fn rewrites_keep_the_expiry_and_replacements_drop_it() {
+    let mut data = HashMap::new();
+    let later = Some(NOW + 10_000);
+    data.insert("n".to_string(), stored("1", later));
+    run_at(&mut data, NOW, incr("n", 1)).expect("incr");
+    let append = Change::Append {
+        key: "n".into(),
+        value: "0".into(),
+    };
+    run_at(&mut data, NOW, append).expect("append");
+    assert_eq!(data["n"], stored("20", later), "INCR and APPEND keep it");
+    let copy = Change::Copy {
+        from: "n".into(),
+        to: "c".into(),
+        replace: false,
+    };
+    run_at(&mut data, NOW, copy).expect("copy");
+    assert_eq!(data["c"], stored("20", later), "COPY carries it");
+    let keep = |expiry| Change::Set {
+        key: "n".into(),
+        value: "v".into(),
+        when: When::Always,
+        get: false,
+        expiry,
+    };
+    run_at(&mut data, NOW, keep(NewExpiry::Keep)).expect("keepttl");
+    assert_eq!(data["n"], stored("v", later), "KEEPTTL keeps it");
+    run_at(&mut data, NOW, keep(NewExpiry::Never)).expect("set");
+    assert_eq!(data["n"], stored("v", None), "SET drops it");
+}
+
+#[test]
+fn expire_conditions_and_past_times() {
+    let mut data = HashMap::new();
+    data.insert("k".to_string(), stored("v", None));
+    let expire = |at, when| Change::Expire {
+        key: "k".into(),
+        at,
+        when,
+    };
+    let gt = ExpireIf {
+        gt: true,
+        ..ExpireIf::default()
+    };
+    let lt = ExpireIf {
+        lt: true,
+        ..ExpireIf::default()
+    };
+    let nx = ExpireIf {
+        nx: true,
+        ..ExpireIf::default()
+    };
+    assert_eq!(
+        run_at(&mut data, NOW, expire(NOW + 5, gt)).expect("gt"),
+        Outcome::Int(0),
+        "no expiry is later than any"
+    );
+    assert_eq!(
+        run_at(&mut data, NOW, expire(NOW + 9, lt)).expect("lt"),
+        Outcome::Int(1)
+    );
+    assert_eq!(
+        run_at(&mut data, NOW, expire(NOW + 5, nx)).expect("nx"),
+        Outcome::Int(0)
+    );
+    assert_eq!(
+        run_at(&mut data, NOW, expire(NOW + 10, gt)).expect("gt"),
+        Outcome::Int(1)
+    );
+    assert_eq!(data["k"].expires_at, Some(NOW + 10));
+    let persist = Change::Persist { key: "k".into() };
+    assert_eq!(
+        run_at(&mut data, NOW, persist.clone()).expect("persist"),
+        Outcome::Int(1)
+    );
+    assert_eq!(
+        run_at(&mut data, NOW, persist).expect("again"),
+        Outcome::Int(0)
+    );
+    assert_eq!(
+        run_at(&mut data, NOW, expire(NOW - 1, ExpireIf::default())).expect("past"),
+        Outcome::Int(1)
+    );
+    assert!(
+        !data.contains_key("k"),
+        "a time already past deletes the key"
+    );
+    assert_eq!(
+        run_at(&mut data, NOW, expire(NOW + 1, ExpireIf::default())).expect("absent"),
+        Outcome::Int(0)
+    );
+}
+
+#[test]
+fn getex_and_the_sweep() {
+    let mut data = HashMap::new();
+    data.insert("k".to_string(), stored("v", None));
+    data.insert("old".to_string(), stored("v", Some(NOW)));
+    data.insert("new".to_string(), stored("v", Some(NOW + 1)));
+    let getex = Change::GetEx {
+        key: "k".into(),
+        expiry: NewExpiry::At(NOW + 100),
+    };
+    assert_eq!(
+        run_at(&mut data, NOW, getex).expect("getex"),
+        Outcome::Bulk(Some("v".into()))
+    );
+    assert_eq!(data["k"].expires_at, Some(NOW + 100));
+    let purge = Change::Purge {
+        keys: vec!["old".into(), "new".into(), "gone".into()],
+    };
+    assert_eq!(
+        run_at(&mut data, NOW, purge).expect("purge"),
+        Outcome::Int(1)
+    );
+    assert!(!data.contains_key("old"));
+    assert!(data.contains_key("new"), "not expired yet: kept");
 }

@@ -7,8 +7,8 @@
 use super::{Reply, MAX_BATCH_OPS};
 use crate::error::{Error, Result};
 use crate::node::budget::Charge;
-use crate::node::compute::{self, Change, Outcome};
-use crate::store::{KvStore, Op};
+use crate::node::compute::{self, Change, Outcome, View};
+use crate::store::{now_ms, KvStore, Op, Stored};
 use std::collections::{BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tokio::sync::oneshot;
@@ -48,7 +48,7 @@ impl Work {
 /// What this batch's earlier writes left each key they touched holding: a change later
 /// in the batch reads through it, so it sees those writes before they commit.
 #[derive(Default)]
-struct Overlay(HashMap<String, Option<String>>);
+struct Overlay(HashMap<String, Option<Stored>>);
 
 impl Overlay {
     /// The overlay of the writes already in the batch.
@@ -60,23 +60,28 @@ impl Overlay {
 
     fn record(&mut self, ops: &[Op]) {
         for op in ops {
-            let value = match op {
-                Op::Put { value, .. } => Some(value.clone()),
+            let stored = match op {
+                Op::Put {
+                    value, expires_at, ..
+                } => Some(Stored {
+                    value: value.clone(),
+                    expires_at: *expires_at,
+                }),
                 Op::Delete { .. } => None,
             };
-            self.0.insert(op.key().to_string(), value);
+            self.0.insert(op.key().to_string(), stored);
         }
     }
 
-    fn read(&self, store: &dyn KvStore, key: &str) -> Result<Option<String>> {
+    fn read(&self, store: &dyn KvStore, key: &str) -> Result<Option<Stored>> {
         match self.0.get(key) {
-            Some(value) => Ok(value.clone()),
-            None => store.get(key),
+            Some(stored) => Ok(stored.clone()),
+            None => store.get_stored(key),
         }
     }
 
-    /// Every key, as the batch leaves them so far, read in pages.
-    fn keys(&self, store: &dyn KvStore) -> Result<Vec<String>> {
+    /// Every live key, as the batch leaves them so far, read in pages.
+    fn keys(&self, store: &dyn KvStore, now: u64) -> Result<Vec<String>> {
         let mut keys = Vec::new();
         loop {
             let after = keys.last().map(String::as_str);
@@ -91,10 +96,10 @@ impl Overlay {
             return Ok(keys);
         }
         let mut keys: BTreeSet<String> = keys.into_iter().collect();
-        for (key, value) in &self.0 {
-            match value {
-                Some(_) => keys.insert(key.clone()),
-                None => keys.remove(key),
+        for (key, stored) in &self.0 {
+            match stored {
+                Some(stored) if stored.is_live(now) => keys.insert(key.clone()),
+                _ => keys.remove(key),
             };
         }
         Ok(keys.into_iter().collect())
@@ -129,6 +134,8 @@ impl Resolved {
         };
         // Built at the batch's first change only: plain writes pay nothing for it.
         let mut overlay: Option<Overlay> = None;
+        // One time for the whole batch: its changes agree on which keys have expired.
+        let now = now_ms();
         let mut bytes = 0;
         let mut requests = batch.into_iter();
         for request in requests.by_ref() {
@@ -136,7 +143,7 @@ impl Resolved {
                 Work::Ops(ops) => ops,
                 Work::Change(change, outcome) => {
                     let overlay = overlay.get_or_insert_with(|| Overlay::of(&resolved.ops));
-                    match resolve(store, change, overlay) {
+                    match resolve(store, change, overlay, now) {
                         Ok((ops, result)) => {
                             let _ = outcome.send(result);
                             ops
@@ -166,10 +173,17 @@ impl Resolved {
 /// `change`'s ops against the store as the batch leaves it so far, each checked for size
 /// like any write (too large: refused, in Redis's words). A panic while resolving fails
 /// only this change, so the writer thread survives it.
-fn resolve(store: &dyn KvStore, change: Change, overlay: &Overlay) -> Result<compute::Resolved> {
+fn resolve(
+    store: &dyn KvStore,
+    change: Change,
+    overlay: &Overlay,
+    now: u64,
+) -> Result<compute::Resolved> {
     let resolving = AssertUnwindSafe(|| {
-        change.resolve(&mut |key| overlay.read(store, key), &mut || {
-            overlay.keys(store)
+        change.resolve(&mut View {
+            now,
+            read: &mut |key| overlay.read(store, key),
+            keys: &mut || overlay.keys(store, now),
         })
     });
     let (ops, outcome): (Vec<Op>, Outcome) = catch_unwind(resolving).unwrap_or_else(|_| {
@@ -192,6 +206,7 @@ mod tests {
         Op::Put {
             key: key.into(),
             value: value.into(),
+            expires_at: None,
         }
     }
 

@@ -10,7 +10,7 @@ use super::*;
 use crate::protocol::{self, Message};
 use crate::store::{
     BatchSeqs, ChunkSource, CommitFence, DivergedEntry, KeyCursor, KvStore, Lineage, LogEntry,
-    MemoryStore, Op, Pair, Position, Role, Snapshot, SnapshotTarget,
+    MemoryStore, Op, Pair, Position, Record, Role, Snapshot, SnapshotTarget, Stored,
 };
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -101,6 +101,15 @@ impl KvStore for GatedStore {
     }
     fn get(&self, key: &str) -> crate::Result<Option<String>> {
         self.inner.get(key)
+    }
+    fn get_stored(&self, key: &str) -> crate::Result<Option<Stored>> {
+        self.inner.get_stored(key)
+    }
+    fn expired_keys(&self, now: u64, limit: usize) -> crate::Result<Vec<String>> {
+        self.inner.expired_keys(now, limit)
+    }
+    fn count_expiring(&self) -> crate::Result<u64> {
+        self.inner.count_expiring()
     }
     fn get_many(&self, keys: &[&str], max_bytes: usize) -> crate::Result<Vec<Option<String>>> {
         self.inner.get_many(keys, max_bytes)
@@ -248,7 +257,12 @@ fn snapshot(history: &str, pairs: Vec<Pair>) -> Vec<Message> {
             keep_diverged_after: None,
             epoch: 0,
         },
-        Message::Snapshot { entries: pairs },
+        Message::Snapshot {
+            entries: pairs
+                .into_iter()
+                .map(|(key, value)| Record::new(key, value))
+                .collect(),
+        },
         Message::SnapshotEnd { seq: 0 },
     ]
 }
@@ -267,6 +281,7 @@ fn a_replaced_links_write_in_flight_does_not_commit() {
         seq: 1,
         key: "from_a".into(),
         value: "old link".into(),
+        expires_at: None,
     });
     let first = link.follow(upstream(from_a), LinkMode::Join);
     store.wait_for(|gate| gate.entered);
@@ -309,6 +324,7 @@ fn a_replica_acks_an_applied_entry_only_once_it_is_flushed() {
         seq: 1,
         key: "k".into(),
         value: "v".into(),
+        expires_at: None,
     }];
     let (heard, hearing) = mpsc::channel();
     let upstream = upstream_hearing(messages, entry, Some(heard));

@@ -38,6 +38,7 @@ fn reads_after_own_writes_see_them_in_order_with_one_settle() {
         node.write(Op::Put {
             key: "other".into(),
             value: "o".into(),
+            expires_at: None,
         })
         .await
         .expect("write");

@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::Path;
 
 /// The schema version this build creates and understands (`PRAGMA user_version`).
-pub const LATEST_SCHEMA_VERSION: i64 = 2;
+pub const LATEST_SCHEMA_VERSION: i64 = 3;
 
 /// The 16-byte header every SQLite 3 database file starts with.
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";

@@ -161,18 +161,19 @@ pub(super) fn install_lineage(conn: &Connection, target: &SnapshotTarget) -> Res
 pub(super) fn save_diverged(conn: &Connection, after: u64) -> Result<()> {
     let lineage = read_lineage(conn)?;
     let rows = {
-        let mut stmt =
-            conn.prepare_cached("SELECT seq, op, key, value FROM log WHERE seq > ?1 ORDER BY seq")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, op, key, value, expires_at FROM log WHERE seq > ?1 ORDER BY seq",
+        )?;
         let rows = stmt.query_map([sql_seq(after)?], read_log_row)?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
     let mut insert = conn.prepare_cached(
-        "INSERT INTO diverged (history_id, seq, op, key, value, saved_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, datetime('now'))",
+        "INSERT INTO diverged (history_id, seq, op, key, value, expires_at, saved_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, datetime('now'))",
     )?;
-    for (seq, op, key, value) in rows {
+    for (seq, op, key, value, expires_at) in rows {
         let history = history_at(&lineage, seq.max(0) as u64);
-        insert.execute(params![history, seq, op, key, value])?;
+        insert.execute(params![history, seq, op, key, value, expires_at])?;
     }
     Ok(())
 }
@@ -180,9 +181,10 @@ pub(super) fn save_diverged(conn: &Connection, after: u64) -> Result<()> {
 /// The entries in `diverged`, in the order they were saved.
 pub(super) fn read_diverged(conn: &Connection) -> Result<Vec<DivergedEntry>> {
     // The log row's columns first, so `read_log_row` reads them as it reads `log`.
-    let mut stmt =
-        conn.prepare_cached("SELECT seq, op, key, value, history_id FROM diverged ORDER BY rowid")?;
-    let rows = stmt.query_map([], |row| Ok((read_log_row(row)?, row.get::<_, String>(4)?)))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, op, key, value, expires_at, history_id FROM diverged ORDER BY rowid",
+    )?;
+    let rows = stmt.query_map([], |row| Ok((read_log_row(row)?, row.get::<_, String>(5)?)))?;
     rows.map(|row| {
         let (raw, history_id) = row?;
         Ok(DivergedEntry {

@@ -5,8 +5,8 @@
 use crate::error::{Error, Result};
 use crate::store::history::{next_checksum, ChainRule};
 use crate::store::{
-    new_history_id, new_node_id, prefix_upper_bound, ContentDigest, ContentHasher, LogEntry, Op,
-    Pair, Role,
+    new_history_id, new_node_id, now_ms, prefix_upper_bound, ContentDigest, ContentHasher,
+    LogEntry, Op, Pair, Record, Role,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::BTreeMap;
@@ -72,12 +72,17 @@ pub(super) fn delete_meta(conn: &Connection, name: &str) -> Result<()> {
 /// Applies `op` to `kv`. Returns false for a delete of an absent key (nothing changed).
 pub(super) fn change_kv(conn: &Connection, op: &Op) -> Result<bool> {
     match op {
-        Op::Put { key, value } => {
+        Op::Put {
+            key,
+            value,
+            expires_at,
+        } => {
             conn.prepare_cached(
-                "INSERT INTO kv (key, value) VALUES (?1, ?2) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                "INSERT INTO kv (key, value, expires_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                 expires_at = excluded.expires_at",
             )?
-            .execute([key, value])?;
+            .execute(params![key, value, sql_time(*expires_at)])?;
             Ok(true)
         }
         Op::Delete { key } => {
@@ -114,19 +119,23 @@ pub(super) fn log_op(
     rule: ChainRule,
 ) -> Result<()> {
     let next = next_checksum(*checksum, seq, op, rule);
-    let (kind, value) = match op {
-        Op::Put { value, .. } => ("put", Some(value)),
-        Op::Delete { .. } => ("del", None),
+    let (kind, value, expires_at) = match op {
+        Op::Put {
+            value, expires_at, ..
+        } => ("put", Some(value), *expires_at),
+        Op::Delete { .. } => ("del", None, None),
     };
     conn.prepare_cached(
-        "INSERT INTO log (seq, op, key, value, checksum) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO log (seq, op, key, value, checksum, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         sql_seq(seq)?,
         kind,
         op.key(),
         value,
-        next.map(|c| c as i64)
+        next.map(|c| c as i64),
+        sql_time(expires_at)
     ])?;
     *checksum = next;
     Ok(())
@@ -160,11 +169,10 @@ pub(super) fn digest_on(conn: &Connection) -> Result<ContentDigest> {
     let tx = conn.unchecked_transaction()?;
     let seq = head(&tx)?;
     let mut hasher = ContentHasher::default();
-    let mut stmt = tx.prepare_cached("SELECT key, value FROM kv ORDER BY key")?;
+    let mut stmt = tx.prepare_cached("SELECT key, value, expires_at FROM kv ORDER BY key")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
-        let (key, value): (String, String) = (row.get(0)?, row.get(1)?);
-        hasher.add(&key, &value);
+        hasher.add_record(&read_record(row)?);
     }
     Ok(ContentDigest {
         seq,
@@ -172,18 +180,49 @@ pub(super) fn digest_on(conn: &Connection) -> Result<ContentDigest> {
     })
 }
 
-/// A `log` row as stored: seq, op, key, value.
-pub(super) type LogRow = (i64, String, String, Option<String>);
+/// A `log` row as stored: seq, op, key, value, expires_at.
+pub(super) type LogRow = (i64, String, String, Option<String>, Option<i64>);
 
+/// Reads `seq, op, key, value, expires_at`, the first five columns.
 pub(super) fn read_log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
+/// Reads `key, value, expires_at`, the first three columns.
+pub(super) fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    Ok(Record {
+        key: row.get(0)?,
+        value: row.get(1)?,
+        expires_at: row.get::<_, Option<i64>>(2)?.map(stored_time),
+    })
+}
+
+/// An expiry as SQLite stores it: a signed 64-bit integer (times past its range, some
+/// 292 million years away, are kept at its largest).
+pub(super) fn sql_time(at: Option<u64>) -> Option<i64> {
+    at.map(|at| i64::try_from(at).unwrap_or(i64::MAX))
+}
+
+/// A stored expiry as kv reads it: a negative one (written by hand) is long past.
+pub(super) fn stored_time(at: i64) -> u64 {
+    u64::try_from(at).unwrap_or(0)
 }
 
 /// A log row as an entry; a row that breaks the schema's rules (a `put` without a value,
 /// a negative seq) is an error, never guessed at, so replicas are not sent a wrong change.
-pub(super) fn log_entry((seq, kind, key, value): LogRow) -> Result<LogEntry> {
+pub(super) fn log_entry((seq, kind, key, value, expires_at): LogRow) -> Result<LogEntry> {
     let op = match (kind.as_str(), value) {
-        ("put", Some(value)) => Op::Put { key, value },
+        ("put", Some(value)) => Op::Put {
+            key,
+            value,
+            expires_at: expires_at.map(stored_time),
+        },
         ("del", _) => Op::Delete { key },
         (kind, _) => {
             return Err(Error::Corrupt(format!(
@@ -195,9 +234,10 @@ pub(super) fn log_entry((seq, kind, key, value): LogRow) -> Result<LogEntry> {
     Ok(LogEntry { seq, op })
 }
 
-/// `SELECT columns FROM kv` over the keys from ?1 up to (excluding) the end of `prefix`'s
-/// range, bound as ?2 when there is one. Separate statements instead of `?2 IS NULL OR`,
-/// so SQLite uses the primary key for both ends of the range.
+/// `SELECT columns FROM kv` over the live keys (see [`LIVE`], the time bound as ?3) from
+/// ?1 up to (excluding) the end of `prefix`'s range, bound as ?2 when there is one.
+/// Separate statements instead of `?2 IS NULL OR`, so SQLite uses the primary key for
+/// both ends of the range.
 pub(super) fn range_sql(columns: &str, prefix: &str, tail: &str) -> (String, Option<String>) {
     let upper = prefix_upper_bound(prefix);
     let bound = if upper.is_some() {
@@ -205,8 +245,21 @@ pub(super) fn range_sql(columns: &str, prefix: &str, tail: &str) -> (String, Opt
     } else {
         "?2 IS NULL"
     };
-    let sql = format!("SELECT {columns} FROM kv WHERE key >= ?1 AND {bound}{tail}");
+    let sql = format!(
+        "SELECT {columns} FROM kv WHERE key >= ?1 AND {bound} AND {}{tail}",
+        live("?3")
+    );
     (sql, upper)
+}
+
+/// The condition of a row that has not expired at the time bound as `now`.
+pub(super) fn live(now: &str) -> String {
+    format!("(expires_at IS NULL OR expires_at > {now})")
+}
+
+/// The current time as the queries above bind it.
+pub(super) fn sql_now() -> i64 {
+    sql_time(Some(now_ms())).unwrap_or(i64::MAX)
 }
 
 /// Up to `limit` rows (read by `row`, whose first column is the key) of the keys starting
@@ -229,9 +282,9 @@ fn query_range<T>(
     // `key >= lower` also admits `after` itself; it is filtered below, hence one row more
     // than `limit` (saturating: `usize::MAX as i64 + 1` would be `LIMIT 0`).
     let rows_wanted = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
-    let (sql, upper) = range_sql(columns, prefix, " ORDER BY key LIMIT ?3");
+    let (sql, upper) = range_sql(columns, prefix, " ORDER BY key LIMIT ?4");
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![lower, upper, rows_wanted], row)?;
+    let rows = stmt.query_map(params![lower, upper, sql_now(), rows_wanted], row)?;
     let mut found = Vec::new();
     for item in rows {
         let item = item?;

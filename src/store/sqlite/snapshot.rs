@@ -4,9 +4,9 @@
 //! the chunk or page size whatever the database's size.
 
 use super::lineage::{checksum_at, read_lineage};
-use super::rows::{head, query_keys};
+use super::rows::{head, query_keys, read_record};
 use crate::error::{Error, Result};
-use crate::store::{fill_chunk, KeyCursor, Pair, Snapshot, SnapshotInfo};
+use crate::store::{fill_chunk, KeyCursor, Record, Snapshot, SnapshotInfo};
 use rusqlite::{params, Connection};
 
 /// A snapshot held open as a read transaction on its own connection; chunks are read by
@@ -46,19 +46,19 @@ impl Snapshot for SqliteSnapshot {
         &self.info
     }
 
-    fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Pair>> {
+    fn next_chunk(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Record>> {
         let limit = max_entries.max(1) as i64;
         let mut stmt;
         let mut rows = match &self.last_key {
             None => {
-                stmt = self
-                    .conn
-                    .prepare_cached("SELECT key, value FROM kv ORDER BY key LIMIT ?1")?;
+                stmt = self.conn.prepare_cached(
+                    "SELECT key, value, expires_at FROM kv ORDER BY key LIMIT ?1",
+                )?;
                 stmt.query(params![limit])?
             }
             Some(last) => {
                 stmt = self.conn.prepare_cached(
-                    "SELECT key, value FROM kv WHERE key > ?1 ORDER BY key LIMIT ?2",
+                    "SELECT key, value, expires_at FROM kv WHERE key > ?1 ORDER BY key LIMIT ?2",
                 )?;
                 stmt.query(params![last, limit])?
             }
@@ -66,18 +66,14 @@ impl Snapshot for SqliteSnapshot {
         // A row peeked but not taken by `fill_chunk` is read again by the next chunk's
         // query (`key > last`).
         let mut pairs = std::iter::from_fn(|| match rows.next() {
-            Ok(Some(row)) => Some(
-                row.get(0)
-                    .and_then(|k| Ok((k, row.get(1)?)))
-                    .map_err(Error::from),
-            ),
+            Ok(Some(row)) => Some(read_record(row).map_err(Error::from)),
             Ok(None) => None,
             Err(e) => Some(Err(Error::from(e))),
         })
         .peekable();
         let chunk = fill_chunk(&mut pairs, max_entries, max_bytes)?;
-        if let Some((key, _)) = chunk.last() {
-            self.last_key = Some(key.clone());
+        if let Some(record) = chunk.last() {
+            self.last_key = Some(record.key.clone());
         }
         Ok(chunk)
     }

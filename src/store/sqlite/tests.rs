@@ -32,6 +32,7 @@ fn only_an_unsynced_apply_skips_the_flush() {
         op: Op::Put {
             key: format!("k{seq}"),
             value: "v".into(),
+            expires_at: None,
         },
     };
     store.apply_unsynced(&[entry(1)], &Unfenced).expect("apply");
@@ -50,6 +51,7 @@ fn a_replaced_file_refuses_writes_and_is_read_through_the_writer() {
     let put = |key: &str| Op::Put {
         key: key.into(),
         value: "1".into(),
+        expires_at: None,
     };
     store.append(&put("a")).expect("append");
     // Another kv database in its place, and no pooled reader opened before.
