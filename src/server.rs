@@ -202,7 +202,7 @@ pub fn start(config: &Config, runtime: &Runtime) -> Result<Started> {
             config.client_memory,
             lease,
         )?
-        .with_durability(config.durability.clone()),
+        .with_durability(config.durability),
     );
     let repl = Arc::clone(node.replication());
     if let Some(secret) = &config.auth {

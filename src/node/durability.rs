@@ -159,7 +159,7 @@ mod tests {
         assert!(durability.check_before_write(&downstreams).is_ok());
         let strict = Durability {
             min_replicas_max_lag: Duration::ZERO,
-            ..durability.clone()
+            ..durability
         };
         std::thread::sleep(Duration::from_millis(2));
         assert!(strict.check_before_write(&downstreams).is_err(), "too old");
