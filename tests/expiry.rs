@@ -165,7 +165,7 @@ fn a_replica_restarted_after_a_key_expired_does_not_serve_it() {
 #[test]
 fn a_replica_that_joins_by_snapshot_gets_the_time_with_the_row() {
     let dir = TempDir::new().expect("tempdir");
-    let primary = KvProcess::primary_with_clients(&dir.path().join("p.db"), &[]);
+    let mut primary = KvProcess::primary_with_clients(&dir.path().join("p.db"), &[]);
     let mut on_primary = connect(&primary);
     let () = redis::cmd("SET")
         .arg("cache")
@@ -174,29 +174,34 @@ fn a_replica_that_joins_by_snapshot_gets_the_time_with_the_row() {
         .arg(100)
         .query(&mut on_primary)
         .expect("SET EX");
-    let () = redis::cmd("SETEX")
-        .arg("gone")
-        .arg(100)
+    let () = redis::cmd("PSETEX")
+        .arg("short")
+        .arg(1500)
         .arg("v")
         .query(&mut on_primary)
-        .expect("SETEX");
-    let _: i64 = redis::cmd("PEXPIRE")
-        .arg("gone")
-        .arg(1)
-        .query(&mut on_primary)
-        .expect("PEXPIRE");
+        .expect("PSETEX");
     let at = pexpiretime(&mut on_primary, "cache");
-    let replica = KvProcess::synced_replica(
-        &dir.path().join("r.db"),
-        &primary.addr(),
-        &["--resp", "127.0.0.1:0"],
-    );
+    let short_at = pexpiretime(&mut on_primary, "short");
+    let replica_db = dir.path().join("r.db");
+    let replica =
+        KvProcess::synced_replica(&replica_db, &primary.addr(), &["--resp", "127.0.0.1:0"]);
     let mut on_replica = connect(&replica);
     assert_eq!(pexpiretime(&mut on_replica, "cache"), at);
+    assert_eq!(pexpiretime(&mut on_replica, "short"), short_at);
     let ttl: i64 = redis::cmd("TTL")
         .arg("cache")
         .query(&mut on_replica)
         .expect("TTL");
     assert!((95..=100).contains(&ttl), "TTL {ttl}");
-    assert_eq!(get(&mut on_replica, "gone"), None);
+
+    // With its upstream gone, no delete can arrive: the replica hides the snapshot's row
+    // by its time alone, and the row is still in its file.
+    drop(on_primary);
+    primary.kill();
+    let hidden = wait_until(PATIENCE, || get(&mut on_replica, "short").is_none());
+    assert!(hidden, "the replica still serves the key");
+    assert!(now_ms() >= short_at, "hidden before its time");
+    let rows = kv_rows(&replica_db);
+    assert!(rows.iter().any(|(key, _)| key == "short"), "{rows:?}");
+    assert_eq!(get(&mut on_replica, "cache").as_deref(), Some("v"));
 }

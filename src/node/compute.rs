@@ -70,6 +70,9 @@ pub enum Change {
     /// The primary's sweep: delete those of `keys` whose expiry has passed (each logged
     /// as a delete, so replicas and the log stay exact).
     Purge { keys: Vec<String> },
+    /// `DEL key …`, `UNLINK key …`: every row deleted, and how many of them had not
+    /// expired (an expired row is deleted too, but Redis does not count it).
+    Del { keys: Vec<String> },
 }
 
 /// The expiry a write leaves its key with.
@@ -90,6 +93,9 @@ pub struct View<'a> {
     pub now: u64,
     /// A key's row as stored, expired or not.
     pub read: &'a mut dyn FnMut(&str) -> Result<Option<Stored>>,
+    /// Whether a key has a row, expired or not, and its expiry (see
+    /// [`KvStore::row_expiry`](crate::store::KvStore::row_expiry)): no value is read.
+    pub expiry: &'a mut dyn FnMut(&str) -> Result<Option<Option<u64>>>,
     /// Every live key, for a flush.
     pub keys: &'a mut dyn FnMut() -> Result<Vec<String>>,
 }
@@ -166,7 +172,9 @@ impl Change {
             | Change::Expire { key, .. }
             | Change::Persist { key }
             | Change::GetEx { key, .. } => vec![key],
-            Change::Purge { keys } => keys.iter().map(String::as_str).collect(),
+            Change::Purge { keys } | Change::Del { keys } => {
+                keys.iter().map(String::as_str).collect()
+            }
             Change::MSetNx { pairs } => pairs.iter().map(|(key, _)| key.as_str()).collect(),
             Change::Rename { from, to, .. } | Change::Copy { from, to, .. } => vec![from, to],
             Change::Flush => Vec::new(),
@@ -235,6 +243,7 @@ impl Change {
             Change::Persist { key } => expire::persist(&key, view),
             Change::GetEx { key, expiry } => expire::get_ex(&key, expiry, view),
             Change::Purge { keys } => expire::purge(keys, view),
+            Change::Del { keys } => expire::delete(keys, view),
             Change::GetDel { key } => {
                 let old = view.value(&key)?;
                 let ops = match old {

@@ -5,7 +5,7 @@
 //! on; the sweep is what removes the rows. It runs at most every [`SWEEP_INTERVAL`] (Redis
 //! runs its active expiry ten times a second too), batch by batch while there is more.
 
-use super::compute::{Change, Outcome};
+use super::compute::Outcome;
 use super::Node;
 use crate::error::Error;
 use crate::store::{now_ms, Role};
@@ -51,15 +51,13 @@ async fn sweep(node: &Node) -> bool {
             }
         };
         let full = keys.len() == SWEEP_BATCH;
-        match node.change(Change::Purge { keys }).await {
+        match node.purge_expired(keys).await {
             Ok(Outcome::Int(removed)) => debug!("deleted {removed} expired keys"),
             Ok(_) => {}
             Err(e) if e.is_shutdown() => return false,
-            // Deleted here, not yet confirmed by enough replicas: still deleted.
-            Err(Error::NotConfirmed(_)) => {}
-            // Demoted, fenced, or short of replicas: a later sweep (or the new primary's)
-            // deletes them; reads hide them meanwhile.
-            Err(Error::ReadOnly(_) | Error::Fenced(_) | Error::NoReplicas(_)) => return true,
+            // Demoted or fenced: the new primary's sweep deletes them; reads hide them
+            // meanwhile.
+            Err(Error::ReadOnly(_) | Error::Fenced(_)) => return true,
             Err(e) => {
                 warn!("the expiry sweep failed (will retry): {e}");
                 return true;

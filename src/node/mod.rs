@@ -30,6 +30,7 @@ use failover::FailoverState;
 use lease::WriteLease;
 use role::{plan, RoleRequest};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -55,6 +56,8 @@ pub struct Node {
     budget: MemoryBudget,
     /// What a write waits for; `CONFIG SET` changes the `min-replicas-*` part at run time.
     durability: Mutex<Durability>,
+    /// Keys the expiry sweep deleted since the node started (`INFO stats`).
+    expired_keys: AtomicU64,
     /// Every write passes it (shared) on its way to the writer; `FAILOVER` closes it
     /// (exclusive), so writes wait while it hands over, and none slips past its head.
     write_gate: tokio::sync::RwLock<()>,
@@ -140,6 +143,7 @@ impl Node {
             link,
             budget: MemoryBudget::new(client_memory),
             durability: Mutex::new(Durability::default()),
+            expired_keys: AtomicU64::new(0),
             write_gate: tokio::sync::RwLock::new(()),
             failover_state: watch::Sender::new(FailoverState::NoFailover),
             failing_over: tokio::sync::Mutex::new(()),
@@ -423,6 +427,32 @@ impl Node {
         let (pending, outcome) = self.start_change(change, Charge::default()).await?;
         pending.durable().await?;
         outcome.await.map_err(|_| Error::Shutdown)
+    }
+
+    /// The sweep's delete of expired keys (see [`expiry`]): a [`Change::Purge`] of `keys`,
+    /// like [`change`](Self::change), but neither refused for missing replicas
+    /// (`--min-replicas-to-write`) nor waiting for synchronous ones: deleting what has
+    /// already expired takes nothing a client could read, as Redis's expiry does not wait
+    /// for replicas either. Returns how many keys it deleted.
+    pub async fn purge_expired(&self, keys: Vec<String>) -> Result<Outcome> {
+        let (commit, outcome) = {
+            let _gate = self.write_gate.read().await;
+            self.check_writable()?;
+            let purge = Change::Purge { keys };
+            self.writer.submit_change(purge, Charge::default()).await?
+        };
+        commit.durable().await?;
+        let outcome = outcome.await.map_err(|_| Error::Shutdown)?;
+        if let Outcome::Int(removed) = outcome {
+            let removed = u64::try_from(removed).unwrap_or(0);
+            self.expired_keys.fetch_add(removed, Ordering::Relaxed);
+        }
+        Ok(outcome)
+    }
+
+    /// How many keys the expiry sweep deleted since the node started.
+    pub fn expired_keys(&self) -> u64 {
+        self.expired_keys.load(Ordering::Relaxed)
     }
 
     /// Refuses writes where this node may not take them: on a replica, or on a cluster

@@ -6,7 +6,9 @@ use super::plan::deposed;
 use crate::error::{Error, Result};
 use crate::protocol::Message;
 use crate::store::history::shared_bound;
-use crate::store::{check_next_seq, Fork, Lineage, LogEntry, Record, SnapshotTarget, MAX_SEQ};
+use crate::store::{
+    check_next_seq, Fork, Lineage, LogEntry, Op, Record, SnapshotTarget, MAX_EXPIRY, MAX_SEQ,
+};
 
 /// What a replica must do with one message from its upstream.
 #[derive(Debug, PartialEq, Eq)]
@@ -219,11 +221,25 @@ impl Receiver {
                     return Err(Error::Protocol("not a log entry".into()));
                 };
                 check_next_seq(self.last_seq, entry.seq)?;
+                if let Op::Put { expires_at, .. } = &entry.op {
+                    check_expiry(*expires_at)?;
+                }
                 self.last_seq = entry.seq;
                 Ok(Step::Apply(entry))
             }
             (phase, message) => Err(unexpected(&message, phase)),
         }
+    }
+}
+
+/// An expiry is one SQLite can store (a signed 64-bit integer): a larger one would be
+/// stored as another number than the one the log checksum covers.
+fn check_expiry(expires_at: Option<u64>) -> Result<()> {
+    match expires_at {
+        Some(at) if at > MAX_EXPIRY => Err(Error::Protocol(format!(
+            "an expiry of {at} ms is beyond the largest kv stores"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -271,15 +287,19 @@ impl Receiver {
         Ok(Step::Resume { from_seq, adopt })
     }
 
-    /// Snapshot keys come in key order, each once: checked here so that a faulty upstream
-    /// cannot make the two backends disagree (one would keep the last duplicate, the
-    /// other refuse it).
+    /// Snapshot keys come in key order, each once, with expiries kv can store: checked
+    /// here so that a faulty upstream cannot make the two backends disagree (one would
+    /// keep the last duplicate, the other refuse it).
     fn check_key_order(&mut self, entries: &[Record]) -> Result<()> {
         let Phase::InSnapshot { last_key, .. } = &mut self.phase else {
             return Ok(());
         };
         let mut previous = last_key.as_deref();
-        for Record { key, .. } in entries {
+        for Record {
+            key, expires_at, ..
+        } in entries
+        {
+            check_expiry(*expires_at)?;
             if previous.is_some_and(|previous| key.as_str() <= previous) {
                 return Err(Error::Protocol(format!(
                     "snapshot key {key:?} is out of order or repeated"

@@ -5,9 +5,9 @@
 //! errors; and how its [`Outcome`] is answered.
 
 use super::args::{arity, err, text};
-use super::expiry::{self, timed_option};
+use super::expiry;
 use super::reply;
-use super::writes::{self, Write, WriteReply};
+use super::writes::{self, Write};
 use crate::node::compute::{
     parse_float, parse_integer, Change, NewExpiry, Outcome, When, NOT_AN_INTEGER, NOT_A_FLOAT,
 };
@@ -41,6 +41,8 @@ pub fn is_change(name: &str) -> bool {
             | "PERSIST"
             | "SETEX"
             | "PSETEX"
+            | "DEL"
+            | "UNLINK"
     )
 }
 
@@ -180,6 +182,10 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Parsed, String> {
             parsed(Change::Rename { from, to, nx })
         }
         "COPY" if args.len() >= 2 => copy(args),
+        "DEL" | "UNLINK" if !args.is_empty() => {
+            let keys = args.into_iter().map(text).collect::<Result<_, _>>()?;
+            parsed(Change::Del { keys })
+        }
         "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" => {
             expiry::expire(name, args).map(Parsed::plain)
         }
@@ -253,7 +259,7 @@ pub fn parse_set(args: &[Vec<u8>]) -> Option<Parsing> {
     if options.is_empty() {
         return None;
     }
-    let parsed = set_options(options).and_then(|(when, get, expiry)| {
+    let parsed = expiry::parse_options("SET", options).and_then(|(when, get, expiry)| {
         let (key, value) = (text(key.clone())?, text(value.clone())?);
         Ok(match (when, get, expiry) {
             (When::Always, false, NewExpiry::Never) => plain_put(key, value, None),
@@ -270,34 +276,6 @@ pub fn parse_set(args: &[Vec<u8>]) -> Option<Parsing> {
     Some(parsed.unwrap_or_else(|e| Parsing::Change(Err(e))))
 }
 
-/// `SET`'s options: when it applies, whether it answers the old value, and the expiry it
-/// leaves. Conflicting options are a syntax error, as in Redis.
-fn set_options(options: &[Vec<u8>]) -> Result<(When, bool, NewExpiry), String> {
-    let mut when = When::Always;
-    let mut get = false;
-    let mut expiry: Option<NewExpiry> = None;
-    let mut at = 0;
-    while at < options.len() {
-        if let Some(time) = timed_option(options, at, "SET") {
-            if expiry.is_some() {
-                return Err(err("syntax error"));
-            }
-            expiry = Some(NewExpiry::At(time?));
-            at += 2;
-            continue;
-        }
-        match options[at].to_ascii_uppercase().as_slice() {
-            b"NX" if when != When::Present => when = When::Absent,
-            b"XX" if when != When::Absent => when = When::Present,
-            b"GET" => get = true,
-            b"KEEPTTL" if expiry.is_none() => expiry = Some(NewExpiry::Keep),
-            _ => return Err(err("syntax error")),
-        }
-        at += 1;
-    }
-    Ok((when, get, expiry.unwrap_or(NewExpiry::Never)))
-}
-
 fn plain_put(key: String, value: String, expires_at: Option<u64>) -> Parsing {
     Parsing::Plain(Ok(Write {
         ops: vec![Op::Put {
@@ -305,6 +283,5 @@ fn plain_put(key: String, value: String, expires_at: Option<u64>) -> Parsing {
             value,
             expires_at,
         }],
-        reply: WriteReply::Ok,
     }))
 }

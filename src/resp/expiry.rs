@@ -8,10 +8,11 @@ use super::args::{arity, err, text, text_of, Reply};
 use super::commands::point_read;
 use super::output::Output;
 use super::reply;
-use super::writes::{Write, WriteReply};
-use crate::node::compute::{parse_integer, Change, ExpireIf, NewExpiry, NOT_AN_INTEGER};
+use super::writes::Write;
+use crate::node::compute::{parse_integer, Change, ExpireIf, NewExpiry, When, NOT_AN_INTEGER};
 use crate::node::Node;
-use crate::store::{now_ms, Op, Stored};
+use crate::store::expiry::is_live;
+use crate::store::{now_ms, Op};
 
 /// How a command states a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,14 +79,50 @@ pub fn deadline(
     Ok(u64::try_from(at).unwrap_or(0))
 }
 
-/// Reads `[EX|PX|EXAT|PXAT] time` at `options[at]`, if that is such a word: the time
-/// and how many arguments it took.
-pub fn timed_option(options: &[Vec<u8>], at: usize, command: &str) -> Option<Result<u64, String>> {
-    let unit = Unit::of_option(&options[at])?;
-    Some(match options.get(at + 1) {
-        Some(amount) => deadline(amount, unit, now_ms(), command, true),
-        None => Err(err("syntax error")),
-    })
+/// The options of `SET` (`NX`, `XX`, `GET`, `KEEPTTL`, `EX`…) or of `GETEX` (`PERSIST`,
+/// `EX`…), parsed as Redis parses them: every word first (a conflict, an unknown word or
+/// a missing time is a syntax error; a word repeated is not a conflict, and the last
+/// time wins), then the time. Returns when a `SET` applies, whether it answers the old
+/// value, and the expiry it leaves (`Keep` for `GETEX`: none of its words given).
+pub fn parse_options(
+    command: &str,
+    options: &[Vec<u8>],
+) -> Result<(When, bool, NewExpiry), String> {
+    let set = command == "SET";
+    let syntax = || err("syntax error");
+    let (mut when, mut get, mut keep, mut persist) = (When::Always, false, false, false);
+    let mut timed: Option<(Unit, &[u8])> = None;
+    let mut at = 0;
+    while at < options.len() {
+        let word = options[at].to_ascii_uppercase();
+        match word.as_slice() {
+            b"NX" if set && when != When::Present => when = When::Absent,
+            b"XX" if set && when != When::Absent => when = When::Present,
+            b"GET" if set => get = true,
+            b"KEEPTTL" if set && timed.is_none() => keep = true,
+            b"PERSIST" if !set && timed.is_none() => persist = true,
+            word => {
+                let unit = Unit::of_option(word).ok_or_else(syntax)?;
+                let amount = options.get(at + 1).ok_or_else(syntax)?;
+                if keep || persist || timed.is_some_and(|(other, _)| other != unit) {
+                    return Err(syntax());
+                }
+                timed = Some((unit, amount));
+                at += 1;
+            }
+        }
+        at += 1;
+    }
+    let expiry = match (timed, keep, persist) {
+        (Some((unit, amount)), _, _) => {
+            NewExpiry::At(deadline(amount, unit, now_ms(), command, true)?)
+        }
+        (None, true, _) => NewExpiry::Keep,
+        (None, _, true) => NewExpiry::Never,
+        (None, false, false) if set => NewExpiry::Never,
+        (None, false, false) => NewExpiry::Keep,
+    };
+    Ok((when, get, expiry))
 }
 
 /// `SETEX key seconds value`, `PSETEX key milliseconds value`: a plain put that expires.
@@ -102,7 +139,6 @@ pub fn setex(name: &str, args: Vec<Vec<u8>>) -> Result<Write, String> {
             value: text(value)?,
             expires_at: Some(at),
         }],
-        reply: WriteReply::Ok,
     })
 }
 
@@ -118,8 +154,8 @@ pub fn expire(name: &str, args: Vec<Vec<u8>>) -> Result<Change, String> {
             b"XX" => when.xx = true,
             b"GT" => when.gt = true,
             b"LT" => when.lt = true,
-            other => {
-                let word = String::from_utf8_lossy(other).into_owned();
+            _ => {
+                let word = String::from_utf8_lossy(option);
                 return Err(err(format!("Unsupported option {word}")));
             }
         }
@@ -158,15 +194,7 @@ pub fn getex(args: &[Vec<u8>]) -> Option<Result<Change, String>> {
     if options.is_empty() {
         return None;
     }
-    let expiry = match options {
-        [word] if word.eq_ignore_ascii_case(b"PERSIST") => Ok(NewExpiry::Never),
-        [_, _] => match timed_option(options, 0, "GETEX") {
-            Some(at) => at.map(NewExpiry::At),
-            None => Err(err("syntax error")),
-        },
-        _ => Err(err("syntax error")),
-    };
-    Some(expiry.and_then(|expiry| {
+    Some(parse_options("GETEX", options).and_then(|(_, _, expiry)| {
         let key = text_of(key)?;
         Ok(Change::GetEx { key, expiry })
     }))
@@ -178,14 +206,15 @@ pub fn persist(args: Vec<Vec<u8>>) -> Result<Change, String> {
     Ok(Change::Persist { key: text(key)? })
 }
 
-/// What `TTL` (`PTTL`, `EXPIRETIME`, `PEXPIRETIME`) answers for `stored` at `now`: -2 for
-/// a key that is absent or expired, -1 for one without an expiry; otherwise the time
-/// left (or the time itself), in seconds rounded as Redis rounds them or in ms.
-pub fn ttl_answer(name: &str, stored: Option<&Stored>, now: u64) -> i64 {
-    let Some(stored) = stored.filter(|stored| stored.is_live(now)) else {
+/// What `TTL` (`PTTL`, `EXPIRETIME`, `PEXPIRETIME`) answers for a row of that expiry
+/// (`None`: no row) at `now`: -2 for a key that is absent or expired, -1 for one without
+/// an expiry; otherwise the time left (or the time itself), in seconds rounded as Redis
+/// rounds them or in ms.
+pub fn ttl_answer(name: &str, row: Option<Option<u64>>, now: u64) -> i64 {
+    let Some(expiry) = row.filter(|&expiry| is_live(expiry, now)) else {
         return -2;
     };
-    let Some(at) = stored.expires_at else {
+    let Some(at) = expiry else {
         return -1;
     };
     let (absolute, millis) = match name {
@@ -206,8 +235,8 @@ pub fn ttl_answer(name: &str, stored: Option<&Stored>, now: u64) -> i64 {
 /// `TTL key`, `PTTL key`, `EXPIRETIME key`, `PEXPIRETIME key`.
 pub async fn ttl(node: &Node, name: &str, key: &[u8], out: &mut Output) -> Reply {
     let key = text_of(key)?;
-    let stored = point_read(node, 1, move |store| store.get_stored(&key)).await?;
-    reply::integer(out.buffer(), ttl_answer(name, stored.as_ref(), now_ms()));
+    let row = point_read(node, 1, move |store| store.row_expiry(&key)).await?;
+    reply::integer(out.buffer(), ttl_answer(name, row, now_ms()));
     Ok(())
 }
 
@@ -248,22 +277,15 @@ mod tests {
 
     #[test]
     fn ttl_answers_as_redis_rounds() {
-        let stored = |expires_at| Stored {
-            value: "v".into(),
-            expires_at,
-        };
         assert_eq!(ttl_answer("TTL", None, NOW), -2);
-        assert_eq!(ttl_answer("TTL", Some(&stored(None)), NOW), -1);
-        assert_eq!(ttl_answer("PTTL", Some(&stored(Some(NOW))), NOW), -2);
-        let soon = stored(Some(NOW + 1_499));
-        assert_eq!(ttl_answer("TTL", Some(&soon), NOW), 1);
-        assert_eq!(ttl_answer("PTTL", Some(&soon), NOW), 1_499);
+        assert_eq!(ttl_answer("TTL", Some(None), NOW), -1);
+        assert_eq!(ttl_answer("PTTL", Some(Some(NOW)), NOW), -2);
+        let soon = Some(Some(NOW + 1_499));
+        assert_eq!(ttl_answer("TTL", soon, NOW), 1);
+        assert_eq!(ttl_answer("PTTL", soon, NOW), 1_499);
+        assert_eq!(ttl_answer("PEXPIRETIME", soon, NOW), (NOW + 1_499) as i64);
         assert_eq!(
-            ttl_answer("PEXPIRETIME", Some(&soon), NOW),
-            (NOW + 1_499) as i64
-        );
-        assert_eq!(
-            ttl_answer("EXPIRETIME", Some(&soon), NOW),
+            ttl_answer("EXPIRETIME", soon, NOW),
             (NOW + 1_499 + 500) as i64 / 1000
         );
     }

@@ -91,9 +91,10 @@ pub fn render(node: &Node, facts: &ServerFacts, sections: &[String]) -> Result<S
         let _ = write!(
             text,
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
-             expired_keys:0\r\nevicted_keys:0\r\nkv_commits:{}\r\n\r\n",
+             expired_keys:{}\r\nevicted_keys:0\r\nkv_commits:{}\r\n\r\n",
             facts.counts.received.load(Ordering::Relaxed),
             facts.counts.commands.load(Ordering::Relaxed),
+            node.expired_keys(),
             node.commits()
         );
     }

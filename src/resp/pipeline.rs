@@ -16,7 +16,7 @@
 use super::args::store_error;
 use super::changes::{self, Answer, Parsed};
 use super::reply;
-use super::writes::{Write, WriteReply};
+use super::writes::Write;
 use crate::error::Error;
 use crate::node::budget::Charge;
 use crate::node::compute::Outcome;
@@ -45,7 +45,7 @@ const WITHDRAWN: &str =
 /// A request waiting for the writes before it.
 enum Queued {
     /// A write: its outcome, and the reply it gets once durable.
-    Write(PendingWrite, WriteReply),
+    Write(PendingWrite),
     /// A change the writer resolves: its commit, its outcome, and how to answer it.
     Change(PendingWrite, oneshot::Receiver<Outcome>, Answer),
     /// A read's reply, encoded; `from_writes` if it came from the connection's own
@@ -98,14 +98,13 @@ impl Pipeline {
             Ok(write) => {
                 let remembered = remember(&write.ops);
                 match node.start_write(write.ops, charge).await {
-                    Ok(pending) => Ok((pending, write.reply, remembered)),
+                    Ok(pending) => Ok((pending, remembered)),
                     Err(e) => Err(store_error(e)),
                 }
             }
             Err(message) => Err(message),
         };
-        let queued =
-            queued.map(|(pending, reply, remembered)| (Queued::Write(pending, reply), remembered));
+        let queued = queued.map(|(pending, remembered)| (Queued::Write(pending), remembered));
         self.enqueue(queued, out).await;
     }
 
@@ -203,8 +202,11 @@ impl Pipeline {
         let mut failed = false;
         while let Some(queued) = self.queue.pop_front() {
             match queued {
-                Queued::Write(pending, kind) => match pending.durable().await {
-                    Ok(seqs) => self.answer_write(&seqs, kind, out),
+                Queued::Write(pending) => match pending.durable().await {
+                    Ok(seqs) => {
+                        self.note_seqs(&seqs);
+                        reply::simple(out, "OK");
+                    }
                     Err(e) => failed |= write_failed(e, out),
                 },
                 Queued::Change(pending, outcome, answer) => match pending.durable().await {
@@ -231,17 +233,6 @@ impl Pipeline {
     fn note_seqs(&mut self, seqs: &[Option<u64>]) {
         if let Some(&last) = seqs.iter().flatten().max() {
             self.last_write = self.last_write.max(last);
-        }
-    }
-
-    fn answer_write(&mut self, seqs: &[Option<u64>], kind: WriteReply, out: &mut BytesMut) {
-        self.note_seqs(seqs);
-        match kind {
-            WriteReply::Ok => reply::simple(out, "OK"),
-            WriteReply::Removed => {
-                let removed = seqs.iter().flatten().count();
-                reply::integer(out, i64::try_from(removed).unwrap_or(i64::MAX));
-            }
         }
     }
 }

@@ -207,9 +207,10 @@ impl Shell {
             }
             Command::Del { key } => {
                 self.require_primary("DEL")?;
-                Ok(match self.write(Op::Delete { key: key.into() })? {
-                    Some(_) => format!("OK {key} deleted"),
-                    None => format!("{key} -> Not found"),
+                let keys = vec![key.to_string()];
+                Ok(match self.change_int(Change::Del { keys })? {
+                    0 => format!("{key} -> Not found"),
+                    _ => format!("OK {key} deleted"),
                 })
             }
             Command::Flush { .. } => {

@@ -250,6 +250,10 @@ impl KvStore for MemoryStore {
         Ok(self.read().data.get(key).cloned())
     }
 
+    fn row_expiry(&self, key: &str) -> Result<Option<Option<u64>>> {
+        Ok(self.read().data.get(key).map(|stored| stored.expires_at))
+    }
+
     fn expired_keys(&self, now: u64, limit: usize) -> Result<Vec<String>> {
         Ok(self.read().data.expired(now, limit))
     }

@@ -273,6 +273,10 @@ pub fn values_up_to(
 /// The largest seq kv uses: SQLite integers are signed 64-bit.
 pub const MAX_SEQ: u64 = i64::MAX as u64;
 
+/// The largest expiry kv stores (ms since the Unix epoch), for the same reason; the client
+/// port and the shell never make a larger one, and a replica refuses one.
+pub const MAX_EXPIRY: u64 = i64::MAX as u64;
+
 /// Source of snapshot chunks for [`KvStore::install_snapshot`]: `Ok(Some(chunk))` while
 /// chunks remain, `Ok(None)` once the snapshot is complete, `Err` to abandon it.
 pub type ChunkSource<'a> = dyn FnMut() -> Result<Option<Vec<Record>>> + 'a;
@@ -288,6 +292,10 @@ pub trait KvStore: Send + Sync {
     /// `key`'s row as stored, expired or not: its value and expiry. The writer decides
     /// with it what an expired key means at the time its batch resolves.
     fn get_stored(&self, key: &str) -> Result<Option<Stored>>;
+
+    /// Whether `key` has a row, expired or not, and its expiry, without reading its value:
+    /// `None` without a row, `Some(None)` for a row that never expires.
+    fn row_expiry(&self, key: &str) -> Result<Option<Option<u64>>>;
 
     /// Up to `limit` keys whose expiry is at or before `now` (ms since the Unix epoch),
     /// oldest expiry first: what the primary's sweep deletes next.

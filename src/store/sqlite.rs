@@ -294,6 +294,17 @@ impl KvStore for SqliteStore {
         })
     }
 
+    fn row_expiry(&self, key: &str) -> Result<Option<Option<u64>>> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT expires_at FROM kv WHERE key = ?1")?
+                .query_row([key], |row| {
+                    Ok(row.get::<_, Option<i64>>(0)?.map(stored_time))
+                })
+                .optional()?)
+        })
+    }
+
     fn expired_keys(&self, now: u64, limit: usize) -> Result<Vec<String>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(|conn| {
@@ -340,7 +351,7 @@ impl KvStore for SqliteStore {
     }
 
     fn scan_keys(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        self.read(|conn| query_keys(conn, prefix, after, limit))
+        self.read(|conn| query_keys(conn, prefix, after, limit, sql_now()))
     }
 
     fn key_cursor(&self, prefix: &str) -> Result<Box<dyn KeyCursor>> {

@@ -5,7 +5,7 @@
 
 use crate::Rng;
 use kv::protocol::{self, Message, PROTOCOL_VERSION};
-use kv::store::{Fork, Record, MAX_SEQ};
+use kv::store::{Fork, Record, MAX_EXPIRY, MAX_SEQ};
 use rand::RngExt;
 
 pub const VARIANTS: usize = 17;
@@ -91,7 +91,13 @@ fn random_char(rng: &mut Rng) -> char {
 }
 
 /// A string whose length often sits at a msgpack str width boundary (31/32, 255/256).
-/// An expiry, or none, some of them at the edges of the range.
+/// An expiry a correct upstream may send: none, or one SQLite can store.
+pub fn valid_expiry(rng: &mut Rng) -> Option<u64> {
+    random_expiry(rng).map(|at| at.min(MAX_EXPIRY))
+}
+
+/// An expiry, or none, some of them at the edges of the range (beyond what kv stores,
+/// too: a receiver refuses those).
 pub fn random_expiry(rng: &mut Rng) -> Option<u64> {
     match rng.random_range(0..4) {
         0 => None,

@@ -3,12 +3,12 @@
 //! tracked from its steps alone.
 
 use crate::messages::{
-    encoding_of, message_of, random_expiry, random_seq, random_string, SEQS, VARIANTS,
+    encoding_of, message_of, random_expiry, random_seq, random_string, valid_expiry, SEQS, VARIANTS,
 };
 use crate::{Rng, Stats};
 use kv::protocol::{self, Message};
 use kv::replication::{Receiver, Step};
-use kv::store::{LogEntry, Op, Record, MAX_SEQ};
+use kv::store::{LogEntry, Op, Record, MAX_EXPIRY, MAX_SEQ};
 use rand::RngExt;
 use std::panic::{self, AssertUnwindSafe};
 
@@ -69,7 +69,7 @@ fn sorted_keys(after: Option<&str>, rng: &mut Rng) -> Vec<Record> {
         .map(|key| Record {
             key,
             value: random_string(rng),
-            expires_at: random_expiry(rng),
+            expires_at: valid_expiry(rng),
         })
         .collect()
 }
@@ -124,7 +124,7 @@ fn correct_next(model: &Model, rng: &mut Rng) -> Message {
                     seq,
                     key: random_string(rng),
                     value: random_string(rng),
-                    expires_at: random_expiry(rng),
+                    expires_at: valid_expiry(rng),
                 },
             }
         }
@@ -180,10 +180,14 @@ fn perturbed_next(model: &Model, rng: &mut Rng) -> Message {
 }
 
 /// Whether the receiver must accept `message` in the model's state (the next entry, a
-/// heartbeat not ahead of what arrived...): it may not refuse what a correct upstream sends.
+/// heartbeat not ahead of what arrived...): it may not refuse what a correct upstream sends
+/// (a put whose expiry is beyond what kv stores is not correct).
 fn must_accept(model: &Model, message: &Message) -> bool {
     match (&model.phase, message) {
         (_, Message::Ping { seq, .. }) => *seq <= model.last,
+        (Phase::Streaming, Message::Put { expires_at, .. }) if expires_at > &Some(MAX_EXPIRY) => {
+            false
+        }
         (Phase::Streaming, Message::Put { seq, .. } | Message::Delete { seq, .. }) => {
             model.last.checked_add(1) == Some(*seq) && *seq <= MAX_SEQ
         }

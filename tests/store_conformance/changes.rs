@@ -13,6 +13,7 @@ pub fn resolve<S: KvStore>(store: &S, now: u64, change: Change) -> kv::Result<Re
     change.resolve(&mut View {
         now,
         read: &mut |key| store.get_stored(key),
+        expiry: &mut |key| store.row_expiry(key),
         keys: &mut || store.scan_keys("", None, 1000),
     })
 }

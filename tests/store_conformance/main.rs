@@ -122,6 +122,8 @@ conformance! {
         expiry::the_expiry_travels_with_log_snapshot_and_digest,
         expiry::expiry_commands_resolve_against_the_store,
         expiry::the_sweep_deletes_only_what_expired,
+        expiry::a_key_cursor_reads_at_one_time,
+        expiry::del_counts_only_keys_that_had_not_expired,
         snapshot::snapshot_stays_consistent_while_writes_continue,
         snapshot::snapshot_chunk_bounds,
         snapshot::install_snapshot_replaces_everything,

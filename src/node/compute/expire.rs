@@ -1,10 +1,13 @@
-//! The changes that set or drop an expiry (`EXPIRE` and its kin, `PERSIST`, `GETEX`), and
-//! the primary's sweep of expired keys. An expiry already past deletes the key at once,
-//! as Redis does, so the log says when it went.
+//! The changes that set or drop an expiry (`EXPIRE` and its kin, `PERSIST`, `GETEX`), the
+//! primary's sweep of expired keys, and `DEL`, whose answer counts only keys that had not
+//! expired. An expiry already past deletes the key at once, as Redis does, so the log says
+//! when it went.
 
 use super::{put, NewExpiry, Outcome, Resolved, View};
 use crate::error::Result;
+use crate::store::expiry::is_live;
 use crate::store::Op;
+use std::collections::HashSet;
 
 /// The conditions of `EXPIRE key time [NX] [XX] [GT] [LT]`, all of which must hold. A key
 /// without an expiry counts as expiring never, i.e. later than any time.
@@ -73,6 +76,10 @@ pub(super) fn get_ex(key: &str, expiry: NewExpiry, view: &mut View<'_>) -> Resul
         NewExpiry::Keep => return Ok((Vec::new(), Outcome::Bulk(Some(stored.value)))),
         NewExpiry::At(at) => Some(at),
     };
+    if at == stored.expires_at {
+        // Nothing changes: nothing to log (`GETEX k PERSIST` of a key without expiry).
+        return Ok((Vec::new(), Outcome::Bulk(Some(stored.value))));
+    }
     let value = stored.value.clone();
     let op = rewrite(key, stored.value, at, view.now);
     Ok((vec![op], Outcome::Bulk(Some(value))))
@@ -82,11 +89,30 @@ pub(super) fn get_ex(key: &str, expiry: NewExpiry, view: &mut View<'_>) -> Resul
 pub(super) fn purge(keys: Vec<String>, view: &mut View<'_>) -> Result<Resolved> {
     let mut ops = Vec::new();
     for key in keys {
-        let expired = (view.read)(&key)?.is_some_and(|stored| !stored.is_live(view.now));
-        if expired {
+        let expiry = (view.expiry)(&key)?;
+        if expiry.is_some_and(|at| !is_live(at, view.now)) {
             ops.push(Op::Delete { key });
         }
     }
     let removed = i64::try_from(ops.len()).unwrap_or(i64::MAX);
+    Ok((ops, Outcome::Int(removed)))
+}
+
+/// `DEL`: deletes every row of `keys` (a key named twice once), and answers how many had
+/// not expired.
+pub(super) fn delete(keys: Vec<String>, view: &mut View<'_>) -> Result<Resolved> {
+    let mut ops = Vec::new();
+    let mut removed = 0i64;
+    let mut seen = HashSet::new();
+    for key in keys {
+        let Some(expiry) = (view.expiry)(&key)? else {
+            continue;
+        };
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        removed += i64::from(is_live(expiry, view.now));
+        ops.push(Op::Delete { key });
+    }
     Ok((ops, Outcome::Int(removed)))
 }

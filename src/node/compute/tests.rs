@@ -7,6 +7,7 @@ use std::collections::HashMap;
 fn run_at(data: &mut HashMap<String, Stored>, now: u64, change: Change) -> Result<Outcome> {
     let snapshot = data.clone();
     let mut read = |key: &str| Ok(snapshot.get(key).cloned());
+    let mut expiry = |key: &str| Ok(snapshot.get(key).map(|stored| stored.expires_at));
     let mut keys = || {
         let live = snapshot.iter().filter(|(_, stored)| stored.is_live(now));
         Ok(live.map(|(key, _)| key.clone()).collect())
@@ -14,6 +15,7 @@ fn run_at(data: &mut HashMap<String, Stored>, now: u64, change: Change) -> Resul
     let mut view = View {
         now,
         read: &mut read,
+        expiry: &mut expiry,
         keys: &mut keys,
     };
     let (ops, outcome) = change.resolve(&mut view)?;

@@ -80,6 +80,13 @@ impl Overlay {
         }
     }
 
+    fn expiry(&self, store: &dyn KvStore, key: &str) -> Result<Option<Option<u64>>> {
+        match self.0.get(key) {
+            Some(stored) => Ok(stored.as_ref().map(|stored| stored.expires_at)),
+            None => store.row_expiry(key),
+        }
+    }
+
     /// Every live key, as the batch leaves them so far, read in pages.
     fn keys(&self, store: &dyn KvStore, now: u64) -> Result<Vec<String>> {
         let mut keys = Vec::new();
@@ -183,6 +190,7 @@ fn resolve(
         change.resolve(&mut View {
             now,
             read: &mut |key| overlay.read(store, key),
+            expiry: &mut |key| overlay.expiry(store, key),
             keys: &mut || overlay.keys(store, now),
         })
     });

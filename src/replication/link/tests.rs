@@ -105,6 +105,9 @@ impl KvStore for GatedStore {
     fn get_stored(&self, key: &str) -> crate::Result<Option<Stored>> {
         self.inner.get_stored(key)
     }
+    fn row_expiry(&self, key: &str) -> crate::Result<Option<Option<u64>>> {
+        self.inner.row_expiry(key)
+    }
     fn expired_keys(&self, now: u64, limit: usize) -> crate::Result<Vec<String>> {
         self.inner.expired_keys(now, limit)
     }

@@ -263,13 +263,14 @@ pub(super) fn sql_now() -> i64 {
 }
 
 /// Up to `limit` rows (read by `row`, whose first column is the key) of the keys starting
-/// with `prefix` that sort after `after` (if given), in key order.
+/// with `prefix` that sort after `after` (if given), in key order, live at `now`.
 fn query_range<T>(
     conn: &Connection,
     columns: &str,
     prefix: &str,
     after: Option<&str>,
     limit: usize,
+    now: i64,
     row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<(String, T)>,
 ) -> Result<Vec<(String, T)>> {
     if limit == 0 {
@@ -284,7 +285,7 @@ fn query_range<T>(
     let rows_wanted = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
     let (sql, upper) = range_sql(columns, prefix, " ORDER BY key LIMIT ?4");
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![lower, upper, sql_now(), rows_wanted], row)?;
+    let rows = stmt.query_map(params![lower, upper, now, rows_wanted], row)?;
     let mut found = Vec::new();
     for item in rows {
         let item = item?;
@@ -306,19 +307,20 @@ pub(super) fn query_pairs(
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<Pair>> {
-    query_range(conn, "key, value", prefix, after, limit, |row| {
+    query_range(conn, "key, value", prefix, after, limit, sql_now(), |row| {
         Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
     })
 }
 
-/// Keys in a key range (see [`query_range`]), without reading their values.
+/// Keys in a key range (see [`query_range`]) live at `now`, without reading their values.
 pub(super) fn query_keys(
     conn: &Connection,
     prefix: &str,
     after: Option<&str>,
     limit: usize,
+    now: i64,
 ) -> Result<Vec<String>> {
-    let keys = query_range(conn, "key", prefix, after, limit, |row| {
+    let keys = query_range(conn, "key", prefix, after, limit, now, |row| {
         Ok((row.get::<_, String>(0)?, ()))
     })?;
     Ok(keys.into_iter().map(|(key, ())| key).collect())

@@ -4,7 +4,7 @@
 //! the chunk or page size whatever the database's size.
 
 use super::lineage::{checksum_at, read_lineage};
-use super::rows::{head, query_keys, read_record};
+use super::rows::{head, query_keys, read_record, sql_now};
 use crate::error::{Error, Result};
 use crate::store::{fill_chunk, KeyCursor, Record, Snapshot, SnapshotInfo};
 use rusqlite::{params, Connection};
@@ -79,11 +79,13 @@ impl Snapshot for SqliteSnapshot {
     }
 }
 
-/// The keys of one prefix, held open as a read transaction on its own connection.
+/// The keys of one prefix, held open as a read transaction on its own connection, at
+/// one time: a key that expires while it is read is in every pass or in none.
 pub(super) struct SqliteKeyCursor {
     conn: Connection,
     prefix: String,
     last_key: Option<String>,
+    now: i64,
 }
 
 impl SqliteKeyCursor {
@@ -95,13 +97,15 @@ impl SqliteKeyCursor {
             conn,
             prefix: prefix.to_string(),
             last_key: None,
+            now: sql_now(),
         })
     }
 }
 
 impl KeyCursor for SqliteKeyCursor {
     fn next_page(&mut self, max: usize) -> Result<Vec<String>> {
-        let page = query_keys(&self.conn, &self.prefix, self.last_key.as_deref(), max)?;
+        let after = self.last_key.as_deref();
+        let page = query_keys(&self.conn, &self.prefix, after, max, self.now)?;
         if let Some(key) = page.last() {
             self.last_key = Some(key.clone());
         }
