@@ -74,14 +74,15 @@
 //! ```
 
 use crate::error::Result;
-use crate::store::{Fork, LogEntry, Op, Record, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use crate::store::{Bytes, Fork, LogEntry, Op, Record, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks; a `Join` with another version is refused.
 ///
-/// Version 3 added expiry: a `Put` may carry `expires_at`, and snapshot rows are
-/// `[key, value, expires_at]`. An older replica would drop expiries without noticing, so
-/// the versions do not mix.
+/// Version 3 added expiry and binary keys and values: a `Put` may carry `expires_at`,
+/// keys and values are MessagePack binary, and snapshot rows are `[key, value,
+/// expires_at]`. An older replica would drop expiries without noticing and refuse
+/// binary data, so the versions do not mix.
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest frame accepted once a connection is established.
@@ -229,10 +230,12 @@ pub enum Message {
     Put {
         /// The entry's seq.
         seq: u64,
-        /// The key.
-        key: String,
-        /// The value.
-        value: String,
+        /// The key (MessagePack binary).
+        #[serde(with = "serde_bytes")]
+        key: Bytes,
+        /// The value (MessagePack binary).
+        #[serde(with = "serde_bytes")]
+        value: Bytes,
         /// When the key expires, in ms since the Unix epoch (`None`: never).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_at: Option<u64>,
@@ -241,8 +244,9 @@ pub enum Message {
     Delete {
         /// The entry's seq.
         seq: u64,
-        /// The key.
-        key: String,
+        /// The key (MessagePack binary).
+        #[serde(with = "serde_bytes")]
+        key: Bytes,
     },
     /// A planned handoff (`FAILOVER`): the upstream paused its writes at `seq`, which the
     /// replica has acked; the replica promotes itself and the upstream then follows it.
@@ -407,7 +411,7 @@ mod tests {
                     Record::new("k", "v w\n"),
                     Record {
                         key: "é".into(),
-                        value: String::new(),
+                        value: Vec::new(),
                         expires_at: Some(1_800_000_000_000),
                     },
                 ],
@@ -446,15 +450,15 @@ mod tests {
     fn the_largest_entry_and_chunk_fit_a_frame() {
         let put = Message::Put {
             seq: u64::MAX,
-            key: "k".repeat(MAX_KEY_BYTES),
-            value: "v".repeat(MAX_VALUE_BYTES),
+            key: vec![b'k'; MAX_KEY_BYTES],
+            value: vec![b'v'; MAX_VALUE_BYTES],
             expires_at: Some(u64::MAX),
         };
         assert!(encode(&put).expect("encode").len() <= MAX_FRAME);
         let alone = Message::Snapshot {
             entries: vec![Record {
-                key: "k".repeat(MAX_KEY_BYTES),
-                value: "v".repeat(MAX_VALUE_BYTES),
+                key: vec![b'k'; MAX_KEY_BYTES],
+                value: vec![0xff; MAX_VALUE_BYTES],
                 expires_at: Some(u64::MAX),
             }],
         };
@@ -463,8 +467,8 @@ mod tests {
         let full = Message::Snapshot {
             entries: (0..SNAPSHOT_CHUNK_ENTRIES)
                 .map(|i| Record {
-                    key: format!("{i}"),
-                    value: "v".repeat(per_pair),
+                    key: format!("{i}").into_bytes(),
+                    value: vec![b'v'; per_pair],
                     expires_at: Some(u64::MAX),
                 })
                 .collect(),

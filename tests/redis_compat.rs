@@ -487,3 +487,75 @@ fn changes_replicate_and_resolve_in_order_within_a_pipeline() {
     let emptied = wait_until(PATIENCE, || kv_rows(&replica_db).is_empty());
     assert!(emptied, "the replica has {:?}", kv_rows(&replica_db));
 }
+
+/// One command with byte arguments, and its reply as text (the value's debug form).
+fn ask_bytes(con: &mut redis::Connection, args: &[&[u8]]) -> String {
+    let mut command = redis::cmd(std::str::from_utf8(args[0]).expect("a command name"));
+    for arg in &args[1..] {
+        command.arg(*arg);
+    }
+    if args[0] == b"KEYS" {
+        // Redis lists keys in hash order, kv in key order: compared sorted.
+        let mut keys: Vec<Vec<u8>> = command.query(con).expect("KEYS");
+        keys.sort();
+        return format!("{keys:?}");
+    }
+    match command.query::<redis::Value>(con) {
+        Ok(value) => format!("{value:?}"),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// Keys and values are bytes, as in Redis: the same replies for keys and values that are
+/// not UTF-8 (byte-wise `GETRANGE`, a `SETRANGE` through a character, glob patterns
+/// matching bytes).
+#[test]
+fn binary_keys_and_values_answer_as_redis_does() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new().expect("tempdir");
+    let kv = KvProcess::primary_with_clients(&dir.path().join("p.db"), &[]);
+    let mut theirs = redis.connection().expect("redis");
+    let mut ours = redis::Client::open(kv.redis_url())
+        .and_then(|c| c.get_connection())
+        .expect("kv");
+    let script: &[&[&[u8]]] = &[
+        &[b"SET", b"bin\xff\x00key", b"\x00\x01\xfe\xff"],
+        &[b"GET", b"bin\xff\x00key"],
+        &[b"STRLEN", b"bin\xff\x00key"],
+        &[b"APPEND", b"bin\xff\x00key", b"\x80"],
+        &[b"GETRANGE", b"bin\xff\x00key", b"1", b"3"],
+        &[b"SET", b"word", "h\u{e9}llo".as_bytes()],
+        &[b"SETRANGE", b"word", b"2", b"X"],
+        &[b"GET", b"word"],
+        &[b"GETRANGE", b"word", b"0", b"1"],
+        &[b"MSET", b"\xc3", b"half", b"\xc3\xa9", b"whole"],
+        &[b"MGET", b"\xc3", b"\xc3\xa9", b"\xc3\xa8"],
+        &[b"KEYS", b"\xc3*"],
+        &[b"KEYS", b"bin?\x00*"],
+        &[b"EXISTS", b"bin\xff\x00key", b"bin"],
+        &[b"RENAME", b"bin\xff\x00key", b"\xfe"],
+        &[b"GET", b"\xfe"],
+        &[b"INCR", b"\xfe"],
+        &[b"SET", b"n", b"\xff1"],
+        &[b"INCR", b"n"],
+        &[b"DEL", b"\xfe", b"\xc3"],
+        &[b"DBSIZE"],
+    ];
+    let mut differences = Vec::new();
+    for args in script {
+        let (expected, got) = (ask_bytes(&mut theirs, args), ask_bytes(&mut ours, args));
+        if expected != got {
+            let line: Vec<String> = args.iter().map(|a| a.escape_ascii().to_string()).collect();
+            differences.push(format!(
+                "{}\n  redis: {expected}\n  kv:    {got}",
+                line.join(" ")
+            ));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} commands differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+}

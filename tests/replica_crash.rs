@@ -64,7 +64,9 @@ impl Model {
                 applied += 1;
             }
             let mut hasher = ContentHasher::default();
-            state.iter().for_each(|(k, v)| hasher.add(k, v));
+            state
+                .iter()
+                .for_each(|(k, v)| hasher.add(k.as_bytes(), v.as_bytes()));
             out.insert(seq, hasher.finish());
         }
         out
@@ -92,7 +94,7 @@ fn observe(db: &Path) -> Option<Observation> {
     let mut hasher = ContentHasher::default();
     while let Ok(Some(row)) = rows.next() {
         let (key, value): (String, String) = (row.get(0).ok()?, row.get(1).ok()?);
-        hasher.add(&key, &value);
+        hasher.add(key.as_bytes(), value.as_bytes());
     }
     Some((seq, hasher.finish()))
 }

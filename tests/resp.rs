@@ -95,7 +95,7 @@ fn data_commands_on_the_primary() {
         .query(&mut con)
         .expect("SETNAME");
 
-    // Unknown options, non-UTF-8 data and unknown commands are errors, not crashes.
+    // Unknown options and unknown commands are errors, not crashes.
     let ex: RedisResult<()> = redis::cmd("SET")
         .arg("k")
         .arg("v")
@@ -104,11 +104,6 @@ fn data_commands_on_the_primary() {
         .arg("LATER")
         .query(&mut con);
     assert!(ex.unwrap_err().to_string().contains("syntax error"));
-    let binary: RedisResult<()> = redis::cmd("SET")
-        .arg("k")
-        .arg(&[0xffu8, 0xfe][..])
-        .query(&mut con);
-    assert!(binary.unwrap_err().to_string().contains("UTF-8"));
     let unknown: RedisResult<()> = redis::cmd("HSET")
         .arg("h")
         .arg("f")
@@ -294,7 +289,8 @@ fn pipelines_and_many_concurrent_clients() {
             _ => continue,
         };
         match i {
-            5 => assert!(matches!(extra, redis::Value::ServerError(_)), "{extra:?}"),
+            // A key that is not UTF-8 is a key like any other (absent here).
+            5 => assert_eq!(extra, redis::Value::Nil),
             17 => assert_eq!(extra, redis::Value::Int(1)),
             23 => assert_eq!(extra, redis::Value::Okay),
             _ => assert_eq!(extra, redis::Value::Nil),

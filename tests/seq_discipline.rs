@@ -17,7 +17,7 @@ fn put(seq: u64, key: &str) -> Message {
     Message::Put {
         seq,
         key: key.into(),
-        value: format!("v{seq}"),
+        value: format!("v{seq}").into_bytes(),
         expires_at: None,
     }
 }

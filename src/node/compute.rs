@@ -17,62 +17,58 @@ mod expire;
 pub use expire::ExpireIf;
 
 use crate::error::{Error, Result};
-use crate::store::{check_value_size, Op, Stored};
+use crate::store::{check_value_size, Bytes, Op, Stored};
 
 /// A write whose ops depend on the data. Its fields are the command's arguments.
 #[allow(missing_docs)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
     /// `INCRBY key by` (`INCR`, `DECR`, `DECRBY`): an integer value plus `by`.
-    IncrBy { key: String, by: i64 },
+    IncrBy { key: Bytes, by: i64 },
     /// `INCRBYFLOAT key by`.
-    IncrByFloat { key: String, by: f64 },
+    IncrByFloat { key: Bytes, by: f64 },
     /// `APPEND key value`.
-    Append { key: String, value: String },
+    Append { key: Bytes, value: Bytes },
     /// `SETRANGE key offset value`.
     SetRange {
-        key: String,
+        key: Bytes,
         offset: usize,
-        value: String,
+        value: Bytes,
     },
     /// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT|KEEPTTL]`, `SETNX`, `GETSET`.
     Set {
-        key: String,
-        value: String,
+        key: Bytes,
+        value: Bytes,
         when: When,
         get: bool,
         expiry: NewExpiry,
     },
     /// `GETDEL key`.
-    GetDel { key: String },
+    GetDel { key: Bytes },
     /// `MSETNX key value …`: all or none, only if none of the keys exists.
-    MSetNx { pairs: Vec<(String, String)> },
+    MSetNx { pairs: Vec<(Bytes, Bytes)> },
     /// `RENAME` (`nx: false`) or `RENAMENX`.
-    Rename { from: String, to: String, nx: bool },
+    Rename { from: Bytes, to: Bytes, nx: bool },
     /// `COPY from to [REPLACE]`.
     Copy {
-        from: String,
-        to: String,
+        from: Bytes,
+        to: Bytes,
         replace: bool,
     },
     /// `FLUSHDB`, `FLUSHALL`: every key deleted (each logged as a delete).
     Flush,
     /// `EXPIRE` and its kin, `at` already absolute (ms since the Unix epoch).
-    Expire {
-        key: String,
-        at: u64,
-        when: ExpireIf,
-    },
+    Expire { key: Bytes, at: u64, when: ExpireIf },
     /// `PERSIST key`: drop its expiry.
-    Persist { key: String },
+    Persist { key: Bytes },
     /// `GETEX key` with an option: its value, and a new expiry.
-    GetEx { key: String, expiry: NewExpiry },
+    GetEx { key: Bytes, expiry: NewExpiry },
     /// The primary's sweep: delete those of `keys` whose expiry has passed (each logged
     /// as a delete, so replicas and the log stay exact).
-    Purge { keys: Vec<String> },
+    Purge { keys: Vec<Bytes> },
     /// `DEL key …`, `UNLINK key …`: every row deleted, and how many of them had not
     /// expired (an expired row is deleted too, but Redis does not count it).
-    Del { keys: Vec<String> },
+    Del { keys: Vec<Bytes> },
 }
 
 /// The expiry a write leaves its key with.
@@ -86,29 +82,33 @@ pub enum NewExpiry {
     At(u64),
 }
 
+/// Reads whether a key has a row and its expiry (`None`: no row; `Some(None)`: a row that
+/// never expires).
+pub type ReadExpiry<'a> = &'a mut dyn FnMut(&[u8]) -> Result<Option<Option<u64>>>;
+
 /// What a change reads: the store as its batch leaves it, at the batch's time.
 pub struct View<'a> {
     /// When the batch resolves, in ms since the Unix epoch: a key whose expiry is at or
     /// before it is absent.
     pub now: u64,
     /// A key's row as stored, expired or not.
-    pub read: &'a mut dyn FnMut(&str) -> Result<Option<Stored>>,
+    pub read: &'a mut dyn FnMut(&[u8]) -> Result<Option<Stored>>,
     /// Whether a key has a row, expired or not, and its expiry (see
     /// [`KvStore::row_expiry`](crate::store::KvStore::row_expiry)): no value is read.
-    pub expiry: &'a mut dyn FnMut(&str) -> Result<Option<Option<u64>>>,
+    pub expiry: ReadExpiry<'a>,
     /// Every live key, for a flush.
-    pub keys: &'a mut dyn FnMut() -> Result<Vec<String>>,
+    pub keys: &'a mut dyn FnMut() -> Result<Vec<Bytes>>,
 }
 
 impl View<'_> {
     /// `key`'s row if it has not expired.
-    fn live(&mut self, key: &str) -> Result<Option<Stored>> {
+    fn live(&mut self, key: &[u8]) -> Result<Option<Stored>> {
         let now = self.now;
         Ok((self.read)(key)?.filter(|stored| stored.is_live(now)))
     }
 
     /// `key`'s value if it has not expired.
-    fn value(&mut self, key: &str) -> Result<Option<String>> {
+    fn value(&mut self, key: &[u8]) -> Result<Option<Bytes>> {
         Ok(self.live(key)?.map(|stored| stored.value))
     }
 }
@@ -134,7 +134,7 @@ pub enum Outcome {
     /// An integer (a counter, a length, 0/1 for done or not).
     Int(i64),
     /// A bulk string, or null.
-    Bulk(Option<String>),
+    Bulk(Option<Bytes>),
 }
 
 /// The ops of a resolved change, and its outcome.
@@ -151,9 +151,9 @@ pub const TOO_LONG: &str = "string exceeds maximum allowed size (proto-max-bulk-
 /// Redis's words for a value or argument that is not a float.
 pub const NOT_A_FLOAT: &str = "value is not a valid float";
 
-fn put(key: &str, value: String, expires_at: Option<u64>) -> Op {
+fn put(key: &[u8], value: Bytes, expires_at: Option<u64>) -> Op {
     Op::Put {
-        key: key.to_string(),
+        key: key.to_vec(),
         value,
         expires_at,
     }
@@ -161,7 +161,7 @@ fn put(key: &str, value: String, expires_at: Option<u64>) -> Op {
 
 impl Change {
     /// The keys it may write, for a pipeline that must not guess their values.
-    pub fn keys(&self) -> Vec<&str> {
+    pub fn keys(&self) -> Vec<&[u8]> {
         match self {
             Change::IncrBy { key, .. }
             | Change::IncrByFloat { key, .. }
@@ -173,9 +173,9 @@ impl Change {
             | Change::Persist { key }
             | Change::GetEx { key, .. } => vec![key],
             Change::Purge { keys } | Change::Del { keys } => {
-                keys.iter().map(String::as_str).collect()
+                keys.iter().map(Vec::as_slice).collect()
             }
-            Change::MSetNx { pairs } => pairs.iter().map(|(key, _)| key.as_str()).collect(),
+            Change::MSetNx { pairs } => pairs.iter().map(|(key, _)| key.as_slice()).collect(),
             Change::Rename { from, to, .. } | Change::Copy { from, to, .. } => vec![from, to],
             Change::Flush => Vec::new(),
         }
@@ -203,7 +203,7 @@ impl Change {
                 let old = view.live(&key)?;
                 let expires_at = old.as_ref().and_then(|old| old.expires_at);
                 let mut text = old.map(|old| old.value).unwrap_or_default();
-                text.push_str(&value);
+                text.extend_from_slice(&value);
                 check_value_size(text.len()).map_err(|_| rejected(TOO_LONG))?;
                 let length = text.len();
                 Ok((vec![put(&key, text, expires_at)], Outcome::Int(len(length))))
@@ -287,69 +287,70 @@ fn len(length: usize) -> i64 {
 }
 
 /// `key`'s live value (absent: `None`) and expiry, which a rewrite of the value keeps.
-fn current(view: &mut View<'_>, key: &str) -> Result<(Option<String>, Option<u64>)> {
+fn current(view: &mut View<'_>, key: &[u8]) -> Result<(Option<Bytes>, Option<u64>)> {
     Ok(match view.live(key)? {
         Some(stored) => (Some(stored.value), stored.expires_at),
         None => (None, None),
     })
 }
 
-fn incr_by(key: &str, by: i64, view: &mut View<'_>) -> Result<Resolved> {
+fn incr_by(key: &[u8], by: i64, view: &mut View<'_>) -> Result<Resolved> {
     let (text, expires_at) = current(view, key)?;
     let current = match text {
-        Some(text) => parse_integer(&text).ok_or_else(|| rejected(NOT_AN_INTEGER))?,
+        Some(text) => as_text(&text)
+            .and_then(parse_integer)
+            .ok_or_else(|| rejected(NOT_AN_INTEGER))?,
         None => 0,
     };
     let next = current
         .checked_add(by)
         .ok_or_else(|| rejected("increment or decrement would overflow"))?;
     Ok((
-        vec![put(key, next.to_string(), expires_at)],
+        vec![put(key, next.to_string().into_bytes(), expires_at)],
         Outcome::Int(next),
     ))
 }
 
-fn incr_by_float(key: &str, by: f64, view: &mut View<'_>) -> Result<Resolved> {
+fn incr_by_float(key: &[u8], by: f64, view: &mut View<'_>) -> Result<Resolved> {
     let (text, expires_at) = current(view, key)?;
     let current = match text {
-        Some(text) => parse_float(&text).ok_or_else(|| rejected(NOT_A_FLOAT))?,
+        Some(text) => as_text(&text)
+            .and_then(parse_float)
+            .ok_or_else(|| rejected(NOT_A_FLOAT))?,
         None => 0.0,
     };
     let next = current + by;
     if !next.is_finite() {
         return Err(rejected("increment would produce NaN or Infinity"));
     }
-    let text = format_float(next);
+    let text = format_float(next).into_bytes();
     Ok((
         vec![put(key, text.clone(), expires_at)],
         Outcome::Bulk(Some(text)),
     ))
 }
 
-fn set_range(key: &str, offset: usize, value: &str, view: &mut View<'_>) -> Result<Resolved> {
+fn set_range(key: &[u8], offset: usize, value: &[u8], view: &mut View<'_>) -> Result<Resolved> {
     let (old, expires_at) = current(view, key)?;
     if value.is_empty() {
         // Nothing to write: the length as it is, and no key created.
-        let length = old.as_deref().map_or(0, str::len);
+        let length = old.as_ref().map_or(0, Vec::len);
         return Ok((Vec::new(), Outcome::Int(len(length))));
     }
     let end = offset
         .checked_add(value.len())
         .ok_or_else(|| rejected(TOO_LONG))?;
     check_value_size(end).map_err(|_| rejected(TOO_LONG))?;
-    let mut bytes = old.unwrap_or_default().into_bytes();
+    let mut bytes = old.unwrap_or_default();
     if bytes.len() < end {
         bytes.resize(end, 0);
     }
-    bytes[offset..end].copy_from_slice(value.as_bytes());
+    bytes[offset..end].copy_from_slice(value);
     let length = bytes.len();
-    let text = String::from_utf8(bytes).map_err(|_| {
-        rejected("SETRANGE would split a character: kv stores values as UTF-8 text")
-    })?;
-    Ok((vec![put(key, text, expires_at)], Outcome::Int(len(length))))
+    Ok((vec![put(key, bytes, expires_at)], Outcome::Int(len(length))))
 }
 
-fn rename(from: String, to: String, nx: bool, view: &mut View<'_>) -> Result<Resolved> {
+fn rename(from: Bytes, to: Bytes, nx: bool, view: &mut View<'_>) -> Result<Resolved> {
     let Some(source) = view.live(&from)? else {
         return Err(rejected("no such key"));
     };
@@ -369,6 +370,11 @@ fn rename(from: String, to: String, nx: bool, view: &mut View<'_>) -> Result<Res
     }
     let moved = put(&to, source.value, source.expires_at);
     Ok((vec![Op::Delete { key: from }, moved], done))
+}
+
+/// `bytes` as text, if they are UTF-8 (numbers are).
+fn as_text(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes).ok()
 }
 
 /// A 64-bit integer as Redis reads one: optional `-`, digits, no spaces or `+`, no

@@ -22,7 +22,7 @@ use crate::locks::lock;
 use crate::replication::receiver::SyncReport;
 use crate::replication::{LinkMode, LinkStatus, ReplicaLink, Replication};
 use crate::store::history::short_id;
-use crate::store::{check_key_size, KvStore, Op, Position, Role, Unfenced};
+use crate::store::{check_key_size, Bytes, KvStore, Op, Position, Role, Unfenced};
 use budget::{Charge, MemoryBudget};
 use compute::{Change, Outcome};
 pub use durability::{Durability, PendingWrite};
@@ -434,7 +434,7 @@ impl Node {
     /// (`--min-replicas-to-write`) nor waiting for synchronous ones: deleting what has
     /// already expired takes nothing a client could read, as Redis's expiry does not wait
     /// for replicas either. Returns how many keys it deleted.
-    pub async fn purge_expired(&self, keys: Vec<String>) -> Result<Outcome> {
+    pub async fn purge_expired(&self, keys: Vec<Bytes>) -> Result<Outcome> {
         let (commit, outcome) = {
             let _gate = self.write_gate.read().await;
             self.check_writable()?;

@@ -35,7 +35,7 @@ pub fn render(node: &Node) -> Result<String> {
         Role::Primary => line("head_seq", &head),
         Role::Replica => line("applied_seq", &head),
     }
-    line("keys", &store.count("")?);
+    line("keys", &store.count(b"")?);
     let digest = store.digest()?;
     line("digest", &format!("{} (seq {})", digest.hex, digest.seq));
     line("listening", &node.replication().listen_addr());

@@ -144,8 +144,8 @@ fn concurrent_writes_get_distinct_consecutive_seqs_and_are_all_stored() {
 
     assert_logged_in_seq_order(&node, results);
     for i in 0..100 {
-        let value = node.store().get(&format!("k{i}")).expect("get");
-        assert_eq!(value, Some(i.to_string()));
+        let value = node.store().get(format!("k{i}").as_bytes()).expect("get");
+        assert_eq!(value, Some(i.to_string().into_bytes()));
     }
     let commits = node.commits();
     println!("100 concurrent writes: {commits} transactions");
@@ -303,7 +303,7 @@ fn a_failed_transaction_answers_every_request_in_it_and_stores_none() {
     }
     assert_eq!(node.commits(), 1, "only the write before the removal");
     assert_eq!(node.store().head_seq().expect("head"), 1);
-    assert_eq!(node.store().count("").expect("count"), 1);
+    assert_eq!(node.store().count(b"").expect("count"), 1);
     assert_eq!(*node.replication().subscribe_head().borrow(), 1);
 }
 

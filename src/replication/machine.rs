@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::protocol::Message;
 use crate::store::history::shared_bound;
 use crate::store::{
-    check_next_seq, Fork, Lineage, LogEntry, Op, Record, SnapshotTarget, MAX_EXPIRY, MAX_SEQ,
+    check_next_seq, Bytes, Fork, Lineage, LogEntry, Op, Record, SnapshotTarget, MAX_EXPIRY, MAX_SEQ,
 };
 
 /// What a replica must do with one message from its upstream.
@@ -57,7 +57,7 @@ enum Phase {
     InSnapshot {
         seq: u64,
         /// The last key received: keys must arrive strictly increasing (no duplicate).
-        last_key: Option<String>,
+        last_key: Option<Bytes>,
     },
     Streaming,
 }
@@ -300,12 +300,13 @@ impl Receiver {
         } in entries
         {
             check_expiry(*expires_at)?;
-            if previous.is_some_and(|previous| key.as_str() <= previous) {
+            if previous.is_some_and(|previous| key.as_slice() <= previous) {
                 return Err(Error::Protocol(format!(
-                    "snapshot key {key:?} is out of order or repeated"
+                    "snapshot key {} is out of order or repeated",
+                    key.escape_ascii()
                 )));
             }
-            previous = Some(key);
+            previous = Some(key.as_slice());
         }
         if let Some(record) = entries.last() {
             *last_key = Some(record.key.clone());

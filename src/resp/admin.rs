@@ -31,7 +31,7 @@ const SCAN_REPLY_BYTES: usize = 1024 * 1024;
 /// SCAN's options.
 struct ScanArgs {
     cursor: u64,
-    pattern: Option<String>,
+    pattern: Option<Vec<u8>>,
     count: usize,
     /// `TYPE string`, or no `TYPE`: every value is a string. Any other type: no key.
     strings: bool,
@@ -53,7 +53,7 @@ fn parse_scan(args: &[Vec<u8>]) -> Result<ScanArgs, String> {
             return Err(err("syntax error"));
         };
         match name.to_ascii_uppercase().as_slice() {
-            b"MATCH" => scan.pattern = Some(text_of(value)?),
+            b"MATCH" => scan.pattern = Some(value.clone()),
             b"TYPE" => scan.strings = value.eq_ignore_ascii_case(b"string"),
             b"COUNT" => {
                 scan.count = text_of(value)?
@@ -73,7 +73,7 @@ fn parse_scan(args: &[Vec<u8>]) -> Result<ScanArgs, String> {
 /// own; `0` starts a scan.
 #[derive(Default)]
 pub struct ScanCursors {
-    last_keys: BTreeMap<u64, String>,
+    last_keys: BTreeMap<u64, Vec<u8>>,
     next_id: u64,
 }
 
@@ -98,8 +98,8 @@ impl ScanCursors {
             .pattern
             .as_deref()
             .map(glob::literal_prefix)
-            .unwrap_or("")
-            .to_string();
+            .unwrap_or(b"")
+            .to_vec();
         let count = scan.count;
         let strings = scan.strings;
         // Matching is CPU work proportional to the page: done off the runtime too.
@@ -133,12 +133,11 @@ impl ScanCursors {
         reply::array_header(out, 2);
         reply::bulk(out, Some(next.to_string().as_bytes()));
         reply::array_header(out, keys.len());
-        keys.iter()
-            .for_each(|k| reply::bulk(out, Some(k.as_bytes())));
+        keys.iter().for_each(|k| reply::bulk(out, Some(k)));
         Ok(())
     }
 
-    fn remember(&mut self, last_key: String) -> u64 {
+    fn remember(&mut self, last_key: Vec<u8>) -> u64 {
         if self.last_keys.len() >= MAX_CURSORS {
             self.last_keys.pop_first();
         }

@@ -1,5 +1,5 @@
-//! What every command shares: error replies in Redis's words, and turning arguments into
-//! kv's keys and values.
+//! What every command shares: error replies in Redis's words, and reading an argument
+//! that must be text (a number, a host name); keys and values are bytes, taken as sent.
 
 use crate::error::Error;
 
@@ -19,20 +19,9 @@ pub fn arity(name: &str) -> String {
     ))
 }
 
-/// A key or value as text (they are SQLite TEXT), without copying it; or the error reply.
-pub fn text(arg: Vec<u8>) -> Result<String, String> {
-    String::from_utf8(arg)
-        .map_err(|_| err("keys and values must be valid UTF-8 (kv stores them as SQLite TEXT)"))
-}
-
-/// A borrowed argument as text (copied).
+/// An argument that must be text (a number, a host name), copied; or the error reply.
 pub fn text_of(arg: &[u8]) -> Result<String, String> {
-    text(arg.to_vec())
-}
-
-/// Several borrowed arguments as text.
-pub fn texts_of(args: &[Vec<u8>]) -> Result<Vec<String>, String> {
-    args.iter().map(|a| text_of(a)).collect()
+    String::from_utf8(arg.to_vec()).map_err(|_| err("argument is not valid UTF-8"))
 }
 
 /// The error reply for a store or node error.

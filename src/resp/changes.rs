@@ -4,14 +4,14 @@
 //! the writer resolves atomically (see [`crate::node::compute`]), with Redis's argument
 //! errors; and how its [`Outcome`] is answered.
 
-use super::args::{arity, err, text};
+use super::args::{arity, err};
 use super::expiry;
 use super::reply;
 use super::writes::{self, Write};
 use crate::node::compute::{
     parse_float, parse_integer, Change, NewExpiry, Outcome, When, NOT_AN_INTEGER, NOT_A_FLOAT,
 };
-use crate::store::Op;
+use crate::store::{Bytes, Op};
 use bytes::BytesMut;
 
 /// Whether `name` is one of these commands.
@@ -76,7 +76,7 @@ pub fn answer(out: &mut BytesMut, outcome: Outcome, answer: Answer) {
         (Outcome::Ok, _) => reply::simple(out, "OK"),
         (Outcome::Nil, _) => reply::bulk(out, None),
         (Outcome::Int(n), _) => reply::integer(out, n),
-        (Outcome::Bulk(value), _) => reply::bulk(out, value.as_deref().map(str::as_bytes)),
+        (Outcome::Bulk(value), _) => reply::bulk(out, value.as_deref()),
     }
 }
 
@@ -87,9 +87,9 @@ fn integer(arg: &[u8]) -> Result<i64, String> {
         .ok_or_else(|| err(NOT_AN_INTEGER))
 }
 
-fn texts<const N: usize>(name: &str, args: Vec<Vec<u8>>) -> Result<[String; N], String> {
-    let texts = args.into_iter().map(text).collect::<Result<Vec<_>, _>>()?;
-    texts.try_into().map_err(|_| arity(name))
+/// Exactly `N` arguments, or Redis's arity error.
+fn exactly<const N: usize>(name: &str, args: Vec<Vec<u8>>) -> Result<[Vec<u8>; N], String> {
+    args.try_into().map_err(|_| arity(name))
 }
 
 impl Parsed {
@@ -110,7 +110,7 @@ fn parsed(change: Change) -> Result<Parsed, String> {
 pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Parsed, String> {
     match name {
         "INCR" | "DECR" => {
-            let [key] = texts(name, args)?;
+            let [key] = exactly(name, args)?;
             let by = if name == "INCR" { 1 } else { -1 };
             parsed(Change::IncrBy { key, by })
         }
@@ -119,7 +119,7 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Parsed, String> {
                 return Err(arity(name));
             }
             let by = integer(&args[1])?;
-            let [key, _] = texts(name, args)?;
+            let [key, _] = exactly(name, args)?;
             let by = match name {
                 "INCRBY" => by,
                 _ => by
@@ -129,15 +129,18 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Parsed, String> {
             parsed(Change::IncrBy { key, by })
         }
         "INCRBYFLOAT" => {
-            let [key, by] = texts(name, args)?;
-            let by = parse_float(&by).ok_or_else(|| err(NOT_A_FLOAT))?;
+            let [key, by] = exactly(name, args)?;
+            let by = std::str::from_utf8(&by)
+                .ok()
+                .and_then(parse_float)
+                .ok_or_else(|| err(NOT_A_FLOAT))?;
             if !by.is_finite() {
                 return Err(err("increment would produce NaN or Infinity"));
             }
             parsed(Change::IncrByFloat { key, by })
         }
         "APPEND" => {
-            let [key, value] = texts(name, args)?;
+            let [key, value] = exactly(name, args)?;
             parsed(Change::Append { key, value })
         }
         "SETRANGE" => {
@@ -146,11 +149,11 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Parsed, String> {
             }
             let offset = integer(&args[1])?;
             let offset = usize::try_from(offset).map_err(|_| err("offset is out of range"))?;
-            let [key, _, value] = texts(name, args)?;
+            let [key, _, value] = exactly(name, args)?;
             parsed(Change::SetRange { key, offset, value })
         }
         "SETNX" | "GETSET" => {
-            let [key, value] = texts(name, args)?;
+            let [key, value] = exactly(name, args)?;
             let (when, get, answer) = match name {
                 "SETNX" => (When::Absent, false, Answer::Done),
                 _ => (When::Always, true, Answer::AsIs),
@@ -165,27 +168,24 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Parsed, String> {
             Ok(Parsed { change, answer })
         }
         "GETDEL" => {
-            let [key] = texts(name, args)?;
+            let [key] = exactly(name, args)?;
             parsed(Change::GetDel { key })
         }
         "MSETNX" if !args.is_empty() && args.len().is_multiple_of(2) => {
-            let mut texts = args.into_iter().map(text);
+            let mut args = args.into_iter();
             let mut pairs = Vec::new();
-            while let (Some(key), Some(value)) = (texts.next(), texts.next()) {
-                pairs.push((key?, value?));
+            while let (Some(key), Some(value)) = (args.next(), args.next()) {
+                pairs.push((key, value));
             }
             parsed(Change::MSetNx { pairs })
         }
         "RENAME" | "RENAMENX" => {
-            let [from, to] = texts(name, args)?;
+            let [from, to] = exactly(name, args)?;
             let nx = name == "RENAMENX";
             parsed(Change::Rename { from, to, nx })
         }
         "COPY" if args.len() >= 2 => copy(args),
-        "DEL" | "UNLINK" if !args.is_empty() => {
-            let keys = args.into_iter().map(text).collect::<Result<_, _>>()?;
-            parsed(Change::Del { keys })
-        }
+        "DEL" | "UNLINK" if !args.is_empty() => parsed(Change::Del { keys: args }),
         "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" => {
             expiry::expire(name, args).map(Parsed::plain)
         }
@@ -224,11 +224,7 @@ fn copy(args: Vec<Vec<u8>>) -> Result<Parsed, String> {
             _ => return Err(err("syntax error")),
         }
     }
-    parsed(Change::Copy {
-        from: text(from)?,
-        to: text(to)?,
-        replace,
-    })
+    parsed(Change::Copy { from, to, replace })
 }
 
 /// A write command, parsed: each kind with its error reply if it is malformed.
@@ -259,9 +255,9 @@ pub fn parse_set(args: &[Vec<u8>]) -> Option<Parsing> {
     if options.is_empty() {
         return None;
     }
-    let parsed = expiry::parse_options("SET", options).and_then(|(when, get, expiry)| {
-        let (key, value) = (text(key.clone())?, text(value.clone())?);
-        Ok(match (when, get, expiry) {
+    let parsed = expiry::parse_options("SET", options).map(|(when, get, expiry)| {
+        let (key, value) = (key.clone(), value.clone());
+        match (when, get, expiry) {
             (When::Always, false, NewExpiry::Never) => plain_put(key, value, None),
             (When::Always, false, NewExpiry::At(at)) => plain_put(key, value, Some(at)),
             _ => Parsing::Change(parsed(Change::Set {
@@ -271,12 +267,12 @@ pub fn parse_set(args: &[Vec<u8>]) -> Option<Parsing> {
                 get,
                 expiry,
             })),
-        })
+        }
     });
     Some(parsed.unwrap_or_else(|e| Parsing::Change(Err(e))))
 }
 
-fn plain_put(key: String, value: String, expires_at: Option<u64>) -> Parsing {
+fn plain_put(key: Bytes, value: Bytes, expires_at: Option<u64>) -> Parsing {
     Parsing::Plain(Ok(Write {
         ops: vec![Op::Put {
             key,

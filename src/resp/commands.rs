@@ -6,13 +6,13 @@
 //! pool and back (bench/resp.sh measures it against Redis). Longer reads go to the store
 //! off the async runtime.
 
-use super::args::{arity, err, store_error, text_of, texts_of, Reply};
+use super::args::{arity, err, store_error, Reply};
 use super::glob;
 use super::output::Output;
 use super::reply;
 use crate::error::Result;
 use crate::node::Node;
-use crate::store::KvStore;
+use crate::store::{Bytes, KvStore};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -58,10 +58,7 @@ pub async fn get(
     multi: bool,
     out: &mut Output,
 ) -> std::io::Result<Reply> {
-    let keys = match texts_of(args) {
-        Ok(keys) => Arc::new(keys),
-        Err(message) => return Ok(Err(message)),
-    };
+    let keys = Arc::new(args.to_vec());
     let mut next = 0;
     while next < keys.len() {
         let values = match (values_from(node, &keys, next).await, next) {
@@ -82,12 +79,12 @@ pub async fn get(
 /// least one): one read transaction, inline when the keys are few.
 pub async fn values_from(
     node: &Node,
-    keys: &Arc<Vec<String>>,
+    keys: &Arc<Vec<Bytes>>,
     next: usize,
-) -> Result<Vec<Option<String>>, String> {
+) -> Result<Vec<Option<Bytes>>, String> {
     let batch = Arc::clone(keys);
     point_read(node, keys.len() - next, move |store| {
-        let keys: Vec<&str> = batch[next..].iter().map(String::as_str).collect();
+        let keys: Vec<&[u8]> = batch[next..].iter().map(Vec::as_slice).collect();
         store.get_many(&keys, VALUES_AT_ONCE)
     })
     .await
@@ -95,9 +92,9 @@ pub async fn values_from(
 
 /// Appends a bulk reply for each of `values` and sends the replies due if enough are;
 /// returns how many values there were.
-pub async fn send_values(values: Vec<Option<String>>, out: &mut Output) -> std::io::Result<usize> {
+pub async fn send_values(values: Vec<Option<Bytes>>, out: &mut Output) -> std::io::Result<usize> {
     for value in &values {
-        reply::bulk(out.buffer(), value.as_deref().map(str::as_bytes));
+        reply::bulk(out.buffer(), value.as_deref());
     }
     out.flush_if_full().await?;
     Ok(values.len())
@@ -105,7 +102,7 @@ pub async fn send_values(values: Vec<Option<String>>, out: &mut Output) -> std::
 
 /// `EXISTS key...`: how many of the keys exist (a key named twice counts twice).
 pub async fn exists(node: &Node, args: &[Vec<u8>], out: &mut Output) -> Reply {
-    let keys = texts_of(args)?;
+    let keys = args.to_vec();
     let found = point_read(node, keys.len(), move |store| {
         let mut found = 0;
         for key in &keys {
@@ -120,7 +117,7 @@ pub async fn exists(node: &Node, args: &[Vec<u8>], out: &mut Output) -> Reply {
 
 /// `DBSIZE`.
 pub async fn dbsize(node: &Node, out: &mut Output) -> Reply {
-    let count = blocking(node, |store| store.count("")).await?;
+    let count = blocking(node, |store| store.count(b"")).await?;
     reply::integer(out.buffer(), i64::try_from(count).unwrap_or(i64::MAX));
     Ok(())
 }
@@ -129,7 +126,7 @@ pub async fn dbsize(node: &Node, out: &mut Output) -> Reply {
 /// counts the keys, then reads the one at a random position.
 pub async fn random_key(node: &Node, out: &mut Output) -> Reply {
     let key = blocking(node, |store| {
-        let count = store.count("")?;
+        let count = store.count(b"")?;
         if count == 0 {
             return Ok(None);
         }
@@ -140,7 +137,7 @@ pub async fn random_key(node: &Node, out: &mut Output) -> Reply {
         }
     })
     .await?;
-    reply::bulk(out.buffer(), key.as_deref().map(str::as_bytes));
+    reply::bulk(out.buffer(), key.as_deref());
     Ok(())
 }
 
@@ -149,17 +146,14 @@ enum KeysPart {
     /// How many keys match (the reply's length).
     Count(usize),
     /// The next matching keys, in order.
-    Keys(Vec<String>),
+    Keys(Vec<Bytes>),
 }
 
 /// `KEYS pattern`, streamed: the reply's length first, then the keys as they are read.
 /// An `Err` is the connection failing (the client went away, or the store failed after
 /// the length was sent): the connection then closes.
 pub async fn keys(node: &Node, pattern: &[u8], out: &mut Output) -> std::io::Result<Reply> {
-    let pattern = match text_of(pattern) {
-        Ok(pattern) => pattern,
-        Err(message) => return Ok(Err(message)),
-    };
+    let pattern = pattern.to_vec();
     let matcher = match glob::Pattern::new(&pattern) {
         Ok(matcher) => matcher,
         Err(message) => return Ok(Err(message)),
@@ -181,7 +175,7 @@ pub async fn keys(node: &Node, pattern: &[u8], out: &mut Output) -> std::io::Res
             }
             (Ok(KeysPart::Keys(keys)), Some(_)) => {
                 for key in keys {
-                    reply::bulk(out.buffer(), Some(key.as_bytes()));
+                    reply::bulk(out.buffer(), Some(&key));
                     out.flush_if_full().await?;
                 }
             }
@@ -203,7 +197,7 @@ pub async fn keys(node: &Node, pattern: &[u8], out: &mut Output) -> std::io::Res
 /// sends them in pages, from one consistent cursor. Stops early if the connection is gone.
 fn list_keys(
     store: &dyn KvStore,
-    prefix: &str,
+    prefix: &[u8],
     matcher: &glob::Pattern,
     parts: &mpsc::Sender<Result<KeysPart>>,
 ) -> Result<()> {
@@ -225,7 +219,7 @@ fn list_keys(
         if page.is_empty() {
             return Ok(());
         }
-        let matching: Vec<String> = page.into_iter().filter(|k| matcher.matches(k)).collect();
+        let matching: Vec<Bytes> = page.into_iter().filter(|k| matcher.matches(k)).collect();
         if !matching.is_empty() && parts.blocking_send(Ok(KeysPart::Keys(matching))).is_err() {
             return Ok(());
         }
@@ -271,11 +265,11 @@ pub fn config_get(node: &Node, port: u16, patterns: &[Vec<u8>], out: &mut Output
     ];
     let patterns = patterns
         .iter()
-        .map(|p| glob::Pattern::new(&String::from_utf8_lossy(p).to_ascii_lowercase()))
+        .map(|p| glob::Pattern::new(&p.to_ascii_lowercase()))
         .collect::<Result<Vec<_>, _>>()?;
     let found: Vec<_> = parameters
         .iter()
-        .filter(|(name, _)| patterns.iter().any(|p| p.matches(name)))
+        .filter(|(name, _)| patterns.iter().any(|p| p.matches(name.as_bytes())))
         .collect();
     let out = out.buffer();
     reply::array_header(out, found.len() * 2);

@@ -4,7 +4,7 @@
 //! `PTTL`, `EXPIRETIME` and `PEXPIRETIME`. The writer decides what each write does to the
 //! key (see [`crate::node::compute`]).
 
-use super::args::{arity, err, text, text_of, Reply};
+use super::args::{arity, err, Reply};
 use super::commands::point_read;
 use super::output::Output;
 use super::reply;
@@ -135,8 +135,8 @@ pub fn setex(name: &str, args: Vec<Vec<u8>>) -> Result<Write, String> {
     let at = deadline(&amount, unit, now_ms(), name, true)?;
     Ok(Write {
         ops: vec![Op::Put {
-            key: text(key)?,
-            value: text(value)?,
+            key,
+            value,
             expires_at: Some(at),
         }],
     })
@@ -168,8 +168,11 @@ pub fn expire(name: &str, args: Vec<Vec<u8>>) -> Result<Change, String> {
         _ => Unit::UnixMillis,
     };
     let at = deadline(amount, unit, now_ms(), name, false)?;
-    let key = text_of(key)?;
-    Ok(Change::Expire { key, at, when })
+    Ok(Change::Expire {
+        key: key.to_vec(),
+        at,
+        when,
+    })
 }
 
 /// Refuses the `EXPIRE` conditions that cannot hold together, in Redis's words.
@@ -194,16 +197,18 @@ pub fn getex(args: &[Vec<u8>]) -> Option<Result<Change, String>> {
     if options.is_empty() {
         return None;
     }
-    Some(parse_options("GETEX", options).and_then(|(_, _, expiry)| {
-        let key = text_of(key)?;
-        Ok(Change::GetEx { key, expiry })
-    }))
+    Some(
+        parse_options("GETEX", options).map(|(_, _, expiry)| Change::GetEx {
+            key: key.to_vec(),
+            expiry,
+        }),
+    )
 }
 
 /// `PERSIST key`.
 pub fn persist(args: Vec<Vec<u8>>) -> Result<Change, String> {
     let [key]: [Vec<u8>; 1] = args.try_into().map_err(|_| arity("PERSIST"))?;
-    Ok(Change::Persist { key: text(key)? })
+    Ok(Change::Persist { key })
 }
 
 /// What `TTL` (`PTTL`, `EXPIRETIME`, `PEXPIRETIME`) answers for a row of that expiry
@@ -234,7 +239,7 @@ pub fn ttl_answer(name: &str, row: Option<Option<u64>>, now: u64) -> i64 {
 
 /// `TTL key`, `PTTL key`, `EXPIRETIME key`, `PEXPIRETIME key`.
 pub async fn ttl(node: &Node, name: &str, key: &[u8], out: &mut Output) -> Reply {
-    let key = text_of(key)?;
+    let key = key.to_vec();
     let row = point_read(node, 1, move |store| store.row_expiry(&key)).await?;
     reply::integer(out.buffer(), ttl_answer(name, row, now_ms()));
     Ok(())

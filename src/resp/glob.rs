@@ -1,53 +1,51 @@
 //! Redis-style glob patterns for `KEYS` and `SCAN ... MATCH`: `*` (any run), `?` (one
 //! character), `[abc]`, `[a-z]`, `[^a]` (classes, `^` negates) and `\x` (a literal x).
-//! Matching is by character, iterative (no recursion, so no pattern can exhaust the stack),
-//! and linear-space.
+//! Matching is by byte, as Redis's (a key is bytes), iterative (no recursion, so no
+//! pattern can exhaust the stack), and linear-space.
 
-/// Longest pattern accepted, in characters: matching costs up to pattern × key length.
+/// Longest pattern accepted, in bytes: matching costs up to pattern × key length.
 pub const MAX_PATTERN: usize = 4096;
 
 /// A pattern prepared once for matching many keys.
 pub struct Pattern {
-    chars: Vec<char>,
+    bytes: Vec<u8>,
 }
 
 impl Pattern {
     /// Prepares `pattern` (runs of `*` collapse to one, as in Redis), or refuses one
     /// longer than [`MAX_PATTERN`].
-    pub fn new(pattern: &str) -> Result<Pattern, String> {
-        let mut chars: Vec<char> = Vec::new();
-        for c in pattern.chars() {
-            if chars.len() >= MAX_PATTERN {
-                return Err(format!("ERR pattern longer than {MAX_PATTERN} characters"));
+    pub fn new(pattern: &[u8]) -> Result<Pattern, String> {
+        let mut bytes: Vec<u8> = Vec::new();
+        for &c in pattern {
+            if bytes.len() >= MAX_PATTERN {
+                return Err(format!("ERR pattern longer than {MAX_PATTERN} bytes"));
             }
-            let escaped = chars.len() >= 2 && chars[chars.len() - 2] == '\\';
-            if !(c == '*' && chars.last() == Some(&'*') && !escaped) {
-                chars.push(c);
+            let escaped = bytes.len() >= 2 && bytes[bytes.len() - 2] == b'\\';
+            if !(c == b'*' && bytes.last() == Some(&b'*') && !escaped) {
+                bytes.push(c);
             }
         }
-        Ok(Pattern { chars })
+        Ok(Pattern { bytes })
     }
 
-    /// Whether `text` matches.
-    pub fn matches(&self, text: &str) -> bool {
-        matches_chars(&self.chars, text)
+    /// Whether `key` matches.
+    pub fn matches(&self, key: &[u8]) -> bool {
+        matches_bytes(&self.bytes, key)
     }
 }
 
-/// Whether `text` matches `pattern`.
-pub fn matches(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
-    matches_chars(&pattern, text)
+/// Whether `key` matches `pattern`.
+pub fn matches(pattern: &[u8], key: &[u8]) -> bool {
+    matches_bytes(pattern, key)
 }
 
-fn matches_chars(pattern: &[char], text: &str) -> bool {
-    let text: Vec<char> = text.chars().collect();
+fn matches_bytes(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     // Where to resume after the last `*`: (pattern index after it, text index it covers to).
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
         match pattern.get(p) {
-            Some('*') => {
+            Some(b'*') => {
                 star = Some((p + 1, t));
                 p += 1;
                 continue;
@@ -61,7 +59,7 @@ fn matches_chars(pattern: &[char], text: &str) -> bool {
             }
             None => {}
         }
-        // Mismatch: let the last `*` swallow one more character, or fail.
+        // Mismatch: let the last `*` swallow one more byte, or fail.
         match star {
             Some((after, covered)) => {
                 p = after;
@@ -71,31 +69,31 @@ fn matches_chars(pattern: &[char], text: &str) -> bool {
             None => return false,
         }
     }
-    pattern[p..].iter().all(|&c| c == '*')
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 /// If the pattern element at `p` matches `c`, the index after that element.
-fn match_one(pattern: &[char], p: usize, c: char) -> Option<usize> {
+fn match_one(pattern: &[u8], p: usize, c: u8) -> Option<usize> {
     match pattern[p] {
-        '?' => Some(p + 1),
-        '\\' if p + 1 < pattern.len() => (pattern[p + 1] == c).then_some(p + 2),
-        '[' => match_class(pattern, p + 1, c),
+        b'?' => Some(p + 1),
+        b'\\' if p + 1 < pattern.len() => (pattern[p + 1] == c).then_some(p + 2),
+        b'[' => match_class(pattern, p + 1, c),
         literal => (literal == c).then_some(p + 1),
     }
 }
 
 /// Matches `c` against the class starting after `[` at `p`; the index after its `]`.
-fn match_class(pattern: &[char], mut p: usize, c: char) -> Option<usize> {
-    let negate = pattern.get(p) == Some(&'^');
+fn match_class(pattern: &[u8], mut p: usize, c: u8) -> Option<usize> {
+    let negate = pattern.get(p) == Some(&b'^');
     if negate {
         p += 1;
     }
     let mut found = false;
-    while p < pattern.len() && pattern[p] != ']' {
-        if pattern[p] == '\\' && p + 1 < pattern.len() {
+    while p < pattern.len() && pattern[p] != b']' {
+        if pattern[p] == b'\\' && p + 1 < pattern.len() {
             found |= pattern[p + 1] == c;
             p += 2;
-        } else if p + 2 < pattern.len() && pattern[p + 1] == '-' && pattern[p + 2] != ']' {
+        } else if p + 2 < pattern.len() && pattern[p + 1] == b'-' && pattern[p + 2] != b']' {
             let (low, high) = (
                 pattern[p].min(pattern[p + 2]),
                 pattern[p].max(pattern[p + 2]),
@@ -113,8 +111,11 @@ fn match_class(pattern: &[char], mut p: usize, c: char) -> Option<usize> {
 
 /// The literal start of `pattern` (before any special character): only keys with this
 /// prefix can match, so scans can start there.
-pub fn literal_prefix(pattern: &str) -> &str {
-    let end = pattern.find(['*', '?', '[', '\\']).unwrap_or(pattern.len());
+pub fn literal_prefix(pattern: &[u8]) -> &[u8] {
+    let end = pattern
+        .iter()
+        .position(|c| matches!(c, b'*' | b'?' | b'[' | b'\\'))
+        .unwrap_or(pattern.len());
     &pattern[..end]
 }
 
@@ -142,36 +143,41 @@ mod tests {
             ("\\*", "*", true),
             ("\\*", "a", false),
             ("é*", "été", true),
+            ("?", "é", false),
             ("*a", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", false),
         ] {
-            assert_eq!(matches(pattern, text), expected, "{pattern} ~ {text}");
+            let found = matches(pattern.as_bytes(), text.as_bytes());
+            assert_eq!(found, expected, "{pattern} ~ {text}");
         }
     }
 
     #[test]
     fn prepared_patterns_collapse_stars_and_refuse_huge_ones() {
-        let pattern = Pattern::new("a***b").expect("pattern");
-        assert_eq!(pattern.chars, vec!['a', '*', 'b']);
-        assert!(pattern.matches("axxb"));
-        assert!(Pattern::new("a\\**").expect("escaped").matches("a*x"));
+        let pattern = Pattern::new(b"a***b").expect("pattern");
+        assert_eq!(pattern.bytes, b"a*b");
+        assert!(pattern.matches(b"axxb"));
+        assert!(Pattern::new(b"a\\**").expect("escaped").matches(b"a*x"));
         assert!(
-            Pattern::new(&"*".repeat(MAX_PATTERN * 2)).is_ok(),
+            Pattern::new("*".repeat(MAX_PATTERN * 2).as_bytes()).is_ok(),
             "stars collapse first"
         );
-        assert!(Pattern::new(&"a".repeat(MAX_PATTERN + 1)).is_err());
+        assert!(Pattern::new("a".repeat(MAX_PATTERN + 1).as_bytes()).is_err());
+        assert!(Pattern::new(b"a\xff*")
+            .expect("binary")
+            .matches(b"a\xff\x00"));
     }
 
     #[test]
     fn many_stars_stay_fast() {
         let pattern = "*a".repeat(50) + "b";
-        assert!(!matches(&pattern, &"a".repeat(5000)));
+        assert!(!matches(pattern.as_bytes(), "a".repeat(5000).as_bytes()));
     }
 
     #[test]
     fn literal_prefixes() {
-        assert_eq!(literal_prefix("user:*"), "user:");
-        assert_eq!(literal_prefix("abc"), "abc");
-        assert_eq!(literal_prefix("*x"), "");
-        assert_eq!(literal_prefix("a?"), "a");
+        assert_eq!(literal_prefix(b"user:*"), b"user:");
+        assert_eq!(literal_prefix(b"abc"), b"abc");
+        assert_eq!(literal_prefix(b"*x"), b"");
+        assert_eq!(literal_prefix(b"a?"), b"a");
     }
 }

@@ -102,7 +102,7 @@ pub fn render(node: &Node, facts: &ServerFacts, sections: &[String]) -> Result<S
         replication(&mut text, node)?;
     }
     if wanted("keyspace") {
-        let keys = node.store().count("")?;
+        let keys = node.store().count(b"")?;
         let expires = node.store().count_expiring()?;
         let _ = write!(
             text,

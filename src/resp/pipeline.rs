@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::node::budget::Charge;
 use crate::node::compute::Outcome;
 use crate::node::{Node, PendingWrite};
-use crate::store::Op;
+use crate::store::{Bytes, Op};
 use bytes::BytesMut;
 use std::collections::{HashMap, VecDeque};
 use tokio::sync::oneshot;
@@ -57,7 +57,7 @@ enum Queued {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Written {
     /// This value (`None`: deleted).
-    Value(Option<String>),
+    Value(Option<Bytes>),
     /// A value too large to remember.
     Unknown,
 }
@@ -67,7 +67,7 @@ enum Written {
 pub struct Pipeline {
     queue: VecDeque<Queued>,
     /// What the queued writes set, by key (the last write of a key wins).
-    written: HashMap<String, Written>,
+    written: HashMap<Bytes, Written>,
     /// Whether a queued change may have written any key (`FLUSHDB`): reads then wait.
     opaque: bool,
     /// The seq of this connection's last durable write, for `WAIT`.
@@ -123,7 +123,7 @@ impl Pipeline {
                 let unknown = change
                     .keys()
                     .into_iter()
-                    .map(|key| (key.to_string(), Written::Unknown))
+                    .map(|key| (key.to_vec(), Written::Unknown))
                     .collect();
                 match node.start_change(change, charge).await {
                     Ok((pending, outcome)) => {
@@ -141,7 +141,7 @@ impl Pipeline {
     /// the requests before it.
     async fn enqueue(
         &mut self,
-        queued: Result<(Queued, Vec<(String, Written)>), String>,
+        queued: Result<(Queued, Vec<(Bytes, Written)>), String>,
         out: &mut BytesMut,
     ) {
         match queued {
@@ -158,18 +158,13 @@ impl Pipeline {
     }
 
     /// Answers `GET key` behind the queued writes without waiting for them, if it can;
-    /// returns false when nothing is queued, the key is not text, or the answer needs the
-    /// commit (the key's
+    /// returns false when nothing is queued, or the answer needs the commit (the key's
     /// pending value was too large to remember, the store failed, or the value is large):
     /// the caller then settles and reads as usual.
     pub async fn get(&mut self, node: &Node, key: &[u8], out: &mut BytesMut) -> bool {
         if self.queue.is_empty() {
             return false;
         }
-        // A key that is not text gets its error from the usual path.
-        let Ok(key) = std::str::from_utf8(key) else {
-            return false;
-        };
         if self.opaque {
             return false;
         }
@@ -182,7 +177,7 @@ impl Pipeline {
             },
         };
         let mut reply = BytesMut::new();
-        reply::bulk(&mut reply, value.as_deref().map(str::as_bytes));
+        reply::bulk(&mut reply, value.as_deref());
         self.queue.push_back(Queued::Read { reply, from_writes });
         self.settle_if_full(out).await;
         true
@@ -248,7 +243,7 @@ fn write_failed(e: Error, out: &mut BytesMut) -> bool {
 }
 
 /// What `ops` leave each of their keys holding, as far as a read needs to know.
-fn remember(ops: &[Op]) -> Vec<(String, Written)> {
+fn remember(ops: &[Op]) -> Vec<(Bytes, Written)> {
     ops.iter()
         .map(|op| match op {
             // A put that expires is read from the store, which knows when it is gone.

@@ -22,20 +22,15 @@ pub const BATCH_KEYS: usize = 16;
 /// `GET`s received and not yet answered, in request order.
 #[derive(Default)]
 pub struct ReadBatch {
-    keys: Vec<String>,
+    keys: Vec<Vec<u8>>,
 }
 
 impl ReadBatch {
-    /// Takes `GET key` into the batch; false if the key is not text (the caller answers
-    /// it the usual way, after [`flush`](Self::flush)).
+    /// Takes `GET key` into the batch; true (every key can be batched: the caller's
+    /// check that a read may be batched stays in one place).
     pub fn push(&mut self, key: &[u8]) -> bool {
-        match std::str::from_utf8(key) {
-            Ok(key) => {
-                self.keys.push(key.to_owned());
-                true
-            }
-            Err(_) => false,
-        }
+        self.keys.push(key.to_vec());
+        true
     }
 
     /// Whether the batch should be read now.
@@ -117,7 +112,7 @@ mod tests {
             }
             // The second SET commits on its own; only then are the replies settled.
             let deadline = Instant::now() + Duration::from_secs(10);
-            while node.store().get("k").expect("get").as_deref() != Some("new") {
+            while node.store().get(b"k").expect("get").as_deref() != Some(&b"new"[..]) {
                 assert!(Instant::now() < deadline, "the write never committed");
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }

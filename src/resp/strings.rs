@@ -1,16 +1,17 @@
 //! The read commands on one string: `STRLEN`, `GETRANGE` (and its old name `SUBSTR`),
 //! `TYPE`, `GETEX` without an option: point reads of one key, run inline like `GET`.
 
-use super::args::{err, text_of, Reply};
+use super::args::{err, Reply};
 use super::commands::point_read;
 use super::output::Output;
 use super::reply;
 use crate::node::compute::{parse_integer, NOT_AN_INTEGER};
 use crate::node::Node;
+use crate::store::Bytes;
 
 /// The value of `key`, read inline.
-async fn value(node: &Node, key: &[u8]) -> Result<Option<String>, String> {
-    let key = text_of(key)?;
+async fn value(node: &Node, key: &[u8]) -> Result<Option<Bytes>, String> {
+    let key = key.to_vec();
     point_read(node, 1, move |store| store.get(&key)).await
 }
 
@@ -34,7 +35,7 @@ pub async fn type_of(node: &Node, key: &[u8], out: &mut Output) -> Reply {
 /// `GETEX key` without an option: its value, like `GET`.
 pub async fn getex(node: &Node, key: &[u8], out: &mut Output) -> Reply {
     let value = value(node, key).await?;
-    reply::bulk(out.buffer(), value.as_deref().map(str::as_bytes));
+    reply::bulk(out.buffer(), value.as_deref());
     Ok(())
 }
 
@@ -50,7 +51,7 @@ pub async fn getrange(node: &Node, args: &[Vec<u8>], out: &mut Output) -> Reply 
     let (start, end) = (offset(&args[1])?, offset(&args[2])?);
     let value = value(node, &args[0]).await?.unwrap_or_default();
     let range = byte_range(value.len(), start, end);
-    reply::bulk(out.buffer(), Some(&value.as_bytes()[range]));
+    reply::bulk(out.buffer(), Some(&value[range]));
     Ok(())
 }
 

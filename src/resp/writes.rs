@@ -2,7 +2,7 @@
 //! a request stands for. A write's keys and values are the request's own buffers, moved,
 //! not copied; how a connection pipelines them is [`super::pipeline`].
 
-use super::args::{arity, text};
+use super::args::arity;
 use crate::store::Op;
 
 /// A parsed write command.
@@ -20,19 +20,19 @@ pub fn is_write(name: &str) -> bool {
 pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Write, String> {
     match (name, args.len()) {
         ("SET", 2) => {
-            let mut args = args.into_iter().map(text);
+            let mut args = args.into_iter();
             let (Some(key), Some(value)) = (args.next(), args.next()) else {
                 return Err(arity(name));
             };
             Ok(Write {
-                ops: vec![Op::put(key?, value?)],
+                ops: vec![Op::put(key, value)],
             })
         }
         ("MSET", n) if n > 0 && n % 2 == 0 => {
-            let mut texts = args.into_iter().map(text);
+            let mut args = args.into_iter();
             let mut ops = Vec::with_capacity(n / 2);
-            while let (Some(key), Some(value)) = (texts.next(), texts.next()) {
-                ops.push(Op::put(key?, value?));
+            while let (Some(key), Some(value)) = (args.next(), args.next()) {
+                ops.push(Op::put(key, value));
             }
             Ok(Write { ops })
         }

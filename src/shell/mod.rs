@@ -103,6 +103,23 @@ fn command_list(role: Role) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// A key or value as the shell prints it: as text, with each byte that is not part of
+/// UTF-8 text written `\xNN` (a backslash itself `\\`, so the output reads back
+/// unambiguously when the data is binary).
+pub fn shown(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut text = String::new();
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for byte in chunk.invalid() {
+            let _ = write!(text, "\\x{byte:02x}");
+        }
+    }
+    std::borrow::Cow::Owned(text)
+}
+
 /// The book's ready line, `Primary server ready (port 8080)` or `Replica ready (port 8081)`.
 fn ready_line(role: Role, port: u16) -> String {
     match role {
@@ -207,7 +224,7 @@ impl Shell {
             }
             Command::Del { key } => {
                 self.require_primary("DEL")?;
-                let keys = vec![key.to_string()];
+                let keys = vec![key.as_bytes().to_vec()];
                 Ok(match self.change_int(Change::Del { keys })? {
                     0 => format!("{key} -> Not found"),
                     _ => format!("OK {key} deleted"),
@@ -223,9 +240,8 @@ impl Shell {
             }
             Command::Incr { key, by } => {
                 self.require_primary("INCR")?;
-                let key = key.to_string();
                 let n = self.change_int(Change::IncrBy {
-                    key: key.clone(),
+                    key: key.as_bytes().to_vec(),
                     by,
                 })?;
                 Ok(format!("OK {key} = {n}"))
@@ -250,7 +266,11 @@ impl Shell {
                 })
             }
             Command::Ttl { key } => {
-                let stored = self.node.store().get_stored(key).map_err(failed)?;
+                let stored = self
+                    .node
+                    .store()
+                    .get_stored(key.as_bytes())
+                    .map_err(failed)?;
                 let now = now_ms();
                 Ok(match stored.filter(|stored| stored.is_live(now)) {
                     None => format!("{key} -> Not found"),
@@ -266,10 +286,12 @@ impl Shell {
                     }
                 })
             }
-            Command::Get { key } => Ok(match self.node.store().get(key).map_err(failed)? {
-                Some(value) => format!("{key} -> {value}"),
-                None => format!("{key} -> Not found"),
-            }),
+            Command::Get { key } => Ok(
+                match self.node.store().get(key.as_bytes()).map_err(failed)? {
+                    Some(value) => format!("{key} -> {}", shown(&value)),
+                    None => format!("{key} -> Not found"),
+                },
+            ),
             Command::Keys { prefix } => self.keys(prefix),
             Command::Status => crate::node::status::render(&self.node).map_err(failed),
             Command::Help => Ok(help(role)),
@@ -297,7 +319,7 @@ impl Shell {
     /// What `FLUSH` asks before it deletes every key.
     fn flush_question(&self) -> Result<String, String> {
         self.require_primary("FLUSH")?;
-        let keys = self.node.store().count("").map_err(failed)?;
+        let keys = self.node.store().count(b"").map_err(failed)?;
         Ok(format!(
             "Delete all {keys} keys (on every replica too)? [y/N] "
         ))
@@ -324,12 +346,15 @@ impl Shell {
 
     fn keys(&self, prefix: &str) -> Result<String, String> {
         let store = self.node.store();
-        let mut text = store.scan_keys(prefix, None, KEYS_LIMIT).map_err(failed)?;
-        if text.is_empty() {
+        let keys = store
+            .scan_keys(prefix.as_bytes(), None, KEYS_LIMIT)
+            .map_err(failed)?;
+        if keys.is_empty() {
             return Ok("(no keys)".into());
         }
+        let mut text: Vec<String> = keys.iter().map(|key| shown(key).into_owned()).collect();
         if text.len() == KEYS_LIMIT {
-            let total = store.count(prefix).map_err(failed)?;
+            let total = store.count(prefix.as_bytes()).map_err(failed)?;
             if total > KEYS_LIMIT as u64 {
                 text.push(format!("... ({} more)", total - KEYS_LIMIT as u64));
             }

@@ -23,11 +23,11 @@ pub struct ContentHasher(sha2::Sha256);
 
 impl ContentHasher {
     /// Adds one row without an expiry; rows must come in key order.
-    pub fn add(&mut self, key: &str, value: &str) {
+    pub fn add(&mut self, key: &[u8], value: &[u8]) {
         use sha2::Digest;
         for part in [key, value] {
             self.0.update((part.len() as u64).to_be_bytes());
-            self.0.update(part.as_bytes());
+            self.0.update(part);
         }
     }
 

@@ -3,7 +3,9 @@
 //! put, so every node hides the key at the same moment, compares against the same number,
 //! and the primary's sweep later deletes the row and logs the delete.
 
+use super::Bytes;
 use serde::{Deserialize, Serialize, Serializer};
+use serde_bytes::ByteBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The wall clock, in milliseconds since the Unix epoch (0 before it).
@@ -25,7 +27,7 @@ pub fn is_live(expires_at: Option<u64>, now: u64) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stored {
     /// The value.
-    pub value: String,
+    pub value: Bytes,
     /// When the key expires, in ms since the Unix epoch (`None`: never).
     pub expires_at: Option<u64>,
 }
@@ -38,21 +40,22 @@ impl Stored {
 }
 
 /// One row of the key space with its expiry, as a snapshot reads it and ships it: on the
-/// wire a three-element array `[key, value, expires_at]`, no field names per row.
+/// wire a three-element array `[key, value, expires_at]` (key and value as MessagePack
+/// binary), no field names per row.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(from = "(String, String, Option<u64>)")]
+#[serde(from = "(ByteBuf, ByteBuf, Option<u64>)")]
 pub struct Record {
     /// The key.
-    pub key: String,
+    pub key: Bytes,
     /// Its value.
-    pub value: String,
+    pub value: Bytes,
     /// When it expires (`None`: never).
     pub expires_at: Option<u64>,
 }
 
 impl Record {
     /// A row that never expires.
-    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Record {
+    pub fn new(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Record {
         Record {
             key: key.into(),
             value: value.into(),
@@ -66,17 +69,17 @@ impl Record {
     }
 }
 
-impl From<(String, String)> for Record {
-    fn from((key, value): (String, String)) -> Self {
+impl From<(Bytes, Bytes)> for Record {
+    fn from((key, value): (Bytes, Bytes)) -> Self {
         Record::new(key, value)
     }
 }
 
-impl From<(String, String, Option<u64>)> for Record {
-    fn from((key, value, expires_at): (String, String, Option<u64>)) -> Self {
+impl From<(ByteBuf, ByteBuf, Option<u64>)> for Record {
+    fn from((key, value, expires_at): (ByteBuf, ByteBuf, Option<u64>)) -> Self {
         Record {
-            key,
-            value,
+            key: key.into_vec(),
+            value: value.into_vec(),
             expires_at,
         }
     }
@@ -84,7 +87,11 @@ impl From<(String, String, Option<u64>)> for Record {
 
 impl Serialize for Record {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (&self.key, &self.value, &self.expires_at).serialize(serializer)
+        let (key, value) = (
+            serde_bytes::Bytes::new(&self.key),
+            serde_bytes::Bytes::new(&self.value),
+        );
+        (key, value, &self.expires_at).serialize(serializer)
     }
 }
 
@@ -110,7 +117,13 @@ mod tests {
         let bytes = rmp_serde::to_vec_named(&record).expect("encodes");
         let back: Record = rmp_serde::from_slice(&bytes).expect("decodes");
         assert_eq!(back, record);
-        let plain: (String, String, Option<u64>) = rmp_serde::from_slice(&bytes).expect("tuple");
+        let plain: (ByteBuf, ByteBuf, Option<u64>) = rmp_serde::from_slice(&bytes).expect("tuple");
         assert_eq!(plain.2, Some(7));
+        let binary = Record::new(vec![0xff, 0], vec![0xfe]);
+        let bytes = rmp_serde::to_vec_named(&binary).expect("encodes");
+        assert_eq!(
+            rmp_serde::from_slice::<Record>(&bytes).expect("decodes"),
+            binary
+        );
     }
 }

@@ -75,10 +75,10 @@ pub fn chain_checksum(prev: Option<u64>, seq: u64, op: &Op) -> u64 {
     };
     hasher.update([kind]);
     hasher.update((key.len() as u64).to_be_bytes());
-    hasher.update(key.as_bytes());
+    hasher.update(key);
     if let Some(value) = value {
         hasher.update((value.len() as u64).to_be_bytes());
-        hasher.update(value.as_bytes());
+        hasher.update(value);
     }
     // Only a put with an expiry adds bytes, so every checksum of a log written before
     // expiry existed stays what it was.

@@ -6,7 +6,7 @@ mod views;
 
 use super::history::{history_at, next_checksum, ChainRule};
 use super::{
-    check_continues, fill_log_batch, new_history_id, new_node_id, values_up_to, BatchSeqs,
+    check_continues, fill_log_batch, new_history_id, new_node_id, values_up_to, BatchSeqs, Bytes,
     ChunkSource, CommitFence, DivergedEntry, Fork, KeyCursor, KvStore, Lineage, LogEntry, Op, Pair,
     Position, Record, Role, Snapshot, SnapshotInfo, SnapshotTarget, Stored, MAX_SEQ,
 };
@@ -191,7 +191,7 @@ impl Inner {
     fn plan_op<'a>(
         &self,
         op: &'a Op,
-        present: &mut HashMap<&'a str, bool>,
+        present: &mut HashMap<&'a [u8], bool>,
         entries: &mut Vec<LogEntry>,
     ) -> Result<Option<u64>> {
         let key = op.key();
@@ -218,9 +218,9 @@ impl Inner {
     /// The live keys starting with `prefix` after `after`, in order, with their values.
     fn prefix_range<'a>(
         &'a self,
-        prefix: &str,
-        after: Option<&str>,
-    ) -> impl Iterator<Item = (&'a String, &'a String)> + 'a {
+        prefix: &[u8],
+        after: Option<&[u8]>,
+    ) -> impl Iterator<Item = (&'a Bytes, &'a Bytes)> + 'a {
         let now = now_ms();
         self.data
             .range(prefix, after)
@@ -229,7 +229,7 @@ impl Inner {
     }
 
     /// The value of `key` if it is live.
-    fn live_value(&self, key: &str, now: u64) -> Option<String> {
+    fn live_value(&self, key: &[u8], now: u64) -> Option<Bytes> {
         self.data
             .get(key)
             .filter(|stored| stored.is_live(now))
@@ -242,19 +242,19 @@ impl KvStore for MemoryStore {
         "memory".into()
     }
 
-    fn get(&self, key: &str) -> Result<Option<String>> {
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
         Ok(self.read().live_value(key, now_ms()))
     }
 
-    fn get_stored(&self, key: &str) -> Result<Option<Stored>> {
+    fn get_stored(&self, key: &[u8]) -> Result<Option<Stored>> {
         Ok(self.read().data.get(key).cloned())
     }
 
-    fn row_expiry(&self, key: &str) -> Result<Option<Option<u64>>> {
+    fn row_expiry(&self, key: &[u8]) -> Result<Option<Option<u64>>> {
         Ok(self.read().data.get(key).map(|stored| stored.expires_at))
     }
 
-    fn expired_keys(&self, now: u64, limit: usize) -> Result<Vec<String>> {
+    fn expired_keys(&self, now: u64, limit: usize) -> Result<Vec<Bytes>> {
         Ok(self.read().data.expired(now, limit))
     }
 
@@ -262,13 +262,13 @@ impl KvStore for MemoryStore {
         Ok(self.read().data.expiring_after(now_ms()) as u64)
     }
 
-    fn get_many(&self, keys: &[&str], max_bytes: usize) -> Result<Vec<Option<String>>> {
+    fn get_many(&self, keys: &[&[u8]], max_bytes: usize) -> Result<Vec<Option<Bytes>>> {
         let inner = self.read();
         let now = now_ms();
         values_up_to(keys, max_bytes, |key| Ok(inner.live_value(key, now)))
     }
 
-    fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Pair>> {
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Pair>> {
         let inner = self.read();
         Ok(inner
             .prefix_range(prefix, after)
@@ -277,7 +277,7 @@ impl KvStore for MemoryStore {
             .collect())
     }
 
-    fn scan_keys(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+    fn scan_keys(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Bytes>> {
         let inner = self.read();
         Ok(inner
             .prefix_range(prefix, after)
@@ -286,10 +286,10 @@ impl KvStore for MemoryStore {
             .collect())
     }
 
-    fn key_cursor(&self, prefix: &str) -> Result<Box<dyn KeyCursor>> {
+    fn key_cursor(&self, prefix: &[u8]) -> Result<Box<dyn KeyCursor>> {
         // A copy of the keys, as `snapshot` copies the pairs: the view stays consistent
         // without holding the lock while a client reads the reply.
-        let keys: Vec<String> = self
+        let keys: Vec<Bytes> = self
             .read()
             .prefix_range(prefix, None)
             .map(|(k, _)| k.clone())
@@ -297,7 +297,7 @@ impl KvStore for MemoryStore {
         Ok(Box::new(MemoryKeyCursor { keys, next: 0 }))
     }
 
-    fn count(&self, prefix: &str) -> Result<u64> {
+    fn count(&self, prefix: &[u8]) -> Result<u64> {
         Ok(self.read().prefix_range(prefix, None).count() as u64)
     }
 

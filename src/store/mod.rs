@@ -24,8 +24,14 @@ use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// A key or a value: any bytes, as in Redis. SQLite stores a value as TEXT when it is
+/// UTF-8 (so `sqlite3` shows text as text) and as a BLOB otherwise; a key is always TEXT
+/// holding its bytes, so that every key sorts in one order, byte order (see
+/// `docs/design.md`, "Keys and values are bytes").
+pub type Bytes = Vec<u8>;
+
 /// A key and its value, as scans return them.
-pub type Pair = (String, String);
+pub type Pair = (Bytes, Bytes);
 
 /// What [`KvStore::append_batch`] returns: per request, per op, the op's seq (`None`: a
 /// delete of an absent key).
@@ -37,9 +43,9 @@ pub enum Op {
     /// Set `key` to `value`, creating or overwriting it.
     Put {
         /// The key written.
-        key: String,
+        key: Bytes,
         /// Its new value.
-        value: String,
+        value: Bytes,
         /// When it expires, in milliseconds since the Unix epoch (`None`: never). A put
         /// replaces the key's expiry with this one.
         expires_at: Option<u64>,
@@ -47,21 +53,21 @@ pub enum Op {
     /// Remove `key`.
     Delete {
         /// The key removed.
-        key: String,
+        key: Bytes,
     },
 }
 
-/// The longest key kv stores, in bytes (UTF-8).
+/// The longest key kv stores, in bytes.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
 
-/// The longest value kv stores, in bytes (UTF-8). Every frame of the replication protocol
+/// The longest value kv stores, in bytes. Every frame of the replication protocol
 /// is sized to carry the largest key with the largest value, on the live stream and in a
 /// snapshot chunk (see [`crate::protocol::MAX_FRAME`]).
 pub const MAX_VALUE_BYTES: usize = 8 * 1024 * 1024;
 
 impl Op {
     /// A put of `value` that never expires.
-    pub fn put(key: impl Into<String>, value: impl Into<String>) -> Op {
+    pub fn put(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Op {
         Op::Put {
             key: key.into(),
             value: value.into(),
@@ -70,7 +76,7 @@ impl Op {
     }
 
     /// The key this operation changes.
-    pub fn key(&self) -> &str {
+    pub fn key(&self) -> &[u8] {
         match self {
             Op::Put { key, .. } | Op::Delete { key } => key,
         }
@@ -97,7 +103,7 @@ impl Op {
 }
 
 /// Refuses a key longer than [`MAX_KEY_BYTES`].
-pub fn check_key_size(key: &str) -> Result<()> {
+pub fn check_key_size(key: &[u8]) -> Result<()> {
     if key.len() > MAX_KEY_BYTES {
         return Err(crate::error::Error::Invalid(format!(
             "key too large: {} bytes; kv stores keys of up to {MAX_KEY_BYTES} bytes (64 KiB)",
@@ -179,7 +185,7 @@ pub trait Snapshot: Send {
 /// reply that must announce its length first can count, then stream.
 pub trait KeyCursor: Send {
     /// Up to `max` more keys, in order; empty when done.
-    fn next_page(&mut self, max: usize) -> Result<Vec<String>>;
+    fn next_page(&mut self, max: usize) -> Result<Vec<Bytes>>;
     /// Starts over from the first key of the same view.
     fn rewind(&mut self);
 }
@@ -253,10 +259,10 @@ impl Position {
 /// The values `read` gives for `keys`, in order, until they add up to `max_bytes` (at
 /// least one, if any): [`KvStore::get_many`]'s bound, for both backends.
 pub fn values_up_to(
-    keys: &[&str],
+    keys: &[&[u8]],
     max_bytes: usize,
-    mut read: impl FnMut(&str) -> Result<Option<String>>,
-) -> Result<Vec<Option<String>>> {
+    mut read: impl FnMut(&[u8]) -> Result<Option<Bytes>>,
+) -> Result<Vec<Option<Bytes>>> {
     let mut values = Vec::new();
     let mut bytes = 0;
     for key in keys {
@@ -264,7 +270,7 @@ pub fn values_up_to(
             break;
         }
         let value = read(key)?;
-        bytes += value.as_ref().map_or(0, String::len);
+        bytes += value.as_ref().map_or(0, Vec::len);
         values.push(value);
     }
     Ok(values)
@@ -287,19 +293,19 @@ pub trait KvStore: Send + Sync {
     fn location(&self) -> String;
 
     /// The value of `key`, if present and not expired.
-    fn get(&self, key: &str) -> Result<Option<String>>;
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>>;
 
     /// `key`'s row as stored, expired or not: its value and expiry. The writer decides
     /// with it what an expired key means at the time its batch resolves.
-    fn get_stored(&self, key: &str) -> Result<Option<Stored>>;
+    fn get_stored(&self, key: &[u8]) -> Result<Option<Stored>>;
 
     /// Whether `key` has a row, expired or not, and its expiry, without reading its value:
     /// `None` without a row, `Some(None)` for a row that never expires.
-    fn row_expiry(&self, key: &str) -> Result<Option<Option<u64>>>;
+    fn row_expiry(&self, key: &[u8]) -> Result<Option<Option<u64>>>;
 
     /// Up to `limit` keys whose expiry is at or before `now` (ms since the Unix epoch),
     /// oldest expiry first: what the primary's sweep deletes next.
-    fn expired_keys(&self, now: u64, limit: usize) -> Result<Vec<String>>;
+    fn expired_keys(&self, now: u64, limit: usize) -> Result<Vec<Bytes>>;
 
     /// How many live keys have an expiry (`INFO keyspace`'s `expires`).
     fn count_expiring(&self) -> Result<u64>;
@@ -308,29 +314,29 @@ pub trait KvStore: Send + Sync {
     /// batch of point reads pays for one snapshot, not one each), stopping once the
     /// values read add up to `max_bytes`: a prefix of the answers, never empty unless
     /// `keys` is, so a caller holds about `max_bytes` plus one value at most.
-    fn get_many(&self, keys: &[&str], max_bytes: usize) -> Result<Vec<Option<String>>>;
+    fn get_many(&self, keys: &[&[u8]], max_bytes: usize) -> Result<Vec<Option<Bytes>>>;
 
     /// Up to `limit` pairs whose key starts with `prefix` and sorts after `after` (if
     /// given), in key order, expired keys left out. `prefix = ""` scans everything.
-    fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Pair>>;
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Pair>>;
 
     /// Like [`scan`](Self::scan), keys only: listing keys never reads their values.
-    fn scan_keys(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
+    fn scan_keys(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Bytes>>;
 
     /// A consistent cursor over the keys starting with `prefix` (see [`KeyCursor`]).
-    fn key_cursor(&self, prefix: &str) -> Result<Box<dyn KeyCursor>>;
+    fn key_cursor(&self, prefix: &[u8]) -> Result<Box<dyn KeyCursor>>;
 
     /// How many keys start with `prefix`.
-    fn count(&self, prefix: &str) -> Result<u64>;
+    fn count(&self, prefix: &[u8]) -> Result<u64>;
 
     /// The key at `index` in key order (0 is the first), if there are that many keys
     /// (`RANDOMKEY` picks an index). Reads the keys before it, page by page.
-    fn nth_key(&self, index: u64) -> Result<Option<String>> {
+    fn nth_key(&self, index: u64) -> Result<Option<Bytes>> {
         const PAGE: usize = 1000;
         let mut skipped = 0u64;
-        let mut after: Option<String> = None;
+        let mut after: Option<Bytes> = None;
         loop {
-            let page = self.scan_keys("", after.as_deref(), PAGE)?;
+            let page = self.scan_keys(b"", after.as_deref(), PAGE)?;
             let len = page.len() as u64;
             if index < skipped + len {
                 let at = usize::try_from(index - skipped).unwrap_or(0);
@@ -538,19 +544,14 @@ pub fn check_continues(head: u64, entries: &[LogEntry]) -> Result<()> {
     Ok(())
 }
 
-/// The smallest string greater than every string starting with `prefix`, if one exists:
+/// The smallest byte string greater than every one starting with `prefix`, if one exists:
 /// the exclusive upper bound of a prefix range scan.
-pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let mut next = last as u32 + 1;
-        // Skip the surrogate range, which is not valid `char`s.
-        if (0xD800..=0xDFFF).contains(&next) {
-            next = 0xE000;
-        }
-        if let Some(c) = char::from_u32(next) {
-            chars.push(c);
-            return Some(chars.into_iter().collect());
+pub fn prefix_upper_bound(prefix: &[u8]) -> Option<Bytes> {
+    let mut bytes = prefix.to_vec();
+    while let Some(last) = bytes.pop() {
+        if last < u8::MAX {
+            bytes.push(last + 1);
+            return Some(bytes);
         }
     }
     None

@@ -25,15 +25,15 @@ use lineage::{
 };
 use lock::FileLock;
 use rows::{
-    append_ops, apply_net_effect, digest_on, get_meta, head, init_meta, live, log_entry, log_op,
-    query_keys, query_pairs, range_sql, read_log_row, set_meta, sql_now, sql_seq, sql_time,
-    stored_time,
+    append_ops, apply_net_effect, bytes_at, digest_on, get_meta, head, init_meta, live, log_entry,
+    log_op, query_keys, query_pairs, range_sql, read_log_row, set_meta, sql_now, sql_seq, sql_time,
+    stored_time, SqlKey, SqlValue,
 };
 use snapshot::{SqliteKeyCursor, SqliteSnapshot};
 
 use super::history::ChainRule;
 use super::{
-    check_continues, fill_log_batch, values_up_to, BatchSeqs, ChunkSource, CommitFence,
+    check_continues, fill_log_batch, values_up_to, BatchSeqs, Bytes, ChunkSource, CommitFence,
     ContentDigest, DivergedEntry, KeyCursor, KvStore, Lineage, LogEntry, Op, Pair, Position, Role,
     Snapshot, SnapshotTarget, Stored, Unfenced,
 };
@@ -271,22 +271,22 @@ impl KvStore for SqliteStore {
         self.path.display().to_string()
     }
 
-    fn get(&self, key: &str) -> Result<Option<String>> {
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
         self.read(|conn| {
             Ok(conn
                 .prepare_cached(GET_VALUE)?
-                .query_row(params![key, sql_now()], |row| row.get(0))
+                .query_row(params![SqlKey(key), sql_now()], |row| bytes_at(row, 0))
                 .optional()?)
         })
     }
 
-    fn get_stored(&self, key: &str) -> Result<Option<Stored>> {
+    fn get_stored(&self, key: &[u8]) -> Result<Option<Stored>> {
         self.read(|conn| {
             Ok(conn
                 .prepare_cached("SELECT value, expires_at FROM kv WHERE key = ?1")?
-                .query_row([key], |row| {
+                .query_row([SqlKey(key)], |row| {
                     Ok(Stored {
-                        value: row.get(0)?,
+                        value: bytes_at(row, 0)?,
                         expires_at: row.get::<_, Option<i64>>(1)?.map(stored_time),
                     })
                 })
@@ -294,25 +294,26 @@ impl KvStore for SqliteStore {
         })
     }
 
-    fn row_expiry(&self, key: &str) -> Result<Option<Option<u64>>> {
+    fn row_expiry(&self, key: &[u8]) -> Result<Option<Option<u64>>> {
         self.read(|conn| {
             Ok(conn
                 .prepare_cached("SELECT expires_at FROM kv WHERE key = ?1")?
-                .query_row([key], |row| {
+                .query_row([SqlKey(key)], |row| {
                     Ok(row.get::<_, Option<i64>>(0)?.map(stored_time))
                 })
                 .optional()?)
         })
     }
 
-    fn expired_keys(&self, now: u64, limit: usize) -> Result<Vec<String>> {
+    fn expired_keys(&self, now: u64, limit: usize) -> Result<Vec<Bytes>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT key FROM kv WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
             )?;
-            let keys = stmt.query_map(params![sql_time(Some(now)), limit], |row| row.get(0))?;
-            Ok(keys.collect::<rusqlite::Result<Vec<String>>>()?)
+            let keys =
+                stmt.query_map(params![sql_time(Some(now)), limit], |row| bytes_at(row, 0))?;
+            Ok(keys.collect::<rusqlite::Result<Vec<Bytes>>>()?)
         })
     }
 
@@ -327,7 +328,7 @@ impl KvStore for SqliteStore {
         })
     }
 
-    fn get_many(&self, keys: &[&str], max_bytes: usize) -> Result<Vec<Option<String>>> {
+    fn get_many(&self, keys: &[&[u8]], max_bytes: usize) -> Result<Vec<Option<Bytes>>> {
         self.read(|conn| {
             // One read transaction: each statement on its own would take and drop the
             // WAL read lock (two fcntl calls) and check the WAL index again.
@@ -337,7 +338,7 @@ impl KvStore for SqliteStore {
                 let now = sql_now();
                 values_up_to(keys, max_bytes, |key| {
                     Ok(statement
-                        .query_row(params![key, now], |row| row.get(0))
+                        .query_row(params![SqlKey(key), now], |row| bytes_at(row, 0))
                         .optional()?)
                 })?
             };
@@ -346,29 +347,29 @@ impl KvStore for SqliteStore {
         })
     }
 
-    fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Pair>> {
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Pair>> {
         self.read(|conn| query_pairs(conn, prefix, after, limit))
     }
 
-    fn scan_keys(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+    fn scan_keys(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Bytes>> {
         self.read(|conn| query_keys(conn, prefix, after, limit, sql_now()))
     }
 
-    fn key_cursor(&self, prefix: &str) -> Result<Box<dyn KeyCursor>> {
+    fn key_cursor(&self, prefix: &[u8]) -> Result<Box<dyn KeyCursor>> {
         let conn = self.open_reader()?;
         Ok(Box::new(SqliteKeyCursor::begin(conn, prefix)?))
     }
 
-    fn count(&self, prefix: &str) -> Result<u64> {
+    fn count(&self, prefix: &[u8]) -> Result<u64> {
         let (sql, upper) = range_sql("count(*)", prefix, "");
         self.read(|conn| {
-            let n: i64 =
-                conn.query_row(&sql, params![prefix, upper, sql_now()], |row| row.get(0))?;
+            let bounds = params![SqlKey(prefix), upper.as_deref().map(SqlKey), sql_now()];
+            let n: i64 = conn.query_row(&sql, bounds, |row| row.get(0))?;
             Ok(n as u64)
         })
     }
 
-    fn nth_key(&self, index: u64) -> Result<Option<String>> {
+    fn nth_key(&self, index: u64) -> Result<Option<Bytes>> {
         let offset = i64::try_from(index).unwrap_or(i64::MAX);
         self.read(|conn| {
             let key = conn
@@ -378,7 +379,7 @@ impl KvStore for SqliteStore {
                         live("?2")
                     ),
                     params![offset, sql_now()],
-                    |row| row.get(0),
+                    |row| bytes_at(row, 0),
                 )
                 .optional()?;
             Ok(key)
@@ -492,8 +493,8 @@ impl KvStore for SqliteStore {
                 )?;
                 for record in &chunk {
                     insert.execute(params![
-                        record.key,
-                        record.value,
+                        SqlKey(&record.key),
+                        SqlValue(&record.value),
                         sql_time(record.expires_at)
                     ])?;
                 }

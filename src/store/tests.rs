@@ -4,11 +4,15 @@
 use super::*;
 
 #[test]
-fn upper_bound_increments_last_char() {
-    assert_eq!(prefix_upper_bound("ab").as_deref(), Some("ac"));
-    assert_eq!(prefix_upper_bound(""), None);
-    assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
-    assert_eq!(prefix_upper_bound("\u{D7FF}").as_deref(), Some("\u{E000}"));
+fn upper_bound_increments_the_last_byte_below_ff() {
+    assert_eq!(prefix_upper_bound(b"ab").as_deref(), Some(&b"ac"[..]));
+    assert_eq!(prefix_upper_bound(b""), None);
+    assert_eq!(prefix_upper_bound(b"a\xff\xff").as_deref(), Some(&b"b"[..]));
+    assert_eq!(prefix_upper_bound(b"\xff"), None);
+    assert_eq!(
+        prefix_upper_bound("é".as_bytes()).as_deref(),
+        Some(&[0xc3, 0xaa][..])
+    );
 }
 
 fn pair(key: &str, bytes: usize) -> Result<Record> {
@@ -41,7 +45,7 @@ fn a_chunk_never_outgrows_its_byte_bound_unless_one_pair_does() {
     }
     let last = chunks.last().expect("chunks");
     assert_eq!(last.len(), 1, "the maximal value travels alone");
-    assert_eq!(last[0].key, "b");
+    assert_eq!(last[0].key, b"b");
     let total: usize = chunks.iter().map(Vec::len).sum();
     assert_eq!(total, 1001, "nothing skipped or repeated");
 }
@@ -53,7 +57,7 @@ fn a_log_batch_stops_before_its_byte_bound_but_takes_one_entry() {
             seq,
             op: Op::Put {
                 key: "k".into(),
-                value: "v".repeat(bytes),
+                value: vec![b'v'; bytes],
                 expires_at: None,
             },
         })
@@ -81,7 +85,7 @@ fn sizes_beyond_the_limits_are_refused() {
         .to_string()
         .contains("value too large"));
     let key = "k".repeat(MAX_KEY_BYTES + 1);
-    let err = Op::Delete { key }.check_size().unwrap_err();
+    let err = Op::Delete { key: key.into() }.check_size().unwrap_err();
     assert!(err.to_string().contains("key too large"), "{err}");
 }
 

@@ -74,13 +74,14 @@ pub const FRAMED_READ_INITIAL: usize = 8 * 1024;
 
 /// The largest single allocation `decode` may make for an input of `len` bytes.
 ///
-/// Strings are borrowed from the input and copied at their real length (a claimed length
-/// beyond the input is an EOF error before any allocation). The one `Vec` in a
-/// [`Message`], `Snapshot::entries: Vec<(String, String)>`, is where a claimed length can
-/// matter: serde preallocates `min(claimed, 1 MiB / 48)` elements, so a 16-byte frame
-/// claiming 2^32-1 entries allocates ~1 MiB — bounded, never 4 GiB × 48. Beyond that
-/// preallocation a `Vec` grows only with real elements; each 48-byte pair takes at least
-/// 3 input bytes (`92 a0 a0`), and doubling at most doubles that: 32 × len.
+/// Strings, and keys and values (bytes), are borrowed from the input and copied at their
+/// real length (a claimed length beyond the input is an EOF error before any allocation).
+/// The one `Vec` of elements in a [`Message`], `Snapshot::entries: Vec<Record>`, is where a
+/// claimed length can matter: serde preallocates `min(claimed, 1 MiB / size)` elements, so
+/// a 16-byte frame claiming 2^32-1 entries allocates ~1 MiB — bounded, never 4 GiB × size.
+/// Beyond that preallocation a `Vec` grows only with real elements; each 64-byte record
+/// (two `Vec<u8>` and an expiry) takes at least 4 input bytes (`93 a0 a0 c0`), and
+/// doubling at most doubles that: 32 × len.
 pub fn decode_bound(len: usize) -> usize {
     SERDE_PREALLOC_CAP.max(32 * len) + SLACK
 }

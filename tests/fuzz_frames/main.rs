@@ -18,7 +18,8 @@
 //!    `Err` inside one (as `kv::connection` documents);
 //! 3. [`Receiver`] (20%) fed mostly-correct, sometimes perturbed sequences of decoded
 //!    messages: every `Step::Apply` carries exactly the previous seq + 1 (tracked here from
-//!    the steps alone), snapshot keys only increase, and a correct next entry is accepted.
+//!    the steps alone), snapshot keys only increase (in byte order), and a correct next
+//!    entry is accepted. Keys and values are bytes, now and then not UTF-8.
 //!
 //! A counting `#[global_allocator]` records the largest single allocation request made on
 //! the test's own thread while a decode or read runs; see [`decode_bound`] for the bound.

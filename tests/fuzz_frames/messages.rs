@@ -1,7 +1,7 @@
 //! Random valid messages: every [`Message`] variant with seqs at msgpack width boundaries
-//! and the store's limits, strings at str width boundaries, and a valid encoding of each
-//! (the protocol's own, or rmp-serde's compact form). Also the variant and field names the
-//! junk generator in `mutate` builds on.
+//! and the store's limits, strings at str width boundaries, keys and values as bytes (now
+//! and then not UTF-8), and a valid encoding of each (the protocol's own, or rmp-serde's
+//! compact form). Also the variant and field names that `mutate`'s junk generator uses.
 
 use crate::Rng;
 use kv::protocol::{self, Message, PROTOCOL_VERSION};
@@ -90,7 +90,6 @@ fn random_char(rng: &mut Rng) -> char {
     }
 }
 
-/// A string whose length often sits at a msgpack str width boundary (31/32, 255/256).
 /// An expiry a correct upstream may send: none, or one SQLite can store.
 pub fn valid_expiry(rng: &mut Rng) -> Option<u64> {
     random_expiry(rng).map(|at| at.min(MAX_EXPIRY))
@@ -106,6 +105,7 @@ pub fn random_expiry(rng: &mut Rng) -> Option<u64> {
     }
 }
 
+/// A string whose length often sits at a msgpack str width boundary (31/32, 255/256).
 pub fn random_string(rng: &mut Rng) -> String {
     let len = match rng.random_range(0..20) {
         0..=1 => 0,
@@ -115,6 +115,33 @@ pub fn random_string(rng: &mut Rng) -> String {
         _ => rng.random_range(250..262),
     };
     (0..len).map(|_| random_char(rng)).collect()
+}
+
+/// Byte sequences that are not UTF-8: bytes UTF-8 never uses, a lone continuation byte,
+/// sequences cut short, an overlong encoding, a surrogate.
+const NOT_UTF8: [&[u8]; 8] = [
+    &[0xff],
+    &[0xfe, 0x00],
+    &[0x80],
+    &[0xc3],
+    &[0xe2, 0x82],
+    &[0xf0, 0x9f, 0x98],
+    &[0xc0, 0xaf],
+    &[0xed, 0xa0, 0x80],
+];
+
+/// A key or a value: a [`random_string`]'s bytes, some of them with bytes that are not
+/// UTF-8 put in anywhere.
+pub fn random_data(rng: &mut Rng) -> Vec<u8> {
+    let mut data = random_string(rng).into_bytes();
+    if rng.random_bool(0.25) {
+        for _ in 0..rng.random_range(1..4) {
+            let at = rng.random_range(0..=data.len());
+            let bytes = NOT_UTF8[rng.random_range(0..NOT_UTF8.len())];
+            data.splice(at..at, bytes.iter().copied());
+        }
+    }
+    data
 }
 
 /// Bytes for a nonce or a proof: usually the right length (32), sometimes not.
@@ -166,8 +193,8 @@ pub fn message_of(variant: usize, rng: &mut Rng) -> Message {
             Message::Snapshot {
                 entries: (0..n)
                     .map(|_| Record {
-                        key: random_string(rng),
-                        value: random_string(rng),
+                        key: random_data(rng),
+                        value: random_data(rng),
                         expires_at: random_expiry(rng),
                     })
                     .collect(),
@@ -178,13 +205,13 @@ pub fn message_of(variant: usize, rng: &mut Rng) -> Message {
         },
         5 => Message::Put {
             seq: random_seq(rng),
-            key: random_string(rng),
-            value: random_string(rng),
+            key: random_data(rng),
+            value: random_data(rng),
             expires_at: random_expiry(rng),
         },
         6 => Message::Delete {
             seq: random_seq(rng),
-            key: random_string(rng),
+            key: random_data(rng),
         },
         7 => Message::Ack {
             seq: random_seq(rng),

@@ -3,19 +3,20 @@
 //! tracked from its steps alone.
 
 use crate::messages::{
-    encoding_of, message_of, random_expiry, random_seq, random_string, valid_expiry, SEQS, VARIANTS,
+    encoding_of, message_of, random_data, random_expiry, random_seq, random_string, valid_expiry,
+    SEQS, VARIANTS,
 };
 use crate::{Rng, Stats};
 use kv::protocol::{self, Message};
 use kv::replication::{Receiver, Step};
-use kv::store::{LogEntry, Op, Record, MAX_EXPIRY, MAX_SEQ};
+use kv::store::{Bytes, LogEntry, Op, Record, MAX_EXPIRY, MAX_SEQ};
 use rand::RngExt;
 use std::panic::{self, AssertUnwindSafe};
 
 #[derive(Clone, Debug, PartialEq)]
 enum Phase {
     Start,
-    InSnapshot { seq: u64, last_key: Option<String> },
+    InSnapshot { seq: u64, last_key: Option<Bytes> },
     Streaming,
 }
 
@@ -58,17 +59,18 @@ fn nearby_seq(last: u64, rng: &mut Rng) -> u64 {
     }
 }
 
-fn sorted_keys(after: Option<&str>, rng: &mut Rng) -> Vec<Record> {
-    let mut keys: Vec<String> = (0..rng.random_range(0..6))
-        .map(|_| random_string(rng))
+/// Keys in byte order (the order of `Vec<u8>`), all after `after`.
+fn sorted_keys(after: Option<&[u8]>, rng: &mut Rng) -> Vec<Record> {
+    let mut keys: Vec<Bytes> = (0..rng.random_range(0..6))
+        .map(|_| random_data(rng))
         .collect();
     keys.sort();
     keys.dedup();
-    keys.retain(|k| after.is_none_or(|after| k.as_str() > after));
+    keys.retain(|k| after.is_none_or(|after| k.as_slice() > after));
     keys.into_iter()
         .map(|key| Record {
             key,
-            value: random_string(rng),
+            value: random_data(rng),
             expires_at: valid_expiry(rng),
         })
         .collect()
@@ -118,12 +120,12 @@ fn correct_next(model: &Model, rng: &mut Rng) -> Message {
                 },
                 1..=3 => Message::Delete {
                     seq,
-                    key: random_string(rng),
+                    key: random_data(rng),
                 },
                 _ => Message::Put {
                     seq,
-                    key: random_string(rng),
-                    value: random_string(rng),
+                    key: random_data(rng),
+                    value: random_data(rng),
                     expires_at: valid_expiry(rng),
                 },
             }
@@ -164,13 +166,13 @@ fn perturbed_next(model: &Model, rng: &mut Rng) -> Message {
         3 => Message::SnapshotEnd { seq },
         4..=5 => Message::Put {
             seq,
-            key: random_string(rng),
-            value: random_string(rng),
+            key: random_data(rng),
+            value: random_data(rng),
             expires_at: random_expiry(rng),
         },
         6 => Message::Delete {
             seq,
-            key: random_string(rng),
+            key: random_data(rng),
         },
         7 => Message::Error {
             message: random_string(rng),
@@ -271,6 +273,7 @@ fn check_step(model: &mut Model, message: &Message, step: &Step) -> Result<(), S
             let Phase::InSnapshot { last_key, .. } = &mut model.phase else {
                 return Err(format!("SnapshotChunk while {:?}", model.phase));
             };
+            // Keys are bytes, and `Vec<u8>` compares them in byte order.
             for Record { key, .. } in entries {
                 if last_key.as_ref().is_some_and(|last| key <= last) {
                     return Err(format!("snapshot key {key:?} after {last_key:?}"));

@@ -49,7 +49,7 @@ pub fn batch_seqs_are_consecutive_across_requests<B: Backend>(backend: &B) {
     let seqs = store.append_batch(&[many]).expect("a request of 300 ops");
     assert_eq!(seqs, vec![(307..607).map(Some).collect::<Vec<_>>()]);
     assert_eq!(store.head_seq().expect("head"), 606);
-    assert_eq!(store.count("").expect("count"), 605);
+    assert_eq!(store.count(b"").expect("count"), 605);
 }
 
 pub fn batch_delete_of_absent_key_takes_no_seq<B: Backend>(backend: &B) {

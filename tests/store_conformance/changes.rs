@@ -14,7 +14,7 @@ pub fn resolve<S: KvStore>(store: &S, now: u64, change: Change) -> kv::Result<Re
         now,
         read: &mut |key| store.get_stored(key),
         expiry: &mut |key| store.row_expiry(key),
-        keys: &mut || store.scan_keys("", None, 1000),
+        keys: &mut || store.scan_keys(b"", None, 1000),
     })
 }
 
@@ -99,4 +99,25 @@ pub fn changes_resolve_against_the_store_and_log_plain_ops<B: Backend>(backend: 
     assert_eq!(contents(&store), pairs(&[]));
     let deletes = whole_log(&store).len() - expected.len();
     assert_eq!(deletes, 2, "a flush logs a delete per key");
+
+    // Keys and values are bytes, UTF-8 or not: APPEND joins them, GETSET returns them.
+    let key = vec![0xff, 0x00, 0xfe];
+    let append = Change::Append {
+        key: key.clone(),
+        value: vec![0xc3],
+    };
+    assert_eq!(apply(&store, append.clone()), Outcome::Int(1));
+    assert_eq!(apply(&store, append), Outcome::Int(2));
+    let get_set = Change::Set {
+        key: key.clone(),
+        value: vec![0x80, b'x'],
+        when: When::Always,
+        get: true,
+        expiry: NewExpiry::Never,
+    };
+    let old = vec![0xc3, 0xc3];
+    assert_eq!(apply(&store, get_set), Outcome::Bulk(Some(old)));
+    assert_eq!(contents(&store), [(key.clone(), vec![0x80, b'x'])]);
+    let last = whole_log(&store).pop().expect("entry").op;
+    assert_eq!(last, Op::put(key, [0x80, b'x']));
 }

@@ -4,7 +4,7 @@
 //! backend as the writer resolves them.
 
 use crate::changes::{apply, resolve};
-use crate::helpers::{contents, drain, install_records, pairs, whole_log, HISTORY_A};
+use crate::helpers::{b, bytes, contents, drain, install_records, pairs, whole_log, HISTORY_A};
 use crate::Backend;
 use kv::node::compute::{Change, ExpireIf, NewExpiry, Outcome, When};
 use kv::store::{now_ms, KvStore, LogEntry, Op, Record, Role, Stored};
@@ -37,27 +37,30 @@ fn three_keys<S: KvStore>(store: &S) -> (u64, u64) {
 pub fn an_expired_key_is_gone_from_every_read<B: Backend>(backend: &B) {
     let store = backend.open(Role::Primary);
     let (past, future) = three_keys(&store);
-    assert_eq!(store.get("gone").expect("get"), None);
-    assert_eq!(store.get("kept").expect("get").as_deref(), Some("2"));
+    assert_eq!(store.get(b"gone").expect("get"), None);
+    assert_eq!(store.get(b"kept").expect("get"), Some(b("2")));
     let many = store
-        .get_many(&["gone", "kept"], usize::MAX)
+        .get_many(&[b"gone", b"kept"], usize::MAX)
         .expect("get_many");
-    assert_eq!(many, vec![None, Some("2".to_string())]);
+    assert_eq!(many, vec![None, Some(b("2"))]);
     assert_eq!(contents(&store), pairs(&[("kept", "2"), ("plain", "3")]));
     assert_eq!(
-        store.scan_keys("", None, 10).expect("keys"),
-        ["kept", "plain"]
+        store.scan_keys(b"", None, 10).expect("keys"),
+        bytes(&["kept", "plain"])
     );
-    assert_eq!(store.count("").expect("count"), 2);
-    assert_eq!(store.count("g").expect("count"), 0);
-    assert_eq!(store.nth_key(0).expect("nth").as_deref(), Some("kept"));
+    assert_eq!(store.count(b"").expect("count"), 2);
+    assert_eq!(store.count(b"g").expect("count"), 0);
+    assert_eq!(store.nth_key(0).expect("nth"), Some(b("kept")));
     assert_eq!(store.nth_key(2).expect("nth"), None);
-    let mut cursor = store.key_cursor("").expect("cursor");
-    assert_eq!(cursor.next_page(10).expect("page"), ["kept", "plain"]);
+    let mut cursor = store.key_cursor(b"").expect("cursor");
+    assert_eq!(
+        cursor.next_page(10).expect("page"),
+        bytes(&["kept", "plain"])
+    );
     assert_eq!(store.count_expiring().expect("expiring"), 1);
 
     // The row itself stays until the sweep deletes it, and the sweep finds it.
-    let stored = store.get_stored("gone").expect("stored");
+    let stored = store.get_stored(b"gone").expect("stored");
     assert_eq!(
         stored,
         Some(Stored {
@@ -65,12 +68,18 @@ pub fn an_expired_key_is_gone_from_every_read<B: Backend>(backend: &B) {
             expires_at: Some(past)
         })
     );
-    assert_eq!(store.expired_keys(now_ms(), 10).expect("expired"), ["gone"]);
+    assert_eq!(
+        store.expired_keys(now_ms(), 10).expect("expired"),
+        bytes(&["gone"])
+    );
     assert_eq!(
         store.expired_keys(future, 10).expect("expired"),
-        ["gone", "kept"]
+        bytes(&["gone", "kept"])
     );
-    assert_eq!(store.expired_keys(future, 1).expect("expired"), ["gone"]);
+    assert_eq!(
+        store.expired_keys(future, 1).expect("expired"),
+        bytes(&["gone"])
+    );
     assert!(store.expired_keys(past - 1, 10).expect("none").is_empty());
 }
 
@@ -98,12 +107,12 @@ pub fn the_expiry_travels_with_log_snapshot_and_digest<B: Backend>(backend: &B) 
     let installed = backend.open(Role::Replica);
     install_records(&installed, HISTORY_A, 3, chunks);
     for replica in [&replayed, &installed] {
-        assert_eq!(replica.get("gone").expect("get"), None);
-        let kept = replica.get_stored("kept").expect("stored").expect("row");
+        assert_eq!(replica.get(b"gone").expect("get"), None);
+        let kept = replica.get_stored(b"kept").expect("stored").expect("row");
         assert_eq!(kept.expires_at, Some(future));
         assert_eq!(
             replica.expired_keys(now_ms(), 10).expect("expired"),
-            ["gone"]
+            bytes(&["gone"])
         );
         assert_eq!(
             replica.digest().expect("digest").hex,
@@ -145,7 +154,7 @@ pub fn expiry_commands_resolve_against_the_store<B: Backend>(backend: &B) {
     assert_eq!(apply(&store, expire("plain", future, nx)), Outcome::Int(1));
     assert_eq!(
         store
-            .get_stored("plain")
+            .get_stored(b"plain")
             .expect("row")
             .expect("plain")
             .expires_at,
@@ -157,7 +166,7 @@ pub fn expiry_commands_resolve_against_the_store<B: Backend>(backend: &B) {
     assert_eq!(apply(&store, persist), Outcome::Int(1));
     assert_eq!(
         store
-            .get_stored("plain")
+            .get_stored(b"plain")
             .expect("row")
             .expect("plain")
             .expires_at,
@@ -187,7 +196,7 @@ pub fn expiry_commands_resolve_against_the_store<B: Backend>(backend: &B) {
         expiry: NewExpiry::At(future),
     };
     assert_eq!(apply(&store, lock), Outcome::Ok);
-    assert_eq!(store.get("gone").expect("get").as_deref(), Some("mine"));
+    assert_eq!(store.get(b"gone").expect("get"), Some(b("mine")));
 
     // A time already past deletes the key, and the log says so.
     assert_eq!(
@@ -206,7 +215,7 @@ pub fn the_sweep_deletes_only_what_expired<B: Backend>(backend: &B) {
     let purge = Change::Purge {
         keys: vec!["gone".into(), "kept".into(), "missing".into()],
     };
-    assert_eq!(keys, ["gone"]);
+    assert_eq!(keys, bytes(&["gone"]));
     let (ops, outcome) = resolve(&store, now_ms(), purge.clone()).expect("resolve");
     assert_eq!(ops, [Op::Delete { key: "gone".into() }]);
     assert_eq!(outcome, Outcome::Int(1));
@@ -214,13 +223,13 @@ pub fn the_sweep_deletes_only_what_expired<B: Backend>(backend: &B) {
         .append_batch(&[vec![put_at("gone", "again", None)]])
         .expect("rewrite");
     assert_eq!(apply(&store, purge), Outcome::Int(0));
-    assert_eq!(store.get("gone").expect("get").as_deref(), Some("again"));
+    assert_eq!(store.get(b"gone").expect("get"), Some(b("again")));
     // Rewritten or deleted, a key no longer expires at its old time.
     let far = later() + 1;
     assert!(store
         .expired_keys(far, 10)
         .expect("expired")
-        .contains(&"kept".to_string()));
+        .contains(&b("kept")));
     store
         .append_batch(&[vec![Op::Delete { key: "kept".into() }]])
         .expect("delete");
@@ -235,16 +244,16 @@ pub fn a_key_cursor_reads_at_one_time<B: Backend>(backend: &B) {
     let soon = now_ms() + 300;
     let ops = vec![put_at("a", "1", Some(soon)), put_at("b", "2", None)];
     store.append_batch(&[ops]).expect("append");
-    let mut cursor = store.key_cursor("").expect("cursor");
-    assert_eq!(cursor.next_page(1).expect("page"), ["a"]);
+    let mut cursor = store.key_cursor(b"").expect("cursor");
+    assert_eq!(cursor.next_page(1).expect("page"), bytes(&["a"]));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while store.get("a").expect("get").is_some() && std::time::Instant::now() < deadline {
+    while store.get(b"a").expect("get").is_some() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert_eq!(store.get("a").expect("get"), None, "a never expired");
-    assert_eq!(cursor.next_page(10).expect("page"), ["b"]);
+    assert_eq!(store.get(b"a").expect("get"), None, "a never expired");
+    assert_eq!(cursor.next_page(10).expect("page"), bytes(&["b"]));
     cursor.rewind();
-    assert_eq!(cursor.next_page(10).expect("again"), ["a", "b"]);
+    assert_eq!(cursor.next_page(10).expect("again"), bytes(&["a", "b"]));
 }
 
 pub fn del_counts_only_keys_that_had_not_expired<B: Backend>(backend: &B) {

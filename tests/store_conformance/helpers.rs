@@ -1,42 +1,64 @@
 //! Helpers shared by the conformance cases: op and entry builders, primary-side `put` and
 //! `del`, whole-store and whole-log reads, draining a snapshot into its chunks, the
 //! observable `State` of a store, installing a snapshot from a list of chunks, and two
-//! fixed history ids.
+//! fixed history ids. Keys and values are bytes; the builders take text (or bytes) and
+//! convert, so most cases read as text.
 
-use kv::store::{KvStore, LogEntry, Op, Pair, Record, Snapshot};
+use kv::store::{Bytes, KvStore, LogEntry, Op, Pair, Record, Snapshot};
 
 /// Large enough to mean "everything" in these tests without relying on `usize::MAX`
 /// (which `scan_limit_edges` tests on its own).
 pub const ALL: usize = 100_000;
 
-pub fn put_op(key: &str, value: &str) -> Op {
+/// `text`'s bytes: a key or a value written as text.
+pub fn b(text: &str) -> Bytes {
+    text.as_bytes().to_vec()
+}
+
+/// Each of `list` as bytes, to compare with the keys a store returns.
+pub fn bytes(list: &[&str]) -> Vec<Bytes> {
+    list.iter().map(|text| b(text)).collect()
+}
+
+/// A put of `value` that never expires; key and value as text or as bytes.
+pub fn put_op(key: &(impl AsRef<[u8]> + ?Sized), value: &(impl AsRef<[u8]> + ?Sized)) -> Op {
     Op::Put {
-        key: key.into(),
-        value: value.into(),
+        key: key.as_ref().to_vec(),
+        value: value.as_ref().to_vec(),
         expires_at: None,
     }
 }
 
-pub fn del_op(key: &str) -> Op {
-    Op::Delete { key: key.into() }
+pub fn del_op(key: &(impl AsRef<[u8]> + ?Sized)) -> Op {
+    Op::Delete {
+        key: key.as_ref().to_vec(),
+    }
 }
 
 pub fn entry(seq: u64, op: Op) -> LogEntry {
     LogEntry { seq, op }
 }
 
+/// Text pairs as the byte pairs a store holds.
 pub fn pairs(list: &[(&str, &str)]) -> Vec<Pair> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+    list.iter().map(|(k, v)| (b(k), b(v))).collect()
+}
+
+/// The keys of `pairs`, as text (every key of a case that calls it is UTF-8).
+pub fn keys(pairs: &[Pair]) -> Vec<&str> {
+    pairs
+        .iter()
+        .map(|(k, _)| std::str::from_utf8(k).expect("a UTF-8 key"))
         .collect()
 }
 
-pub fn keys(pairs: &[Pair]) -> Vec<&str> {
-    pairs.iter().map(|(k, _)| k.as_str()).collect()
-}
-
 /// Primary put that must be logged; returns its seq.
-pub fn put<S: KvStore>(store: &S, key: &str, value: &str) -> u64 {
+pub fn put<S, K, V>(store: &S, key: &K, value: &V) -> u64
+where
+    S: KvStore,
+    K: AsRef<[u8]> + ?Sized,
+    V: AsRef<[u8]> + ?Sized,
+{
     store
         .append(&put_op(key, value))
         .expect("append put")
@@ -44,12 +66,12 @@ pub fn put<S: KvStore>(store: &S, key: &str, value: &str) -> u64 {
 }
 
 /// Primary delete; `None` when the key was absent.
-pub fn del<S: KvStore>(store: &S, key: &str) -> Option<u64> {
+pub fn del<S: KvStore>(store: &S, key: &(impl AsRef<[u8]> + ?Sized)) -> Option<u64> {
     store.append(&del_op(key)).expect("append delete")
 }
 
 pub fn contents<S: KvStore>(store: &S) -> Vec<Pair> {
-    store.scan("", None, ALL).expect("scan everything")
+    store.scan(b"", None, ALL).expect("scan everything")
 }
 
 pub fn whole_log<S: KvStore>(store: &S) -> Vec<LogEntry> {

@@ -5,9 +5,9 @@
 //! replaced entries in `diverged`, labelled with the history each belonged to; the fencing
 //! epoch goes with the history (promotion, snapshot, adoption).
 
-use crate::helpers::{contents, entry, install, pairs, put, put_op, records, HISTORY_A};
+use crate::helpers::{b, contents, entry, install, pairs, put, put_op, records, HISTORY_A};
 use crate::Backend;
-use kv::store::{Fork, KvStore, Lineage, Role, SnapshotTarget, Unfenced};
+use kv::store::{Bytes, Fork, KvStore, Lineage, Role, SnapshotTarget, Unfenced};
 use kv::Error;
 
 /// A replica at seq 3 of history A, with a log of three puts.
@@ -141,21 +141,15 @@ pub fn a_diverged_install_keeps_the_replaced_entries<B: Backend>(backend: &B) {
         .install_snapshot_fenced(&target, &mut || Ok(chunks.next()), &Unfenced)
         .expect("install");
     let kept = store.diverged().expect("diverged");
-    let summary: Vec<(String, u64, String)> = kept
+    let summary: Vec<(String, u64, Bytes)> = kept
         .iter()
-        .map(|d| {
-            (
-                d.history_id.clone(),
-                d.entry.seq,
-                d.entry.op.key().to_string(),
-            )
-        })
+        .map(|d| (d.history_id.clone(), d.entry.seq, d.entry.op.key().to_vec()))
         .collect();
     assert_eq!(
         summary,
         vec![
-            (HISTORY_A.to_string(), 3, "k3".to_string()),
-            (new_history, 4, "mine".to_string()),
+            (HISTORY_A.to_string(), 3, b("k3")),
+            (new_history, 4, b("mine")),
         ]
     );
     assert_eq!(contents(&store), pairs(&[("k1", "v"), ("k2", "v")]));

@@ -109,7 +109,7 @@ pub fn trim_log_keeps_newest_in_batches<B: Backend>(backend: &B) {
     assert_eq!(store.position().expect("position").oldest_log, Some(10));
 
     // Trimming touches neither the data nor the head; seqs continue.
-    assert_eq!(store.count("").expect("count"), 11);
+    assert_eq!(store.count(b"").expect("count"), 11);
     assert_eq!(store.head_seq().expect("head"), 11);
     assert_eq!(put(&store, "k12", "v"), 12);
     assert_eq!(store.trim_log(1, usize::MAX).expect("trim"), 2);

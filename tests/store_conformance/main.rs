@@ -198,6 +198,22 @@ fn sqlite_reopen_keeps_data_and_head_seq() {
     assert_eq!(store.head_seq().expect("head"), 7);
     assert_eq!(contents(&store), pairs(&[("c", ""), ("d", "4")]));
     assert_eq!(put(&store, "e", "5"), 8);
+    // Bytes that are not UTF-8, in a key and in a value, come back as they went in.
+    let (key, value) = (vec![0xff, 0x00, 0xfe], vec![b'v', 0xc3, 0x28, 0x00]);
+    assert_eq!(put(&store, &key, &value), 9);
+    drop(store);
+
+    let store = SqliteStore::open(&path, Role::Primary).expect("reopen a third time");
+    assert_eq!(store.get(&key).expect("get"), Some(value.clone()));
+    assert_eq!(
+        contents(&store).last(),
+        Some(&(key.clone(), value.clone())),
+        "sorted last, in byte order"
+    );
+    assert_eq!(
+        store.log_since(8, ALL).expect("log"),
+        vec![entry(9, put_op(&key, &value))]
+    );
     drop(store);
 
     // A replica resumes from its applied seq, even with an empty log.

@@ -15,7 +15,7 @@ pub fn meta_reports_role_history_and_applied_seq<B: Backend>(backend: &B) {
         );
         assert_eq!(store.meta("no-such-name").expect("meta"), None);
         // Meta is not data: no keys, no log entries, no seq.
-        assert_eq!(store.count("").expect("count"), 0);
+        assert_eq!(store.count(b"").expect("count"), 0);
         assert_eq!(store.head_seq().expect("head"), 0);
         assert!(whole_log(&store).is_empty());
     }

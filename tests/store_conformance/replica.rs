@@ -2,7 +2,7 @@
 //! entries are rejected without changing anything.
 
 use crate::helpers::{
-    contents, del_op, entry, install, pairs, put_op, state, whole_log, HISTORY_A,
+    b, contents, del_op, entry, install, pairs, put_op, state, whole_log, HISTORY_A,
 };
 use crate::Backend;
 use kv::store::{KvStore, LogEntry, Role};
@@ -33,7 +33,7 @@ pub fn replica_apply_accepts_consecutive_seqs<B: Backend>(backend: &B) {
         .expect("apply one entry");
 
     assert_eq!(store.head_seq().expect("head"), 7);
-    assert_eq!(store.get("a").expect("get"), None);
+    assert_eq!(store.get(b"a").expect("get"), None);
     assert_eq!(
         contents(&store),
         pairs(&[("b", "two"), ("c", ""), ("d", "4")])
@@ -101,7 +101,7 @@ pub fn replica_apply_rejects_gap_and_duplicate<B: Backend>(backend: &B) {
         .apply(&[entry(4, put_op("x", "x"))])
         .expect("apply 4 after rejections");
     assert_eq!(store.head_seq().expect("head"), 4);
-    assert_eq!(store.get("x").expect("get").as_deref(), Some("x"));
+    assert_eq!(store.get(b"x").expect("get"), Some(b("x")));
     assert_eq!(
         store.meta("applied_seq").expect("meta").as_deref(),
         Some("4")
@@ -117,7 +117,7 @@ pub fn unsynced_apply_is_visible_at_once_and_synced_later<B: Backend>(backend: &
         .apply_unsynced(&batch, &fence)
         .expect("apply unsynced");
     assert_eq!(store.head_seq().expect("head"), 2);
-    assert_eq!(store.get("a").expect("get").as_deref(), Some("1"));
+    assert_eq!(store.get(b"a").expect("get"), Some(b("1")));
     store.sync().expect("sync");
     store
         .apply_unsynced(&[entry(4, put_op("c", "3"))], &fence)

@@ -17,10 +17,10 @@ pub fn snapshot_stays_consistent_while_writes_continue<B: Backend>(backend: &B) 
     for i in 0..20 {
         let (key, value) = (format!("k{i:02}"), format!("v{i}"));
         put(&store, &key, &value);
-        model.insert(key, value);
+        model.insert(key.into_bytes(), value.into_bytes());
     }
     del(&store, "k03");
-    model.remove("k03");
+    model.remove(&b"k03"[..]);
     let at_seq = store.head_seq().expect("head");
     assert_eq!(at_seq, 21);
     let expected: Vec<Pair> = model.clone().into_iter().collect();
@@ -56,7 +56,7 @@ pub fn snapshot_stays_consistent_while_writes_continue<B: Backend>(backend: &B) 
     assert_eq!(now, at_seq + 10);
     let mut later = store.snapshot().expect("second snapshot");
     assert_eq!(later.seq(), now);
-    assert_eq!(later.key_count(), store.count("").expect("count"));
+    assert_eq!(later.key_count(), store.count(b"").expect("count"));
     assert_eq!(flatten(drain(&mut *later, 7, usize::MAX)), contents(&store));
     drop(snapshot);
 
@@ -146,7 +146,7 @@ pub fn install_snapshot_replaces_everything<B: Backend>(backend: &B) {
         contents(&store),
         pairs(&[("a", "1"), ("b", "2"), ("shared", "new"), ("z", "")])
     );
-    assert_eq!(store.get("old1").expect("get"), None);
+    assert_eq!(store.get(b"old1").expect("get"), None);
     assert_eq!(store.head_seq().expect("head"), 10);
     assert_eq!(
         store.history_id().expect("history").as_deref(),
@@ -187,7 +187,7 @@ pub fn install_snapshot_replaces_everything<B: Backend>(backend: &B) {
     let n = install(&store, HISTORY_B, 5, vec![Vec::new(), Vec::new()]);
     assert_eq!(n, 0);
     assert!(contents(&store).is_empty());
-    assert_eq!(store.count("").expect("count"), 0);
+    assert_eq!(store.count(b"").expect("count"), 0);
     assert_eq!(store.head_seq().expect("head"), 5);
 
     // Installing a primary's snapshot reproduces the primary.
@@ -252,7 +252,7 @@ pub fn install_snapshot_failure_changes_nothing<B: Backend>(backend: &B) {
         store.meta("applied_seq").expect("meta").as_deref(),
         Some("5")
     );
-    assert_eq!(store.get("new").expect("get"), None);
+    assert_eq!(store.get(b"new").expect("get"), None);
 
     // Failing on the very first chunk changes nothing either.
     let mut fails_at_once = || -> SourceResult { Err(Error::Protocol("refused".into())) };

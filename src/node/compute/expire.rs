@@ -6,7 +6,7 @@
 use super::{put, NewExpiry, Outcome, Resolved, View};
 use crate::error::Result;
 use crate::store::expiry::is_live;
-use crate::store::Op;
+use crate::store::{Bytes, Op};
 use std::collections::HashSet;
 
 /// The conditions of `EXPIRE key time [NX] [XX] [GT] [LT]`, all of which must hold. A key
@@ -34,18 +34,16 @@ impl ExpireIf {
 }
 
 /// The op that gives `key` (holding `value`) the expiry `at`: a delete once it is past.
-fn rewrite(key: &str, value: String, at: Option<u64>, now: u64) -> Op {
+fn rewrite(key: &[u8], value: Bytes, at: Option<u64>, now: u64) -> Op {
     match at {
-        Some(at) if at <= now => Op::Delete {
-            key: key.to_string(),
-        },
+        Some(at) if at <= now => Op::Delete { key: key.to_vec() },
         at => put(key, value, at),
     }
 }
 
 /// `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT`: 1 if the expiry was set, 0 if the key is
 /// absent or the condition says no.
-pub(super) fn expire(key: &str, at: u64, when: ExpireIf, view: &mut View<'_>) -> Result<Resolved> {
+pub(super) fn expire(key: &[u8], at: u64, when: ExpireIf, view: &mut View<'_>) -> Result<Resolved> {
     let Some(stored) = view.live(key)? else {
         return Ok((Vec::new(), Outcome::Int(0)));
     };
@@ -57,7 +55,7 @@ pub(super) fn expire(key: &str, at: u64, when: ExpireIf, view: &mut View<'_>) ->
 }
 
 /// `PERSIST`: 1 if the key had an expiry and lost it, else 0.
-pub(super) fn persist(key: &str, view: &mut View<'_>) -> Result<Resolved> {
+pub(super) fn persist(key: &[u8], view: &mut View<'_>) -> Result<Resolved> {
     match view.live(key)? {
         Some(stored) if stored.expires_at.is_some() => {
             Ok((vec![put(key, stored.value, None)], Outcome::Int(1)))
@@ -67,7 +65,7 @@ pub(super) fn persist(key: &str, view: &mut View<'_>) -> Result<Resolved> {
 }
 
 /// `GETEX key EX|PX|EXAT|PXAT|PERSIST`: the value, with the key's new expiry.
-pub(super) fn get_ex(key: &str, expiry: NewExpiry, view: &mut View<'_>) -> Result<Resolved> {
+pub(super) fn get_ex(key: &[u8], expiry: NewExpiry, view: &mut View<'_>) -> Result<Resolved> {
     let Some(stored) = view.live(key)? else {
         return Ok((Vec::new(), Outcome::Bulk(None)));
     };
@@ -86,7 +84,7 @@ pub(super) fn get_ex(key: &str, expiry: NewExpiry, view: &mut View<'_>) -> Resul
 }
 
 /// The sweep: deletes those of `keys` that exist and have expired by now; answers how many.
-pub(super) fn purge(keys: Vec<String>, view: &mut View<'_>) -> Result<Resolved> {
+pub(super) fn purge(keys: Vec<Bytes>, view: &mut View<'_>) -> Result<Resolved> {
     let mut ops = Vec::new();
     for key in keys {
         let expiry = (view.expiry)(&key)?;
@@ -100,7 +98,7 @@ pub(super) fn purge(keys: Vec<String>, view: &mut View<'_>) -> Result<Resolved> 
 
 /// `DEL`: deletes every row of `keys` (a key named twice once), and answers how many had
 /// not expired.
-pub(super) fn delete(keys: Vec<String>, view: &mut View<'_>) -> Result<Resolved> {
+pub(super) fn delete(keys: Vec<Bytes>, view: &mut View<'_>) -> Result<Resolved> {
     let mut ops = Vec::new();
     let mut removed = 0i64;
     let mut seen = HashSet::new();

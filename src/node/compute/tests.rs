@@ -3,14 +3,16 @@
 use super::*;
 use std::collections::HashMap;
 
-/// Resolves `change` against `data` at `now` and applies its ops.
+/// Resolves `change` against `data` at `now` and applies its ops (the tests' keys are
+/// text; values are bytes).
 fn run_at(data: &mut HashMap<String, Stored>, now: u64, change: Change) -> Result<Outcome> {
     let snapshot = data.clone();
-    let mut read = |key: &str| Ok(snapshot.get(key).cloned());
-    let mut expiry = |key: &str| Ok(snapshot.get(key).map(|stored| stored.expires_at));
+    let text = |key: &[u8]| String::from_utf8(key.to_vec()).expect("a text key");
+    let mut read = |key: &[u8]| Ok(snapshot.get(&text(key)).cloned());
+    let mut expiry = |key: &[u8]| Ok(snapshot.get(&text(key)).map(|stored| stored.expires_at));
     let mut keys = || {
         let live = snapshot.iter().filter(|(_, stored)| stored.is_live(now));
-        Ok(live.map(|(key, _)| key.clone()).collect())
+        Ok(live.map(|(key, _)| key.clone().into_bytes()).collect())
     };
     let mut view = View {
         now,
@@ -26,17 +28,17 @@ fn run_at(data: &mut HashMap<String, Stored>, now: u64, change: Change) -> Resul
                 value,
                 expires_at,
             } => {
-                data.insert(key, Stored { value, expires_at });
+                data.insert(text(&key), Stored { value, expires_at });
             }
             Op::Delete { key } => {
-                data.remove(&key);
+                data.remove(&text(&key));
             }
         }
     }
     Ok(outcome)
 }
 
-/// [`run_at`] on keys without expiry.
+/// [`run_at`] on keys without expiry, holding text.
 fn run(data: &mut HashMap<String, String>, change: Change) -> Result<Outcome> {
     let mut stored = data
         .drain()
@@ -44,14 +46,15 @@ fn run(data: &mut HashMap<String, String>, change: Change) -> Result<Outcome> {
             (
                 key,
                 Stored {
-                    value,
+                    value: value.into_bytes(),
                     expires_at: None,
                 },
             )
         })
         .collect();
     let outcome = run_at(&mut stored, NOW, change);
-    data.extend(stored.into_iter().map(|(key, stored)| (key, stored.value)));
+    let text = |stored: Stored| String::from_utf8(stored.value).expect("a text value");
+    data.extend(stored.into_iter().map(|(key, stored)| (key, text(stored))));
     outcome
 }
 
@@ -146,7 +149,7 @@ fn conditional_sets_and_renames() {
 }
 
 #[test]
-fn setrange_pads_and_keeps_text() {
+fn setrange_pads_and_writes_bytes() {
     let mut data = HashMap::new();
     let change = Change::SetRange {
         key: "r".into(),
@@ -155,15 +158,21 @@ fn setrange_pads_and_keeps_text() {
     };
     assert_eq!(run(&mut data, change).expect("setrange"), Outcome::Int(5));
     assert_eq!(data["r"], "\0\0\0ab");
-    data.insert("u".into(), "é".into());
+    let mut binary = HashMap::new();
+    binary.insert("u".to_string(), stored("é", None));
     let split = Change::SetRange {
         key: "u".into(),
         offset: 1,
         value: "x".into(),
     };
-    assert!(
-        run(&mut data, split).is_err(),
-        "a split character is refused"
+    assert_eq!(
+        run_at(&mut binary, NOW, split).expect("setrange"),
+        Outcome::Int(2)
+    );
+    assert_eq!(
+        binary["u"].value,
+        [0xc3, b'x'],
+        "values are bytes: any byte may change"
     );
 }
 
@@ -178,7 +187,7 @@ fn a_flush_deletes_every_key() {
 
 fn stored(value: &str, expires_at: Option<u64>) -> Stored {
     Stored {
-        value: value.into(),
+        value: value.as_bytes().to_vec(),
         expires_at,
     }
 }

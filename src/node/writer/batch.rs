@@ -8,7 +8,7 @@ use super::{Reply, MAX_BATCH_OPS};
 use crate::error::{Error, Result};
 use crate::node::budget::Charge;
 use crate::node::compute::{self, Change, Outcome, View};
-use crate::store::{now_ms, KvStore, Op, Stored};
+use crate::store::{now_ms, Bytes, KvStore, Op, Stored};
 use std::collections::{BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tokio::sync::oneshot;
@@ -48,7 +48,7 @@ impl Work {
 /// What this batch's earlier writes left each key they touched holding: a change later
 /// in the batch reads through it, so it sees those writes before they commit.
 #[derive(Default)]
-struct Overlay(HashMap<String, Option<Stored>>);
+struct Overlay(HashMap<Bytes, Option<Stored>>);
 
 impl Overlay {
     /// The overlay of the writes already in the batch.
@@ -69,18 +69,18 @@ impl Overlay {
                 }),
                 Op::Delete { .. } => None,
             };
-            self.0.insert(op.key().to_string(), stored);
+            self.0.insert(op.key().to_vec(), stored);
         }
     }
 
-    fn read(&self, store: &dyn KvStore, key: &str) -> Result<Option<Stored>> {
+    fn read(&self, store: &dyn KvStore, key: &[u8]) -> Result<Option<Stored>> {
         match self.0.get(key) {
             Some(stored) => Ok(stored.clone()),
             None => store.get_stored(key),
         }
     }
 
-    fn expiry(&self, store: &dyn KvStore, key: &str) -> Result<Option<Option<u64>>> {
+    fn expiry(&self, store: &dyn KvStore, key: &[u8]) -> Result<Option<Option<u64>>> {
         match self.0.get(key) {
             Some(stored) => Ok(stored.as_ref().map(|stored| stored.expires_at)),
             None => store.row_expiry(key),
@@ -88,11 +88,11 @@ impl Overlay {
     }
 
     /// Every live key, as the batch leaves them so far, read in pages.
-    fn keys(&self, store: &dyn KvStore, now: u64) -> Result<Vec<String>> {
+    fn keys(&self, store: &dyn KvStore, now: u64) -> Result<Vec<Bytes>> {
         let mut keys = Vec::new();
         loop {
-            let after = keys.last().map(String::as_str);
-            let page = store.scan_keys("", after, KEYS_PAGE)?;
+            let after = keys.last().map(Vec::as_slice);
+            let page = store.scan_keys(b"", after, KEYS_PAGE)?;
             let full = page.len() == KEYS_PAGE;
             keys.extend(page);
             if !full {
@@ -102,7 +102,7 @@ impl Overlay {
         if self.0.is_empty() {
             return Ok(keys);
         }
-        let mut keys: BTreeSet<String> = keys.into_iter().collect();
+        let mut keys: BTreeSet<Bytes> = keys.into_iter().collect();
         for (key, stored) in &self.0 {
             match stored {
                 Some(stored) if stored.is_live(now) => keys.insert(key.clone()),
@@ -265,10 +265,10 @@ mod tests {
         // The refusal rests on an uncommitted write: held until the batch commits.
         assert!(refused.try_recv().is_err(), "answered before the commit");
         assert_eq!(resolved.refused.len(), 1);
-        let deleted: Vec<&str> = resolved.ops[3].iter().map(Op::key).collect();
+        let deleted: Vec<&[u8]> = resolved.ops[3].iter().map(Op::key).collect();
         assert_eq!(
             deleted,
-            vec!["k", "n", "old"],
+            vec![&b"k"[..], b"n", b"old"],
             "the flush sees the batch's keys too"
         );
         assert_eq!(resolved.ops[2], vec![put("n", "7")]);

@@ -9,8 +9,8 @@
 use super::*;
 use crate::protocol::{self, Message};
 use crate::store::{
-    BatchSeqs, ChunkSource, CommitFence, DivergedEntry, KeyCursor, KvStore, Lineage, LogEntry,
-    MemoryStore, Op, Pair, Position, Record, Role, Snapshot, SnapshotTarget, Stored,
+    BatchSeqs, Bytes, ChunkSource, CommitFence, DivergedEntry, KeyCursor, KvStore, Lineage,
+    LogEntry, MemoryStore, Op, Pair, Position, Record, Role, Snapshot, SnapshotTarget, Stored,
 };
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -99,39 +99,39 @@ impl KvStore for GatedStore {
     fn location(&self) -> String {
         self.inner.location()
     }
-    fn get(&self, key: &str) -> crate::Result<Option<String>> {
+    fn get(&self, key: &[u8]) -> crate::Result<Option<Bytes>> {
         self.inner.get(key)
     }
-    fn get_stored(&self, key: &str) -> crate::Result<Option<Stored>> {
+    fn get_stored(&self, key: &[u8]) -> crate::Result<Option<Stored>> {
         self.inner.get_stored(key)
     }
-    fn row_expiry(&self, key: &str) -> crate::Result<Option<Option<u64>>> {
+    fn row_expiry(&self, key: &[u8]) -> crate::Result<Option<Option<u64>>> {
         self.inner.row_expiry(key)
     }
-    fn expired_keys(&self, now: u64, limit: usize) -> crate::Result<Vec<String>> {
+    fn expired_keys(&self, now: u64, limit: usize) -> crate::Result<Vec<Bytes>> {
         self.inner.expired_keys(now, limit)
     }
     fn count_expiring(&self) -> crate::Result<u64> {
         self.inner.count_expiring()
     }
-    fn get_many(&self, keys: &[&str], max_bytes: usize) -> crate::Result<Vec<Option<String>>> {
+    fn get_many(&self, keys: &[&[u8]], max_bytes: usize) -> crate::Result<Vec<Option<Bytes>>> {
         self.inner.get_many(keys, max_bytes)
     }
-    fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> crate::Result<Vec<Pair>> {
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> crate::Result<Vec<Pair>> {
         self.inner.scan(prefix, after, limit)
     }
     fn scan_keys(
         &self,
-        prefix: &str,
-        after: Option<&str>,
+        prefix: &[u8],
+        after: Option<&[u8]>,
         limit: usize,
-    ) -> crate::Result<Vec<String>> {
+    ) -> crate::Result<Vec<Bytes>> {
         self.inner.scan_keys(prefix, after, limit)
     }
-    fn key_cursor(&self, prefix: &str) -> crate::Result<Box<dyn KeyCursor>> {
+    fn key_cursor(&self, prefix: &[u8]) -> crate::Result<Box<dyn KeyCursor>> {
         self.inner.key_cursor(prefix)
     }
-    fn count(&self, prefix: &str) -> crate::Result<u64> {
+    fn count(&self, prefix: &[u8]) -> crate::Result<u64> {
         self.inner.count(prefix)
     }
     fn append_batch(&self, requests: &[Vec<Op>]) -> crate::Result<BatchSeqs> {
@@ -294,7 +294,7 @@ fn a_replaced_links_write_in_flight_does_not_commit() {
     );
 
     // JOIN B while A's write is at the gate; B's snapshot goes in first.
-    let pairs = vec![("from_b".to_string(), "new link".to_string())];
+    let pairs = vec![(b"from_b".to_vec(), b"new link".to_vec())];
     let second = link.follow(
         upstream(snapshot(&"b".repeat(32), pairs.clone())),
         LinkMode::Join,
@@ -310,7 +310,7 @@ fn a_replaced_links_write_in_flight_does_not_commit() {
     store.wait_for(|gate| gate.outcome.is_some());
     let outcome = store.gate.lock().expect("gate").outcome.clone();
     assert_eq!(outcome.as_deref(), Some("Err(Superseded)"));
-    assert_eq!(store.scan("", None, 10).expect("scan"), pairs);
+    assert_eq!(store.scan(b"", None, 10).expect("scan"), pairs);
     assert_eq!(store.history_id().expect("history"), Some("b".repeat(32)));
 }
 
@@ -339,7 +339,7 @@ fn a_replica_acks_an_applied_entry_only_once_it_is_flushed() {
 
     // Applied and visible while its flush waits...
     let deadline = Instant::now() + PATIENCE;
-    while store.get("k").expect("get").is_none() {
+    while store.get(b"k").expect("get").is_none() {
         if Instant::now() >= deadline {
             let heard: Vec<_> = hearing.try_iter().map(|m| m.name()).collect();
             panic!("the entry was never applied; the upstream heard {heard:?}");

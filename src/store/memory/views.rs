@@ -3,7 +3,7 @@
 //! client reads it.
 
 use crate::error::Result;
-use crate::store::{fill_chunk, KeyCursor, Record, Snapshot, SnapshotInfo};
+use crate::store::{fill_chunk, Bytes, KeyCursor, Record, Snapshot, SnapshotInfo};
 
 /// The snapshot's rows, as the fallible source [`fill_chunk`] reads.
 pub(super) type PairSource =
@@ -27,12 +27,12 @@ impl Snapshot for MemorySnapshot {
 
 /// A key cursor of the memory backend: a copy of the keys.
 pub(super) struct MemoryKeyCursor {
-    pub(super) keys: Vec<String>,
+    pub(super) keys: Vec<Bytes>,
     pub(super) next: usize,
 }
 
 impl KeyCursor for MemoryKeyCursor {
-    fn next_page(&mut self, max: usize) -> Result<Vec<String>> {
+    fn next_page(&mut self, max: usize) -> Result<Vec<Bytes>> {
         let end = self.next.saturating_add(max).min(self.keys.len());
         let page = self.keys[self.next..end].to_vec();
         self.next = end;

@@ -2,7 +2,9 @@
 //! `fork_seq`), the log's running checksum at a seq, the role check of a primary write,
 //! promotion, adopting an upstream's lineage, and saving diverged log entries.
 
-use super::rows::{delete_meta, get_meta, head, log_entry, read_log_row, set_meta, sql_seq};
+use super::rows::{
+    delete_meta, get_meta, head, log_entry, read_log_row, set_meta, sql_seq, SqlKey, SqlValue,
+};
 use crate::error::{Error, Result};
 use crate::store::history::history_at;
 use crate::store::{new_history_id, DivergedEntry, Fork, Lineage, Position, Role, SnapshotTarget};
@@ -173,6 +175,7 @@ pub(super) fn save_diverged(conn: &Connection, after: u64) -> Result<()> {
     )?;
     for (seq, op, key, value, expires_at) in rows {
         let history = history_at(&lineage, seq.max(0) as u64);
+        let (key, value) = (SqlKey(&key), value.as_deref().map(SqlValue));
         insert.execute(params![history, seq, op, key, value, expires_at])?;
     }
     Ok(())

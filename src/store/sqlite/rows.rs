@@ -5,10 +5,11 @@
 use crate::error::{Error, Result};
 use crate::store::history::{next_checksum, ChainRule};
 use crate::store::{
-    new_history_id, new_node_id, now_ms, prefix_upper_bound, ContentDigest, ContentHasher,
+    new_history_id, new_node_id, now_ms, prefix_upper_bound, Bytes, ContentDigest, ContentHasher,
     LogEntry, Op, Pair, Record, Role,
 };
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::types::{FromSql, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, OptionalExtension, ToSql, TransactionBehavior};
 use std::collections::BTreeMap;
 
 /// The head: the newest logged seq, or the applied seq of a replica whose log is empty.
@@ -82,13 +83,13 @@ pub(super) fn change_kv(conn: &Connection, op: &Op) -> Result<bool> {
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
                  expires_at = excluded.expires_at",
             )?
-            .execute(params![key, value, sql_time(*expires_at)])?;
+            .execute(params![SqlKey(key), SqlValue(value), sql_time(*expires_at)])?;
             Ok(true)
         }
         Op::Delete { key } => {
             let removed = conn
                 .prepare_cached("DELETE FROM kv WHERE key = ?1")?
-                .execute([key])?;
+                .execute([SqlKey(key)])?;
             Ok(removed > 0)
         }
     }
@@ -99,7 +100,7 @@ pub(super) fn change_kv(conn: &Connection, op: &Op) -> Result<bool> {
 /// applied in key order changes each page once, in order, where seq order would jump
 /// across the whole table for every entry.
 pub(super) fn apply_net_effect(conn: &Connection, entries: &[LogEntry]) -> Result<()> {
-    let mut last: BTreeMap<&str, &Op> = BTreeMap::new();
+    let mut last: BTreeMap<&[u8], &Op> = BTreeMap::new();
     for entry in entries {
         last.insert(entry.op.key(), &entry.op);
     }
@@ -132,8 +133,8 @@ pub(super) fn log_op(
     .execute(params![
         sql_seq(seq)?,
         kind,
-        op.key(),
-        value,
+        SqlKey(op.key()),
+        value.map(|value| SqlValue(value)),
         next.map(|c| c as i64),
         sql_time(expires_at)
     ])?;
@@ -181,15 +182,15 @@ pub(super) fn digest_on(conn: &Connection) -> Result<ContentDigest> {
 }
 
 /// A `log` row as stored: seq, op, key, value, expires_at.
-pub(super) type LogRow = (i64, String, String, Option<String>, Option<i64>);
+pub(super) type LogRow = (i64, String, Bytes, Option<Bytes>, Option<i64>);
 
 /// Reads `seq, op, key, value, expires_at`, the first five columns.
 pub(super) fn read_log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
     Ok((
         row.get(0)?,
         row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
+        bytes_at(row, 2)?,
+        row.get::<_, Option<RowBytes>>(3)?.map(|value| value.0),
         row.get(4)?,
     ))
 }
@@ -197,10 +198,49 @@ pub(super) fn read_log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> 
 /// Reads `key, value, expires_at`, the first three columns.
 pub(super) fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     Ok(Record {
-        key: row.get(0)?,
-        value: row.get(1)?,
+        key: bytes_at(row, 0)?,
+        value: bytes_at(row, 1)?,
         expires_at: row.get::<_, Option<i64>>(2)?.map(stored_time),
     })
+}
+
+/// A key as SQLite stores it: TEXT holding its bytes, UTF-8 or not. One storage class
+/// for every key keeps one order in the primary key's index, byte order (SQLite sorts
+/// every TEXT before every BLOB, so a BLOB key would sort after all the text ones), the
+/// order the memory backend and the replication stream use too.
+pub(super) struct SqlKey<'a>(pub(super) &'a [u8]);
+
+impl ToSql for SqlKey<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.0)))
+    }
+}
+
+/// A value as SQLite stores it: TEXT when it is UTF-8, so `sqlite3` shows text as text;
+/// a BLOB otherwise.
+pub(super) struct SqlValue<'a>(pub(super) &'a [u8]);
+
+impl ToSql for SqlValue<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match std::str::from_utf8(self.0) {
+            Ok(_) => ValueRef::Text(self.0),
+            Err(_) => ValueRef::Blob(self.0),
+        }))
+    }
+}
+
+/// A key or value read back: the bytes of a TEXT or a BLOB.
+pub(super) struct RowBytes(pub(super) Bytes);
+
+impl FromSql for RowBytes {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value.as_bytes().map(|bytes| RowBytes(bytes.to_vec()))
+    }
+}
+
+/// Column `index` of `row` as bytes.
+pub(super) fn bytes_at(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Bytes> {
+    Ok(row.get::<_, RowBytes>(index)?.0)
 }
 
 /// An expiry as SQLite stores it: a signed 64-bit integer (times past its range, some
@@ -238,7 +278,7 @@ pub(super) fn log_entry((seq, kind, key, value, expires_at): LogRow) -> Result<L
 /// ?1 up to (excluding) the end of `prefix`'s range, bound as ?2 when there is one.
 /// Separate statements instead of `?2 IS NULL OR`, so SQLite uses the primary key for
 /// both ends of the range.
-pub(super) fn range_sql(columns: &str, prefix: &str, tail: &str) -> (String, Option<String>) {
+pub(super) fn range_sql(columns: &str, prefix: &[u8], tail: &str) -> (String, Option<Bytes>) {
     let upper = prefix_upper_bound(prefix);
     let bound = if upper.is_some() {
         "key < ?2"
@@ -267,12 +307,12 @@ pub(super) fn sql_now() -> i64 {
 fn query_range<T>(
     conn: &Connection,
     columns: &str,
-    prefix: &str,
-    after: Option<&str>,
+    prefix: &[u8],
+    after: Option<&[u8]>,
     limit: usize,
     now: i64,
-    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<(String, T)>,
-) -> Result<Vec<(String, T)>> {
+    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<(Bytes, T)>,
+) -> Result<Vec<(Bytes, T)>> {
     if limit == 0 {
         return Ok(Vec::new());
     }
@@ -285,11 +325,12 @@ fn query_range<T>(
     let rows_wanted = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
     let (sql, upper) = range_sql(columns, prefix, " ORDER BY key LIMIT ?4");
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![lower, upper, now, rows_wanted], row)?;
+    let upper = upper.as_deref().map(SqlKey);
+    let rows = stmt.query_map(params![SqlKey(lower), upper, now, rows_wanted], row)?;
     let mut found = Vec::new();
     for item in rows {
         let item = item?;
-        if Some(item.0.as_str()) == after {
+        if Some(item.0.as_slice()) == after {
             continue;
         }
         found.push(item);
@@ -303,25 +344,25 @@ fn query_range<T>(
 /// Pairs in a key range (see [`query_range`]).
 pub(super) fn query_pairs(
     conn: &Connection,
-    prefix: &str,
-    after: Option<&str>,
+    prefix: &[u8],
+    after: Option<&[u8]>,
     limit: usize,
 ) -> Result<Vec<Pair>> {
     query_range(conn, "key, value", prefix, after, limit, sql_now(), |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        Ok((bytes_at(row, 0)?, bytes_at(row, 1)?))
     })
 }
 
 /// Keys in a key range (see [`query_range`]) live at `now`, without reading their values.
 pub(super) fn query_keys(
     conn: &Connection,
-    prefix: &str,
-    after: Option<&str>,
+    prefix: &[u8],
+    after: Option<&[u8]>,
     limit: usize,
     now: i64,
-) -> Result<Vec<String>> {
+) -> Result<Vec<Bytes>> {
     let keys = query_range(conn, "key", prefix, after, limit, now, |row| {
-        Ok((row.get::<_, String>(0)?, ()))
+        Ok((bytes_at(row, 0)?, ()))
     })?;
     Ok(keys.into_iter().map(|(key, ())| key).collect())
 }

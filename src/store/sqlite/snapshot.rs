@@ -4,9 +4,9 @@
 //! the chunk or page size whatever the database's size.
 
 use super::lineage::{checksum_at, read_lineage};
-use super::rows::{head, query_keys, read_record, sql_now};
+use super::rows::{head, query_keys, read_record, sql_now, SqlKey};
 use crate::error::{Error, Result};
-use crate::store::{fill_chunk, KeyCursor, Record, Snapshot, SnapshotInfo};
+use crate::store::{fill_chunk, Bytes, KeyCursor, Record, Snapshot, SnapshotInfo};
 use rusqlite::{params, Connection};
 
 /// A snapshot held open as a read transaction on its own connection; chunks are read by
@@ -14,7 +14,7 @@ use rusqlite::{params, Connection};
 pub(super) struct SqliteSnapshot {
     conn: Connection,
     info: SnapshotInfo,
-    last_key: Option<String>,
+    last_key: Option<Bytes>,
 }
 
 impl SqliteSnapshot {
@@ -60,7 +60,7 @@ impl Snapshot for SqliteSnapshot {
                 stmt = self.conn.prepare_cached(
                     "SELECT key, value, expires_at FROM kv WHERE key > ?1 ORDER BY key LIMIT ?2",
                 )?;
-                stmt.query(params![last, limit])?
+                stmt.query(params![SqlKey(last), limit])?
             }
         };
         // A row peeked but not taken by `fill_chunk` is read again by the next chunk's
@@ -83,19 +83,19 @@ impl Snapshot for SqliteSnapshot {
 /// one time: a key that expires while it is read is in every pass or in none.
 pub(super) struct SqliteKeyCursor {
     conn: Connection,
-    prefix: String,
-    last_key: Option<String>,
+    prefix: Bytes,
+    last_key: Option<Bytes>,
     now: i64,
 }
 
 impl SqliteKeyCursor {
     /// Starts the read transaction on `conn`: the view is pinned from here on.
-    pub(super) fn begin(conn: Connection, prefix: &str) -> Result<Self> {
+    pub(super) fn begin(conn: Connection, prefix: &[u8]) -> Result<Self> {
         conn.execute_batch("BEGIN DEFERRED")?;
         conn.query_row("SELECT count(*) FROM meta", [], |_| Ok(()))?;
         Ok(SqliteKeyCursor {
             conn,
-            prefix: prefix.to_string(),
+            prefix: prefix.to_vec(),
             last_key: None,
             now: sql_now(),
         })
@@ -103,7 +103,7 @@ impl SqliteKeyCursor {
 }
 
 impl KeyCursor for SqliteKeyCursor {
-    fn next_page(&mut self, max: usize) -> Result<Vec<String>> {
+    fn next_page(&mut self, max: usize) -> Result<Vec<Bytes>> {
         let after = self.last_key.as_deref();
         let page = query_keys(&self.conn, &self.prefix, after, max, self.now)?;
         if let Some(key) = page.last() {

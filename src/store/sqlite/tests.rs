@@ -30,7 +30,7 @@ fn only_an_unsynced_apply_skips_the_flush() {
     let entry = |seq: u64| LogEntry {
         seq,
         op: Op::Put {
-            key: format!("k{seq}"),
+            key: format!("k{seq}").into_bytes(),
             value: "v".into(),
             expires_at: None,
         },
@@ -81,8 +81,8 @@ fn a_replaced_file_refuses_writes_and_is_read_through_the_writer() {
             .expect("trimming nothing writes nothing"),
         0
     );
-    assert_eq!(store.get("a").expect("get"), Some("1".into()));
-    assert_eq!(store.get("x").expect("get"), None, "read the other file");
+    assert_eq!(store.get(b"a").expect("get"), Some("1".into()));
+    assert_eq!(store.get(b"x").expect("get"), None, "read the other file");
     assert_eq!(store.digest().expect("digest").seq, 1);
     assert!(store.snapshot().is_err(), "a snapshot of the other file");
     assert!(lock(&store.readers).is_empty(), "a reader opened the path");
