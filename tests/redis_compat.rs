@@ -361,21 +361,19 @@ fn string_and_key_commands_answer_as_redis_does() {
 
     // CONFIG SET min-replicas-to-write applies to the next write: with no replica, it
     // is refused, and taken again once the setting is back to 0.
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("min-replicas-to-write")
-        .arg(1)
-        .query(&mut ours)
-        .expect("CONFIG SET");
+    let min_replicas = |con: &mut redis::Connection, n: u32| {
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("min-replicas-to-write")
+            .arg(n)
+            .query(con)
+            .expect("CONFIG SET");
+    };
+    min_replicas(&mut ours, 1);
     let refused = redis::cmd("SET").arg("w").arg("1").query::<()>(&mut ours);
     let refused = refused.expect_err("no replica").to_string();
     assert!(refused.contains("NOREPLICAS"), "{refused}");
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("min-replicas-to-write")
-        .arg(0)
-        .query(&mut ours)
-        .expect("CONFIG SET");
+    min_replicas(&mut ours, 0);
     let () = redis::cmd("SET")
         .arg("w")
         .arg("1")
@@ -532,6 +530,9 @@ fn binary_keys_and_values_answer_as_redis_does() {
         &[b"MGET", b"\xc3", b"\xc3\xa9", b"\xc3\xa8"],
         &[b"KEYS", b"\xc3*"],
         &[b"KEYS", b"bin?\x00*"],
+        &[b"KEYS", b"[a-\xff]*"],
+        &[b"KEYS", b"[\x00-\xff]*"],
+        &[b"KEYS", b"[v-]*"],
         &[b"EXISTS", b"bin\xff\x00key", b"bin"],
         &[b"RENAME", b"bin\xff\x00key", b"\xfe"],
         &[b"GET", b"\xfe"],

@@ -2,7 +2,7 @@
 //! `WAIT` (replicas whose acked seq reached this connection's last write, woken by their
 //! acks) and `CLIENT`.
 
-use super::args::{err, text_of, Reply};
+use super::args::{err, number, text_of, Reply};
 use super::commands::blocking;
 use super::glob;
 use super::info::{self, ServerFacts};
@@ -38,9 +38,7 @@ struct ScanArgs {
 }
 
 fn parse_scan(args: &[Vec<u8>]) -> Result<ScanArgs, String> {
-    let cursor = text_of(&args[0])?
-        .parse()
-        .map_err(|_| err("invalid cursor"))?;
+    let cursor = number(&args[0]).ok_or_else(|| err("invalid cursor"))?;
     let mut scan = ScanArgs {
         cursor,
         pattern: None,
@@ -56,9 +54,7 @@ fn parse_scan(args: &[Vec<u8>]) -> Result<ScanArgs, String> {
             b"MATCH" => scan.pattern = Some(value.clone()),
             b"TYPE" => scan.strings = value.eq_ignore_ascii_case(b"string"),
             b"COUNT" => {
-                scan.count = text_of(value)?
-                    .parse::<usize>()
-                    .ok()
+                scan.count = number::<usize>(value)
                     .filter(|&n| n > 0)
                     .ok_or_else(|| err("value is not an integer or out of range"))?
                     .min(MAX_SCAN_COUNT);
@@ -176,9 +172,7 @@ pub async fn wait(node: &Node, last_write: u64, args: &[Vec<u8>], out: &mut Outp
         return Err(err("WAIT cannot be used with replica instances."));
     }
     let number = |arg: &[u8]| {
-        text_of(arg)?
-            .parse::<u64>()
-            .map_err(|_| err("value is not an integer or out of range"))
+        number::<u64>(arg).ok_or_else(|| err("value is not an integer or out of range"))
     };
     let (wanted, timeout) = (number(&args[0])?, number(&args[1])?);
     let wanted = usize::try_from(wanted).unwrap_or(usize::MAX);

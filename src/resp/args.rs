@@ -19,7 +19,12 @@ pub fn arity(name: &str) -> String {
     ))
 }
 
-/// An argument that must be text (a number, a host name), copied; or the error reply.
+/// An argument read as a number, if it is one.
+pub fn number<T: std::str::FromStr>(arg: &[u8]) -> Option<T> {
+    std::str::from_utf8(arg).ok()?.parse().ok()
+}
+
+/// An argument that must be text (a host name, a client name), copied; or the error reply.
 pub fn text_of(arg: &[u8]) -> Result<String, String> {
     String::from_utf8(arg.to_vec()).map_err(|_| err("argument is not valid UTF-8"))
 }

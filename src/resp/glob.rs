@@ -1,5 +1,7 @@
 //! Redis-style glob patterns for `KEYS` and `SCAN ... MATCH`: `*` (any run), `?` (one
-//! character), `[abc]`, `[a-z]`, `[^a]` (classes, `^` negates) and `\x` (a literal x).
+//! byte), `[abc]`, `[a-z]`, `[^a]` (classes, `^` negates) and `\x` (a literal x), as
+//! Redis's `stringmatchlen` reads them (a range's ends compare as signed bytes, and `]`
+//! may end a range, as on x86-64).
 //! Matching is by byte, as Redis's (a key is bytes), iterative (no recursion, so no
 //! pattern can exhaust the stack), and linear-space.
 
@@ -93,12 +95,12 @@ fn match_class(pattern: &[u8], mut p: usize, c: u8) -> Option<usize> {
         if pattern[p] == b'\\' && p + 1 < pattern.len() {
             found |= pattern[p + 1] == c;
             p += 2;
-        } else if p + 2 < pattern.len() && pattern[p + 1] == b'-' && pattern[p + 2] != b']' {
-            let (low, high) = (
-                pattern[p].min(pattern[p + 2]),
-                pattern[p].max(pattern[p + 2]),
-            );
-            found |= (low..=high).contains(&c);
+        } else if p + 2 < pattern.len() && pattern[p + 1] == b'-' {
+            // Redis compares a range's bytes as C `char`s, signed on x86-64: bytes from
+            // 0x80 up sort below 0x00 there, and kv answers the same.
+            let (start, end) = (pattern[p] as i8, pattern[p + 2] as i8);
+            let (low, high) = (start.min(end), start.max(end));
+            found |= (low..=high).contains(&(c as i8));
             p += 3;
         } else {
             found |= pattern[p] == c;
@@ -144,6 +146,8 @@ mod tests {
             ("\\*", "a", false),
             ("é*", "été", true),
             ("?", "é", false),
+            ("[a-]", "]", true),
+            ("[a-]", "-", false),
             ("*a", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", false),
         ] {
             let found = matches(pattern.as_bytes(), text.as_bytes());
@@ -165,6 +169,10 @@ mod tests {
         assert!(Pattern::new(b"a\xff*")
             .expect("binary")
             .matches(b"a\xff\x00"));
+        // Signed bytes, as Redis on x86-64: 0xff is -1, below 'b'.
+        assert!(!matches(b"[a-\xff]", b"b"));
+        assert!(matches(b"[a-\xff]", b"\x00"));
+        assert!(!matches(b"[\x00-\xff]", b"a"));
     }
 
     #[test]

@@ -103,9 +103,11 @@ fn command_list(role: Role) -> &'static [(&'static str, &'static str)] {
     }
 }
 
-/// A key or value as the shell prints it: as text, with each byte that is not part of
-/// UTF-8 text written `\xNN` (a backslash itself `\\`, so the output reads back
-/// unambiguously when the data is binary).
+/// A key or value as the shell prints it: UTF-8 text as it is; other bytes with each byte
+/// that is not part of UTF-8 text written `\xNN`, and a backslash as `\\` (so binary
+/// data reads back unambiguously; text is printed untouched, so a text value that
+/// spells `\xff` looks like the byte 0xff: `redis-cli` or `hex()` in `sqlite3` tell
+/// them apart).
 pub fn shown(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     if let Ok(text) = std::str::from_utf8(bytes) {
         return std::borrow::Cow::Borrowed(text);

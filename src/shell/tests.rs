@@ -243,3 +243,16 @@ fn flush_asks_first_unless_told_yes() {
     let (_rt, replica) = shell(Role::Replica);
     assert!(out(&replica, "FLUSH").contains("not accepted here"));
 }
+
+#[test]
+fn bytes_that_are_not_text_are_shown_escaped() {
+    assert_eq!(shown("h\u{e9}llo".as_bytes()), "h\u{e9}llo");
+    assert_eq!(shown(b"a\xffb"), "a\\xffb");
+    assert_eq!(shown(b"\xc3"), "\\xc3", "half a character");
+    assert_eq!(
+        shown(b"back\\slash\xff"),
+        "back\\\\slash\\xff",
+        "unambiguous"
+    );
+    assert_eq!(shown(b"back\\slash"), "back\\slash", "text stays as it is");
+}

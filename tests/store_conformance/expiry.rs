@@ -152,26 +152,13 @@ pub fn expiry_commands_resolve_against_the_store<B: Backend>(backend: &B) {
     );
     assert_eq!(apply(&store, expire("kept", later(), nx)), Outcome::Int(0));
     assert_eq!(apply(&store, expire("plain", future, nx)), Outcome::Int(1));
-    assert_eq!(
-        store
-            .get_stored(b"plain")
-            .expect("row")
-            .expect("plain")
-            .expires_at,
-        Some(future)
-    );
+    let expiry_of = |key: &[u8]| store.row_expiry(key).expect("row").expect("a row");
+    assert_eq!(expiry_of(b"plain"), Some(future));
     let persist = Change::Persist {
         key: "plain".into(),
     };
     assert_eq!(apply(&store, persist), Outcome::Int(1));
-    assert_eq!(
-        store
-            .get_stored(b"plain")
-            .expect("row")
-            .expect("plain")
-            .expires_at,
-        None
-    );
+    assert_eq!(expiry_of(b"plain"), None);
 
     let getex = Change::GetEx {
         key: "kept".into(),
