@@ -51,6 +51,33 @@ impl Drop for RedisServer {
     }
 }
 
+/// A `redis-server` and a kv primary, each with a client port, started for one test.
+struct SideBySide {
+    redis: RedisServer,
+    kv: KvProcess,
+    _dir: TempDir,
+}
+
+impl SideBySide {
+    fn start() -> SideBySide {
+        let dir = TempDir::new().expect("tempdir");
+        let kv = KvProcess::primary_with_clients(&dir.path().join("p.db"), &[]);
+        SideBySide {
+            redis: RedisServer::start(),
+            kv,
+            _dir: dir,
+        }
+    }
+
+    /// A connection to Redis, then one to kv.
+    fn connections(&self) -> (redis::Connection, redis::Connection) {
+        let ours = redis::Client::open(self.kv.redis_url())
+            .and_then(|c| c.get_connection())
+            .expect("kv");
+        (self.redis.connection().expect("redis"), ours)
+    }
+}
+
 /// A command's reply as text: the value, or the error's words.
 fn ask(con: &mut redis::Connection, line: &str) -> String {
     let mut words = line.split(' ');
@@ -317,13 +344,8 @@ const SCRIPT: &[&str] = &[
 
 #[test]
 fn string_and_key_commands_answer_as_redis_does() {
-    let redis = RedisServer::start();
-    let dir = TempDir::new().expect("tempdir");
-    let kv = KvProcess::primary_with_clients(&dir.path().join("p.db"), &[]);
-    let mut theirs = redis.connection().expect("redis");
-    let mut ours = redis::Client::open(kv.redis_url())
-        .and_then(|c| c.get_connection())
-        .expect("kv");
+    let both = SideBySide::start();
+    let (mut theirs, mut ours) = both.connections();
     let mut differences = Vec::new();
     for line in SCRIPT {
         let (expected, got) = (ask(&mut theirs, line), ask(&mut ours, line));
@@ -509,13 +531,8 @@ fn ask_bytes(con: &mut redis::Connection, args: &[&[u8]]) -> String {
 /// matching bytes).
 #[test]
 fn binary_keys_and_values_answer_as_redis_does() {
-    let redis = RedisServer::start();
-    let dir = TempDir::new().expect("tempdir");
-    let kv = KvProcess::primary_with_clients(&dir.path().join("p.db"), &[]);
-    let mut theirs = redis.connection().expect("redis");
-    let mut ours = redis::Client::open(kv.redis_url())
-        .and_then(|c| c.get_connection())
-        .expect("kv");
+    let both = SideBySide::start();
+    let (mut theirs, mut ours) = both.connections();
     let script: &[&[&[u8]]] = &[
         &[b"SET", b"bin\xff\x00key", b"\x00\x01\xfe\xff"],
         &[b"GET", b"bin\xff\x00key"],

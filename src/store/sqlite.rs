@@ -14,6 +14,7 @@ mod files;
 mod inspect;
 mod lineage;
 mod lock;
+mod reads;
 mod rows;
 mod snapshot;
 
@@ -27,15 +28,15 @@ use lock::FileLock;
 use rows::{
     append_ops, apply_net_effect, bytes_at, digest_on, get_meta, head, init_meta, live, log_entry,
     log_op, query_keys, query_pairs, range_sql, read_log_row, set_meta, sql_now, sql_seq, sql_time,
-    stored_time, SqlKey, SqlValue,
+    SqlKey, SqlValue,
 };
 use snapshot::{SqliteKeyCursor, SqliteSnapshot};
 
 use super::history::ChainRule;
 use super::{
-    check_continues, fill_log_batch, values_up_to, BatchSeqs, Bytes, ChunkSource, CommitFence,
-    ContentDigest, DivergedEntry, KeyCursor, KvStore, Lineage, LogEntry, Op, Pair, Position, Role,
-    Snapshot, SnapshotTarget, Stored, Unfenced,
+    check_continues, fill_log_batch, BatchSeqs, Bytes, ChunkSource, CommitFence, ContentDigest,
+    DivergedEntry, KeyCursor, KvStore, Lineage, LogEntry, Op, Pair, Position, Role, Snapshot,
+    SnapshotTarget, Stored, Unfenced,
 };
 use crate::error::{Error, Result};
 use crate::locks::lock;
@@ -60,10 +61,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bytes the `-wal` file is truncated to after a checkpoint (`journal_size_limit`).
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
-
-/// A point read of a live key (the time bound as ?2).
-const GET_VALUE: &str =
-    "SELECT value FROM kv WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
 
 /// Idle read connections kept for reuse.
 const READER_POOL: usize = 8;
@@ -272,79 +269,27 @@ impl KvStore for SqliteStore {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        self.read(|conn| {
-            Ok(conn
-                .prepare_cached(GET_VALUE)?
-                .query_row(params![SqlKey(key), sql_now()], |row| bytes_at(row, 0))
-                .optional()?)
-        })
+        self.read(|conn| reads::get(conn, key))
     }
 
     fn get_stored(&self, key: &[u8]) -> Result<Option<Stored>> {
-        self.read(|conn| {
-            Ok(conn
-                .prepare_cached("SELECT value, expires_at FROM kv WHERE key = ?1")?
-                .query_row([SqlKey(key)], |row| {
-                    Ok(Stored {
-                        value: bytes_at(row, 0)?,
-                        expires_at: row.get::<_, Option<i64>>(1)?.map(stored_time),
-                    })
-                })
-                .optional()?)
-        })
+        self.read(|conn| reads::get_stored(conn, key))
     }
 
     fn row_expiry(&self, key: &[u8]) -> Result<Option<Option<u64>>> {
-        self.read(|conn| {
-            Ok(conn
-                .prepare_cached("SELECT expires_at FROM kv WHERE key = ?1")?
-                .query_row([SqlKey(key)], |row| {
-                    Ok(row.get::<_, Option<i64>>(0)?.map(stored_time))
-                })
-                .optional()?)
-        })
+        self.read(|conn| reads::row_expiry(conn, key))
     }
 
     fn expired_keys(&self, now: u64, limit: usize) -> Result<Vec<Bytes>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT key FROM kv WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
-            )?;
-            let keys =
-                stmt.query_map(params![sql_time(Some(now)), limit], |row| bytes_at(row, 0))?;
-            Ok(keys.collect::<rusqlite::Result<Vec<Bytes>>>()?)
-        })
+        self.read(|conn| reads::expired_keys(conn, now, limit))
     }
 
     fn count_expiring(&self) -> Result<u64> {
-        self.read(|conn| {
-            let n: i64 = conn.query_row(
-                "SELECT count(*) FROM kv WHERE expires_at > ?1",
-                [sql_now()],
-                |row| row.get(0),
-            )?;
-            Ok(n.max(0) as u64)
-        })
+        self.read(reads::count_expiring)
     }
 
     fn get_many(&self, keys: &[&[u8]], max_bytes: usize) -> Result<Vec<Option<Bytes>>> {
-        self.read(|conn| {
-            // One read transaction: each statement on its own would take and drop the
-            // WAL read lock (two fcntl calls) and check the WAL index again.
-            let tx = conn.unchecked_transaction()?;
-            let values = {
-                let mut statement = tx.prepare_cached(GET_VALUE)?;
-                let now = sql_now();
-                values_up_to(keys, max_bytes, |key| {
-                    Ok(statement
-                        .query_row(params![SqlKey(key), now], |row| bytes_at(row, 0))
-                        .optional()?)
-                })?
-            };
-            tx.commit()?;
-            Ok(values)
-        })
+        self.read(|conn| reads::get_many(conn, keys, max_bytes))
     }
 
     fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Pair>> {
