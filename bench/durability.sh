@@ -19,11 +19,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 positive_ints N_C1 N_C50 DEADLINE
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-durability.XXXXXX")
-PIDS=()
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+start_work durability
 
 REDIS_WHY=$(install_redis redis-benchmark) || true
 have_redis redis-benchmark || die "redis-server and redis-benchmark are needed: $REDIS_WHY"

@@ -34,14 +34,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 positive_ints CLIENTS SETS V DEADLINE SAMPLE_MS
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-flood.XXXXXX")
-PIDS=()
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Runs a command with the deadline (then TERM, and KILL 5 s later).
-bounded() { timeout --kill-after=5 "$DEADLINE" "$@"; }
+start_work flood
 # Stops one process this script started (TERM, KILL after 10 s) and reaps it.
 stop() {
     local pid=$1 i

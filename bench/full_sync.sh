@@ -21,11 +21,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 positive_ints KEYS DEADLINE
 [[ $BACKLOG =~ ^[0-9]+$ ]] || die "BACKLOG must be a whole number (got '$BACKLOG')"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-full-sync.XXXXXX")
-PIDS=()
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+start_work full-sync
 
 now_ns() { date +%s%N; }
 # A field of a kv node's INFO replication (PORT: its client port), e.g. master_repl_offset.

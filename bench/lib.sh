@@ -4,20 +4,28 @@
 #
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 #
-# It only defines functions: it sets no variables, options or traps. The caller provides
-#   WORK      its mktemp -d directory (removed by cleanup)
-#   PIDS      an array of the PIDs it starts (stopped by cleanup)
-#   DEADLINE  seconds, for wait_for_line
-# and installs the traps itself, after WORK and PIDS are set:
+# It only defines functions; sourcing it sets no variables, options or traps. The caller
+# sets DEADLINE (seconds, for wait_for_line and bounded), then calls `start_work NAME`,
+# which makes $WORK (a mktemp -d directory, removed by cleanup), empties PIDS (the PIDs
+# it starts, stopped by cleanup) and installs the traps.
 #
-#   trap cleanup EXIT
-#   trap 'exit 130' INT
-#   trap 'exit 143' TERM
-#
-# The helpers: cleanup, log, die, alive, proc_kb, mb, free_port, wait_for_line,
-# positive_ints, and for
+# The helpers: start_work, bounded, cleanup, log, die, alive, proc_kb, mb, free_port,
+# wait_for_line, positive_ints, and for
 # Redis have_redis, install_redis and start_redis (which sets R_PID and R_PORT when
 # called).
+
+# Makes the scratch directory WORK ("kv-NAME.XXXXXX" under $TMPDIR), empties PIDS, and
+# sets the traps: cleanup at exit, and an exit (running it) on INT or TERM.
+start_work() {
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-$1.XXXXXX")
+    PIDS=()
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# Runs a command with the deadline (then TERM, and KILL 5 s later).
+bounded() { timeout --kill-after=5 "$DEADLINE" "$@"; }
 
 # EXIT trap: stops every process in PIDS (TERM, then KILL after 5 s), removes $WORK and
 # exits with the status the script was exiting with.

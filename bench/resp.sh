@@ -39,14 +39,7 @@ fi
     echo "LAG_POLL_US must be a whole number (got '$LAG_POLL_US')" >&2
     exit 2
 }
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-resp.XXXXXX")
-PIDS=()
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Runs a command with the deadline (then TERM, and KILL 5 s later).
-bounded() { timeout --kill-after=5 "$DEADLINE" "$@"; }
+start_work resp
 
 command -v python3 >/dev/null || die "python3 is needed (free ports, the fsync floor)"
 

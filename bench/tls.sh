@@ -26,12 +26,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 positive_ints REQUESTS HANDSHAKES KEYSPACE SYNC_KEYS DEADLINE
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-tls.XXXXXX")
-PIDS=()
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-bounded() { timeout --kill-after=5 "$DEADLINE" "$@"; }
+start_work tls
 
 command -v openssl >/dev/null || die "openssl is needed to make the certificates"
 REDIS_WHY=$(install_redis redis-benchmark) || true
