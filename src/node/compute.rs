@@ -294,14 +294,24 @@ fn current(view: &mut View<'_>, key: &[u8]) -> Result<(Option<Bytes>, Option<u64
     })
 }
 
-fn incr_by(key: &[u8], by: i64, view: &mut View<'_>) -> Result<Resolved> {
-    let (text, expires_at) = current(view, key)?;
-    let current = match text {
-        Some(text) => as_text(&text)
-            .and_then(parse_integer)
-            .ok_or_else(|| rejected(NOT_AN_INTEGER))?,
-        None => 0,
+/// `key`'s live value read as a number by `parse` (absent: `zero`; not a number: refused
+/// with `not_a_number`), and its expiry, which a counter keeps.
+fn current_number<T>(
+    view: &mut View<'_>,
+    key: &[u8],
+    parse: fn(&[u8]) -> Option<T>,
+    (zero, not_a_number): (T, &str),
+) -> Result<(T, Option<u64>)> {
+    let (value, expires_at) = current(view, key)?;
+    let number = match value {
+        Some(value) => parse(&value).ok_or_else(|| rejected(not_a_number))?,
+        None => zero,
     };
+    Ok((number, expires_at))
+}
+
+fn incr_by(key: &[u8], by: i64, view: &mut View<'_>) -> Result<Resolved> {
+    let (current, expires_at) = current_number(view, key, parse_integer, (0, NOT_AN_INTEGER))?;
     let next = current
         .checked_add(by)
         .ok_or_else(|| rejected("increment or decrement would overflow"))?;
@@ -312,13 +322,7 @@ fn incr_by(key: &[u8], by: i64, view: &mut View<'_>) -> Result<Resolved> {
 }
 
 fn incr_by_float(key: &[u8], by: f64, view: &mut View<'_>) -> Result<Resolved> {
-    let (text, expires_at) = current(view, key)?;
-    let current = match text {
-        Some(text) => as_text(&text)
-            .and_then(parse_float)
-            .ok_or_else(|| rejected(NOT_A_FLOAT))?,
-        None => 0.0,
-    };
+    let (current, expires_at) = current_number(view, key, parse_float, (0.0, NOT_A_FLOAT))?;
     let next = current + by;
     if !next.is_finite() {
         return Err(rejected("increment would produce NaN or Infinity"));
@@ -372,14 +376,10 @@ fn rename(from: Bytes, to: Bytes, nx: bool, view: &mut View<'_>) -> Result<Resol
     Ok((vec![Op::Delete { key: from }, moved], done))
 }
 
-/// `bytes` as text, if they are UTF-8 (numbers are).
-fn as_text(bytes: &[u8]) -> Option<&str> {
-    std::str::from_utf8(bytes).ok()
-}
-
 /// A 64-bit integer as Redis reads one: optional `-`, digits, no spaces or `+`, no
 /// leading zeros (but `0`).
-pub fn parse_integer(text: &str) -> Option<i64> {
+pub fn parse_integer(bytes: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?;
     let digits = text.strip_prefix('-').unwrap_or(text);
     let plain = !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
@@ -389,7 +389,8 @@ pub fn parse_integer(text: &str) -> Option<i64> {
 }
 
 /// A float as Redis reads one: no spaces, not NaN.
-pub fn parse_float(text: &str) -> Option<f64> {
+pub fn parse_float(bytes: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(bytes).ok()?;
     let trimmed = text.trim();
     if trimmed.len() != text.len() || text.is_empty() {
         return None;

@@ -2,6 +2,7 @@
 //! that must be text (a number, a host name); keys and values are bytes, taken as sent.
 
 use crate::error::Error;
+use crate::node::compute::{parse_integer, NOT_AN_INTEGER};
 
 /// A command's failure, sent as the error reply (code and message).
 pub type Reply = Result<(), String>;
@@ -17,6 +18,11 @@ pub fn arity(name: &str) -> String {
         "wrong number of arguments for '{}' command",
         name.to_ascii_lowercase()
     ))
+}
+
+/// An argument that must be a 64-bit integer, read as Redis reads one; or Redis's error.
+pub fn integer(arg: &[u8]) -> Result<i64, String> {
+    parse_integer(arg).ok_or_else(|| err(NOT_AN_INTEGER))
 }
 
 /// An argument read as a number, if it is one.

@@ -4,14 +4,11 @@
 //! the writer resolves atomically (see [`crate::node::compute`]), with Redis's argument
 //! errors; and how its [`Outcome`] is answered.
 
-use super::args::{arity, err};
+use super::args::{arity, err, integer};
 use super::expiry;
 use super::reply;
 use super::writes::{self, Write};
-use crate::node::compute::{
-    parse_float, parse_integer, Change, NewExpiry, Outcome, When, NOT_AN_INTEGER, NOT_A_FLOAT,
-};
-use crate::store::{Bytes, Op};
+use crate::node::compute::{parse_float, Change, NewExpiry, Outcome, When, NOT_A_FLOAT};
 use bytes::BytesMut;
 
 /// Whether `name` is one of these commands.
@@ -80,13 +77,6 @@ pub fn answer(out: &mut BytesMut, outcome: Outcome, answer: Answer) {
     }
 }
 
-fn integer(arg: &[u8]) -> Result<i64, String> {
-    std::str::from_utf8(arg)
-        .ok()
-        .and_then(parse_integer)
-        .ok_or_else(|| err(NOT_AN_INTEGER))
-}
-
 /// Exactly `N` arguments, or Redis's arity error.
 fn exactly<const N: usize>(name: &str, args: Vec<Vec<u8>>) -> Result<[Vec<u8>; N], String> {
     args.try_into().map_err(|_| arity(name))
@@ -130,10 +120,7 @@ pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Parsed, String> {
         }
         "INCRBYFLOAT" => {
             let [key, by] = exactly(name, args)?;
-            let by = std::str::from_utf8(&by)
-                .ok()
-                .and_then(parse_float)
-                .ok_or_else(|| err(NOT_A_FLOAT))?;
+            let by = parse_float(&by).ok_or_else(|| err(NOT_A_FLOAT))?;
             if !by.is_finite() {
                 return Err(err("increment would produce NaN or Infinity"));
             }
@@ -238,46 +225,36 @@ pub enum Parsing {
 /// Parses the write command `name args` (`args` without the name).
 pub fn parse_write(name: &str, args: Vec<Vec<u8>>) -> Parsing {
     match name {
-        "SET" => parse_set(&args).unwrap_or_else(|| Parsing::Plain(writes::parse(name, args))),
+        "SET" => parse_set(args),
         "SETEX" | "PSETEX" => Parsing::Plain(expiry::setex(name, args)),
         name if is_change_call(name, &args) => Parsing::Change(parse(name, args)),
         _ => Parsing::Plain(writes::parse(name, args)),
     }
 }
 
-/// `SET key value` with options (`NX`, `XX`, `GET`, `EX`, `PX`, `EXAT`, `PXAT`,
-/// `KEEPTTL`), or `None` for a plain `SET key value`. Only a set that reads the key is a
-/// change: one with a new expiry and nothing else is a plain put.
-pub fn parse_set(args: &[Vec<u8>]) -> Option<Parsing> {
-    let [key, value, options @ ..] = args else {
-        return Some(Parsing::Plain(Err(arity("SET"))));
+/// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT time|KEEPTTL]`. Only a set that reads
+/// the key is a change: one with a new expiry, or none, and nothing else is a plain put
+/// (its key and value moved from the request, not copied).
+pub fn parse_set(args: Vec<Vec<u8>>) -> Parsing {
+    let mut args = args.into_iter();
+    let (Some(key), Some(value)) = (args.next(), args.next()) else {
+        return Parsing::Plain(Err(arity("SET")));
     };
-    if options.is_empty() {
-        return None;
-    }
-    let parsed = expiry::parse_options("SET", options).map(|(when, get, expiry)| {
-        let (key, value) = (key.clone(), value.clone());
-        match (when, get, expiry) {
-            (When::Always, false, NewExpiry::Never) => plain_put(key, value, None),
-            (When::Always, false, NewExpiry::At(at)) => plain_put(key, value, Some(at)),
-            _ => Parsing::Change(parsed(Change::Set {
-                key,
-                value,
-                when,
-                get,
-                expiry,
-            })),
+    let options: Vec<Vec<u8>> = args.collect();
+    match expiry::parse_options("SET", &options) {
+        Err(e) => Parsing::Change(Err(e)),
+        Ok((When::Always, false, NewExpiry::Never)) => {
+            Parsing::Plain(Ok(writes::put(key, value, None)))
         }
-    });
-    Some(parsed.unwrap_or_else(|e| Parsing::Change(Err(e))))
-}
-
-fn plain_put(key: Bytes, value: Bytes, expires_at: Option<u64>) -> Parsing {
-    Parsing::Plain(Ok(Write {
-        ops: vec![Op::Put {
+        Ok((When::Always, false, NewExpiry::At(at))) => {
+            Parsing::Plain(Ok(writes::put(key, value, Some(at))))
+        }
+        Ok((when, get, expiry)) => Parsing::Change(parsed(Change::Set {
             key,
             value,
-            expires_at,
-        }],
-    }))
+            when,
+            get,
+            expiry,
+        })),
+    }
 }

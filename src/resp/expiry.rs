@@ -4,15 +4,15 @@
 //! `PTTL`, `EXPIRETIME` and `PEXPIRETIME`. The writer decides what each write does to the
 //! key (see [`crate::node::compute`]).
 
-use super::args::{arity, err, Reply};
+use super::args::{arity, err, integer, Reply};
 use super::commands::point_read;
 use super::output::Output;
 use super::reply;
-use super::writes::Write;
-use crate::node::compute::{parse_integer, Change, ExpireIf, NewExpiry, When, NOT_AN_INTEGER};
+use super::writes::{self, Write};
+use crate::node::compute::{Change, ExpireIf, NewExpiry, When};
 use crate::node::Node;
 use crate::store::expiry::is_live;
-use crate::store::{now_ms, Op};
+use crate::store::now_ms;
 
 /// How a command states a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,10 +58,7 @@ pub fn deadline(
     command: &str,
     positive: bool,
 ) -> Result<u64, String> {
-    let amount = std::str::from_utf8(amount)
-        .ok()
-        .and_then(parse_integer)
-        .ok_or_else(|| err(NOT_AN_INTEGER))?;
+    let amount = integer(amount)?;
     if positive && amount <= 0 {
         return Err(invalid(command));
     }
@@ -133,13 +130,7 @@ pub fn setex(name: &str, args: Vec<Vec<u8>>) -> Result<Write, String> {
         _ => Unit::Millis,
     };
     let at = deadline(&amount, unit, now_ms(), name, true)?;
-    Ok(Write {
-        ops: vec![Op::Put {
-            key,
-            value,
-            expires_at: Some(at),
-        }],
-    })
+    Ok(writes::put(key, value, Some(at)))
 }
 
 /// `EXPIRE key time [NX|XX|GT|LT]` and its kin (`PEXPIRE`, `EXPIREAT`, `PEXPIREAT`).
@@ -248,6 +239,7 @@ pub async fn ttl(node: &Node, name: &str, key: &[u8], out: &mut Output) -> Reply
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::compute::NOT_AN_INTEGER;
 
     const NOW: u64 = 1_700_000_000_000;
 

@@ -98,13 +98,12 @@ impl Pipeline {
             Ok(write) => {
                 let remembered = remember(&write.ops);
                 match node.start_write(write.ops, charge).await {
-                    Ok(pending) => Ok((pending, remembered)),
+                    Ok(pending) => Ok((Queued::Write(pending), remembered)),
                     Err(e) => Err(store_error(e)),
                 }
             }
             Err(message) => Err(message),
         };
-        let queued = queued.map(|(pending, remembered)| (Queued::Write(pending), remembered));
         self.enqueue(queued, out).await;
     }
 

@@ -26,11 +26,9 @@ pub struct ReadBatch {
 }
 
 impl ReadBatch {
-    /// Takes `GET key` into the batch; true (every key can be batched: the caller's
-    /// check that a read may be batched stays in one place).
-    pub fn push(&mut self, key: &[u8]) -> bool {
+    /// Takes `GET key` into the batch.
+    pub fn push(&mut self, key: &[u8]) {
         self.keys.push(key.to_vec());
-        true
     }
 
     /// Whether the batch should be read now.

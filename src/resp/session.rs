@@ -122,7 +122,8 @@ impl Session {
         drop(charge);
         if let (true, [key]) = (name == "GET", args.as_slice()) {
             // Behind no writes: read with the GETs around it, in one transaction.
-            if self.pipeline.is_empty() && self.reads.push(key) {
+            if self.pipeline.is_empty() {
+                self.reads.push(key);
                 if self.reads.is_full() {
                     self.reads.flush(&self.node, out).await?;
                 }
@@ -187,7 +188,7 @@ impl Session {
                 expiry::ttl(node, name, &args[0], out).await
             }
             // With an option, GETEX is a write (see `changes::is_change_call`).
-            ("GETEX", 1) => strings::getex(node, &args[0], out).await,
+            ("GETEX", 1) => return commands::get(node, args, false, out).await,
             ("DBSIZE", 0) => commands::dbsize(node, out).await,
             ("RANDOMKEY", 0) => commands::random_key(node, out).await,
             ("KEYS", 1) => return commands::keys(node, &args[0], out).await,

@@ -1,11 +1,10 @@
 //! The read commands on one string: `STRLEN`, `GETRANGE` (and its old name `SUBSTR`),
-//! `TYPE`, `GETEX` without an option: point reads of one key, run inline like `GET`.
+//! `TYPE`: point reads of one key, run inline like `GET`.
 
-use super::args::{err, Reply};
+use super::args::{integer, Reply};
 use super::commands::point_read;
 use super::output::Output;
 use super::reply;
-use crate::node::compute::{parse_integer, NOT_AN_INTEGER};
 use crate::node::Node;
 use crate::store::Bytes;
 
@@ -32,23 +31,10 @@ pub async fn type_of(node: &Node, key: &[u8], out: &mut Output) -> Reply {
     Ok(())
 }
 
-/// `GETEX key` without an option: its value, like `GET`.
-pub async fn getex(node: &Node, key: &[u8], out: &mut Output) -> Reply {
-    let value = value(node, key).await?;
-    reply::bulk(out.buffer(), value.as_deref());
-    Ok(())
-}
-
 /// `GETRANGE key start end`: the bytes from `start` to `end`, both included; negative
 /// offsets count from the end, as in Redis.
 pub async fn getrange(node: &Node, args: &[Vec<u8>], out: &mut Output) -> Reply {
-    let offset = |arg: &[u8]| {
-        std::str::from_utf8(arg)
-            .ok()
-            .and_then(parse_integer)
-            .ok_or_else(|| err(NOT_AN_INTEGER))
-    };
-    let (start, end) = (offset(&args[1])?, offset(&args[2])?);
+    let (start, end) = (integer(&args[1])?, integer(&args[2])?);
     let value = value(node, &args[0]).await?.unwrap_or_default();
     let range = byte_range(value.len(), start, end);
     reply::bulk(out.buffer(), Some(&value[range]));

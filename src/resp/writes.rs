@@ -3,7 +3,7 @@
 //! not copied; how a connection pipelines them is [`super::pipeline`].
 
 use super::args::arity;
-use crate::store::Op;
+use crate::store::{Bytes, Op};
 
 /// A parsed write command.
 pub struct Write {
@@ -16,18 +16,21 @@ pub fn is_write(name: &str) -> bool {
     matches!(name, "SET" | "MSET")
 }
 
-/// The write `name args` stands for (`args` without the name), or its error reply.
+/// A put of one key: `SET key value` (with a time, `SET … EX`, `SETEX`).
+pub fn put(key: Bytes, value: Bytes, expires_at: Option<u64>) -> Write {
+    Write {
+        ops: vec![Op::Put {
+            key,
+            value,
+            expires_at,
+        }],
+    }
+}
+
+/// The write `MSET args` stands for, or its error reply (`SET` is parsed with its options
+/// in [`super::changes::parse_set`]).
 pub fn parse(name: &str, args: Vec<Vec<u8>>) -> Result<Write, String> {
     match (name, args.len()) {
-        ("SET", 2) => {
-            let mut args = args.into_iter();
-            let (Some(key), Some(value)) = (args.next(), args.next()) else {
-                return Err(arity(name));
-            };
-            Ok(Write {
-                ops: vec![Op::put(key, value)],
-            })
-        }
         ("MSET", n) if n > 0 && n % 2 == 0 => {
             let mut args = args.into_iter();
             let mut ops = Vec::with_capacity(n / 2);

@@ -13,7 +13,8 @@ use crate::node::compute::{self, Change};
 use crate::node::failover::DEFAULT_FAILOVER_TIMEOUT;
 use crate::node::{Node, Promotion};
 use crate::replication::LinkMode;
-use crate::store::{now_ms, Op, Role, Stored};
+use crate::store::expiry::is_live;
+use crate::store::{now_ms, Op, Role};
 use command::{check_line, parse, Command};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -268,21 +269,13 @@ impl Shell {
                 })
             }
             Command::Ttl { key } => {
-                let stored = self
-                    .node
-                    .store()
-                    .get_stored(key.as_bytes())
-                    .map_err(failed)?;
+                // The expiry alone: the value, up to 8 MiB, is not read.
+                let row = self.node.store().row_expiry(key.as_bytes());
                 let now = now_ms();
-                Ok(match stored.filter(|stored| stored.is_live(now)) {
+                Ok(match row.map_err(failed)?.filter(|&at| is_live(at, now)) {
                     None => format!("{key} -> Not found"),
-                    Some(Stored {
-                        expires_at: None, ..
-                    }) => format!("{key} -> no expiry"),
-                    Some(Stored {
-                        expires_at: Some(at),
-                        ..
-                    }) => {
+                    Some(None) => format!("{key} -> no expiry"),
+                    Some(Some(at)) => {
                         let left = at.saturating_sub(now);
                         format!("{key} -> expires in {}.{:03} s", left / 1000, left % 1000)
                     }

@@ -83,9 +83,9 @@ fn counters_count_and_refuse_what_is_not_a_number() {
     let overflow = run(&mut data, incr("big", 1)).expect_err("overflow");
     assert!(overflow.to_string().contains("overflow"));
     for bad in ["", " 1", "+1", "01", "-0", "1.0", "99999999999999999999"] {
-        assert_eq!(parse_integer(bad), None, "{bad:?}");
+        assert_eq!(parse_integer(bad.as_bytes()), None, "{bad:?}");
     }
-    assert_eq!(parse_integer("-12"), Some(-12));
+    assert_eq!(parse_integer(b"-12"), Some(-12));
 }
 
 #[test]
@@ -105,8 +105,8 @@ fn floats_print_as_redis_prints_them() {
     assert_eq!(format_float(-0.0), "0");
     assert_eq!(format_float(1e20), "100000000000000000000");
     assert_eq!(format_float(5.0e-5), "0.00005");
-    assert_eq!(parse_float(" 1"), None);
-    assert_eq!(parse_float("nan"), None);
+    assert_eq!(parse_float(b" 1"), None);
+    assert_eq!(parse_float(b"nan"), None);
 }
 
 #[test]

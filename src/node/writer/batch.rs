@@ -46,14 +46,20 @@ impl Work {
 }
 
 /// What this batch's earlier writes left each key they touched holding: a change later
-/// in the batch reads through it, so it sees those writes before they commit.
-#[derive(Default)]
-struct Overlay(HashMap<Bytes, Option<Stored>>);
+/// in the batch reads through it, so it sees those writes before they commit. It also
+/// holds the batch's one time, so that its changes agree on which keys have expired.
+struct Overlay {
+    written: HashMap<Bytes, Option<Stored>>,
+    now: u64,
+}
 
 impl Overlay {
-    /// The overlay of the writes already in the batch.
+    /// The overlay of the writes already in the batch, at the time it is built.
     fn of(earlier: &[Vec<Op>]) -> Overlay {
-        let mut overlay = Overlay::default();
+        let mut overlay = Overlay {
+            written: HashMap::new(),
+            now: now_ms(),
+        };
         earlier.iter().for_each(|ops| overlay.record(ops));
         overlay
     }
@@ -69,26 +75,26 @@ impl Overlay {
                 }),
                 Op::Delete { .. } => None,
             };
-            self.0.insert(op.key().to_vec(), stored);
+            self.written.insert(op.key().to_vec(), stored);
         }
     }
 
     fn read(&self, store: &dyn KvStore, key: &[u8]) -> Result<Option<Stored>> {
-        match self.0.get(key) {
+        match self.written.get(key) {
             Some(stored) => Ok(stored.clone()),
             None => store.get_stored(key),
         }
     }
 
     fn expiry(&self, store: &dyn KvStore, key: &[u8]) -> Result<Option<Option<u64>>> {
-        match self.0.get(key) {
+        match self.written.get(key) {
             Some(stored) => Ok(stored.as_ref().map(|stored| stored.expires_at)),
             None => store.row_expiry(key),
         }
     }
 
     /// Every live key, as the batch leaves them so far, read in pages.
-    fn keys(&self, store: &dyn KvStore, now: u64) -> Result<Vec<Bytes>> {
+    fn keys(&self, store: &dyn KvStore) -> Result<Vec<Bytes>> {
         let mut keys = Vec::new();
         loop {
             let after = keys.last().map(Vec::as_slice);
@@ -99,13 +105,13 @@ impl Overlay {
                 break;
             }
         }
-        if self.0.is_empty() {
+        if self.written.is_empty() {
             return Ok(keys);
         }
         let mut keys: BTreeSet<Bytes> = keys.into_iter().collect();
-        for (key, stored) in &self.0 {
+        for (key, stored) in &self.written {
             match stored {
-                Some(stored) if stored.is_live(now) => keys.insert(key.clone()),
+                Some(stored) if stored.is_live(self.now) => keys.insert(key.clone()),
                 _ => keys.remove(key),
             };
         }
@@ -141,8 +147,6 @@ impl Resolved {
         };
         // Built at the batch's first change only: plain writes pay nothing for it.
         let mut overlay: Option<Overlay> = None;
-        // One time for the whole batch: its changes agree on which keys have expired.
-        let now = now_ms();
         let mut bytes = 0;
         let mut requests = batch.into_iter();
         for request in requests.by_ref() {
@@ -150,7 +154,7 @@ impl Resolved {
                 Work::Ops(ops) => ops,
                 Work::Change(change, outcome) => {
                     let overlay = overlay.get_or_insert_with(|| Overlay::of(&resolved.ops));
-                    match resolve(store, change, overlay, now) {
+                    match resolve(store, change, overlay) {
                         Ok((ops, result)) => {
                             let _ = outcome.send(result);
                             ops
@@ -180,18 +184,13 @@ impl Resolved {
 /// `change`'s ops against the store as the batch leaves it so far, each checked for size
 /// like any write (too large: refused, in Redis's words). A panic while resolving fails
 /// only this change, so the writer thread survives it.
-fn resolve(
-    store: &dyn KvStore,
-    change: Change,
-    overlay: &Overlay,
-    now: u64,
-) -> Result<compute::Resolved> {
+fn resolve(store: &dyn KvStore, change: Change, overlay: &Overlay) -> Result<compute::Resolved> {
     let resolving = AssertUnwindSafe(|| {
         change.resolve(&mut View {
-            now,
+            now: overlay.now,
             read: &mut |key| overlay.read(store, key),
             expiry: &mut |key| overlay.expiry(store, key),
-            keys: &mut || overlay.keys(store, now),
+            keys: &mut || overlay.keys(store),
         })
     });
     let (ops, outcome): (Vec<Op>, Outcome) = catch_unwind(resolving).unwrap_or_else(|_| {

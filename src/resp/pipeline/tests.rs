@@ -20,7 +20,7 @@ fn primary(runtime: &tokio::runtime::Runtime) -> Node {
 }
 
 fn set(key: &str, value: &str) -> Result<Write, String> {
-    super::super::writes::parse("SET", vec![key.into(), value.into()])
+    Ok(super::super::writes::put(key.into(), value.into(), None))
 }
 
 fn del(key: &str) -> Result<Parsed, String> {
